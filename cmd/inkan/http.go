@@ -1,0 +1,177 @@
+package main
+
+import (
+	"crypto/tls"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay"
+)
+
+// startHTTP binds the ops listener (health, readiness, metrics, autoconfig)
+// and, with ACME, its challenge listener.
+func (d *daemon) startHTTP(cfg *config.Config) error {
+	if d.tlsSetup.ACME != nil {
+		if err := d.startACMEChallenge(cfg); err != nil {
+			return err
+		}
+	}
+	addrs := config.SplitAddrs(cfg.Listen.HTTP)
+	if len(addrs) == 0 {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", d.readyz)
+	if cfg.HTTP.Metrics {
+		mux.Handle("/metrics", promhttp.Handler())
+	}
+	if cfg.HTTP.Autoconfig {
+		mux.HandleFunc("/.well-known/autoconfig/mail/config-v1.1.xml", d.autoconfig)
+		mux.HandleFunc("/mail/config-v1.1.xml", d.autoconfig)
+	}
+	d.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("listen http on %s: %w", a, err)
+		}
+		d.httpAddrs = append(d.httpAddrs, ln.Addr().String())
+		d.log.Info("listening", "listener", "http", "addr", ln.Addr().String())
+		d.goFunc(func() {
+			if err := d.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("http listener stopped", "err", err)
+			}
+		})
+	}
+	return nil
+}
+
+// startACMEChallenge serves HTTP-01 on a port-80 style address, or
+// TLS-ALPN-01 on a port-443 style address.
+func (d *daemon) startACMEChallenge(cfg *config.Config) error {
+	addr := cfg.TLS.ACME.ChallengeListen
+	if addr == "" {
+		addr = ":80"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for ACME challenges on %s: %w (set tls.acme.challenge_listen)", addr, err)
+	}
+	m := d.tlsSetup.ACME
+	if _, port, _ := net.SplitHostPort(addr); port == "443" {
+		ln = tls.NewListener(ln, m.TLSConfig())
+		d.acmeSrv = &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 10 * time.Second}
+	} else {
+		d.acmeSrv = &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
+	}
+	d.log.Info("listening", "listener", "acme-challenge", "addr", ln.Addr().String())
+	d.goFunc(func() {
+		if err := d.acmeSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("acme challenge listener stopped", "err", err)
+		}
+	})
+	return nil
+}
+
+// readyz is 200 only when the listeners are bound, the spool accepts writes
+// and every configured DKIM key is loaded.
+func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
+	cfg := d.cfg.Load()
+	var problems []string
+	if len(d.srv.Addrs(relay.KindSMTPS))+len(d.srv.Addrs(relay.KindSubmission))+len(d.srv.Addrs(relay.KindRelay)) == 0 {
+		problems = append(problems, "no SMTP listener is bound")
+	}
+	probe := filepath.Join(queueDir(cfg), ".readyz-probe")
+	if f, err := os.OpenFile(probe, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+		problems = append(problems, "spool not writable: "+err.Error())
+	} else {
+		_, err := f.Write([]byte("ok"))
+		f.Close()
+		os.Remove(probe)
+		if err != nil {
+			problems = append(problems, "spool not writable: "+err.Error())
+		}
+	}
+	if hasDKIM(cfg) && d.srv.Current().Signer == nil {
+		problems = append(problems, "DKIM keys not loaded")
+	}
+	if len(problems) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		for _, p := range problems {
+			fmt.Fprintln(w, p)
+		}
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// autoconfig describes the outgoing server in Thunderbird's format
+// (https://wiki.mozilla.org/Thunderbird:Autoconfiguration:ConfigFileFormat).
+func (d *daemon) autoconfig(w http.ResponseWriter, r *http.Request) {
+	cfg := d.cfg.Load()
+	type server struct {
+		Type           string `xml:"type,attr"`
+		Hostname       string `xml:"hostname"`
+		Port           int    `xml:"port"`
+		SocketType     string `xml:"socketType"`
+		Authentication string `xml:"authentication"`
+		Username       string `xml:"username"`
+	}
+	type provider struct {
+		ID          string   `xml:"id,attr"`
+		Domain      []string `xml:"domain"`
+		DisplayName string   `xml:"displayName"`
+		Outgoing    []server `xml:"outgoingServer"`
+	}
+	type clientConfig struct {
+		XMLName  xml.Name `xml:"clientConfig"`
+		Version  string   `xml:"version,attr"`
+		Provider provider `xml:"emailProvider"`
+	}
+	domain := r.URL.Query().Get("emailaddress")
+	if _, dom, ok := cutLast(domain, "@"); ok {
+		domain = dom
+	} else {
+		domain = cfg.Hostname
+	}
+	p := provider{ID: cfg.Hostname, Domain: []string{domain}, DisplayName: "inkan relay " + cfg.Hostname}
+	add := func(listen, socket string) {
+		for _, a := range config.SplitAddrs(listen) {
+			if _, port, err := net.SplitHostPort(a); err == nil {
+				n, _ := strconv.Atoi(port)
+				p.Outgoing = append(p.Outgoing, server{Type: "smtp", Hostname: cfg.Hostname, Port: n,
+					SocketType: socket, Authentication: "password-cleartext", Username: "%EMAILADDRESS%"})
+				return
+			}
+		}
+	}
+	add(cfg.Listen.SMTPS, "SSL")
+	add(cfg.Listen.Submission, "STARTTLS")
+	w.Header().Set("Content-Type", "application/xml")
+	w.Write([]byte(xml.Header))
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	enc.Encode(clientConfig{Version: "1.1", Provider: p})
+}
+
+func cutLast(s, sep string) (string, string, bool) {
+	for i := len(s) - len(sep); i >= 0; i-- {
+		if s[i:i+len(sep)] == sep {
+			return s[:i], s[i+len(sep):], true
+		}
+	}
+	return s, "", false
+}

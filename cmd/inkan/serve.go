@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/inkan-relay/inkan/auth"
+	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/queue"
+	"github.com/inkan-relay/inkan/relay"
+	"github.com/inkan-relay/inkan/relay/deliver"
+	"github.com/inkan-relay/inkan/relay/signing"
+)
+
+func runServe(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	cfgPath := fs.String("config", defaultConfigPath(), "config file (default: embedded default; env INKAN_CONFIG)")
+	logFormat := fs.String("log-format", "", "log format: text or json (overrides log.format)")
+	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (overrides log.level)")
+	quiet := fs.Bool("quiet", false, "do not print the startup banner")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		printConfigError(os.Stderr, err)
+		return 78 // EX_CONFIG
+	}
+	if *logFormat != "" {
+		cfg.Log.Format = *logFormat
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	logger := newLogger(os.Stderr, cfg.Log)
+	slog.SetDefault(logger)
+
+	d, err := startDaemon(cfg, *cfgPath, logger)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		fmt.Fprintln(os.Stderr, "inkan:", err)
+		return 1
+	}
+	if !*quiet {
+		printBanner(os.Stderr, d)
+	}
+	return d.wait()
+}
+
+// daemon is a running inkan: SMTP listeners, queue, delivery, HTTP.
+type daemon struct {
+	cfgPath string
+	log     *slog.Logger
+	cfg     atomic.Pointer[config.Config]
+
+	srv       *relay.Server
+	q         *queue.Queue
+	transport *swapTransport
+	tlsSetup  *relay.TLSSetup
+	httpSrv   *http.Server
+	httpAddrs []string
+	acmeSrv   *http.Server
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func startDaemon(cfg *config.Config, cfgPath string, logger *slog.Logger) (*daemon, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w (set data_dir or INKAN_DATA_DIR to a writable place)", cfg.DataDir, err)
+	}
+	d := &daemon{cfgPath: cfgPath, log: logger}
+	d.cfg.Store(cfg)
+	st, tlsSetup, err := buildState(cfg, logger, nil)
+	if err != nil {
+		return nil, err
+	}
+	d.tlsSetup = tlsSetup
+	tr, err := newTransport(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	d.transport = &swapTransport{}
+	d.transport.p.Store(tr)
+
+	d.q, err = queue.Open(queueOptions(cfg, d.transport, logger))
+	if err != nil {
+		return nil, fmt.Errorf("open queue: %w", err)
+	}
+	d.srv = relay.New(st, relay.Options{Spool: d.q, Router: d.transport, Logger: logger})
+	if err := d.srv.Listen(); err != nil {
+		d.q.Close()
+		return nil, err
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	if err := d.startHTTP(cfg); err != nil {
+		d.cancel()
+		d.srv.Shutdown(context.Background())
+		d.q.Close()
+		return nil, err
+	}
+	d.goFunc(func() {
+		if err := d.q.Run(d.ctx); err != nil && !errors.Is(err, context.Canceled) {
+			logger.Error("queue stopped", "err", err)
+		}
+	})
+	d.goFunc(func() {
+		if err := d.q.ServeControl(d.ctx, filepath.Join(queueDir(cfg), "control.sock")); err != nil && !errors.Is(err, context.Canceled) {
+			logger.Error("queue control socket stopped", "err", err)
+		}
+	})
+	d.goFunc(func() { d.srv.Serve() })
+	d.goFunc(d.watchUsers)
+	for _, w := range st.Warnings() {
+		logger.Warn(w)
+	}
+	logger.Info("inkan started", "version", version, "hostname", cfg.Hostname, "data_dir", cfg.DataDir, "config", sourceName(cfg))
+	return d, nil
+}
+
+func (d *daemon) goFunc(f func()) {
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); f() }()
+}
+
+func queueDir(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "queue") }
+
+func queueOptions(cfg *config.Config, tr queue.Transport, logger *slog.Logger) queue.Options {
+	return queue.Options{
+		Dir:           queueDir(cfg),
+		Transport:     tr,
+		Logger:        logger,
+		Hostname:      cfg.Hostname,
+		MaxLifetime:   cfg.Queue.MaxLifetime.D(),
+		RetryMin:      cfg.Queue.RetryMin.D(),
+		RetryMax:      cfg.Queue.RetryMax.D(),
+		DelayWarning:  cfg.Queue.DelayWarning.D(),
+		MaxConcurrent: cfg.Delivery.MaxConcurrent,
+		MaxPerDomain:  cfg.Delivery.MaxPerDomain,
+	}
+}
+
+func newTransport(cfg *config.Config, logger *slog.Logger) (*deliver.Transport, error) {
+	return deliver.New(deliver.Options{Config: cfg.Delivery, Hostname: cfg.Hostname, Logger: logger})
+}
+
+// buildState loads everything a reload replaces. old, when set, lends its
+// ACME manager: the challenge listener cannot be rebuilt on reload.
+func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *relay.TLSSetup) (*relay.State, *relay.TLSSetup, error) {
+	st := &relay.State{Config: cfg}
+	usersFile := usersPath(cfg)
+	if _, err := os.Stat(usersFile); errors.Is(err, os.ErrNotExist) && cfg.Auth.UsersFile == "" {
+		// The embedded default keeps users in the data dir; start with none.
+		if err := os.WriteFile(usersFile, nil, 0o600); err != nil {
+			return nil, nil, fmt.Errorf("create users file: %w", err)
+		}
+	}
+	users, err := auth.LoadUsers(usersFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	st.Users = users
+	if st.Networks, err = auth.NewNetworks(cfg.Auth, nil); err != nil {
+		return nil, nil, err
+	}
+	if st.Policy, err = auth.NewPolicy(cfg.Auth.Senders); err != nil {
+		return nil, nil, err
+	}
+	if hasDKIM(cfg) {
+		if st.Signer, err = signing.New(cfg.DKIM, logger); err != nil {
+			return nil, nil, err
+		}
+	}
+	setup := oldTLS
+	if setup == nil || setup.ACME == nil {
+		if setup, err = relay.ServerTLS(cfg, logger); err != nil {
+			return nil, nil, err
+		}
+	}
+	st.TLS = setup.Config
+	return st, setup, nil
+}
+
+func hasDKIM(cfg *config.Config) bool {
+	return len(cfg.DKIM.Keys) > 0 || cfg.DKIM.KeyTable != "" || cfg.DKIM.SigningTable != "" || cfg.DKIM.OpenDKIMConf != ""
+}
+
+func usersPath(cfg *config.Config) string {
+	if cfg.Auth.UsersFile != "" {
+		return cfg.Auth.UsersFile
+	}
+	return filepath.Join(cfg.DataDir, "users")
+}
+
+// watchUsers reloads the users file when it changes on disk, so
+// `inkan user add` takes effect without a signal.
+func (d *daemon) watchUsers() {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-t.C:
+			st := d.srv.Current()
+			if st.Users == nil {
+				continue
+			}
+			if changed, err := st.Users.ReloadIfChanged(); err != nil {
+				d.log.Error("users file reload failed; keeping the old users", "err", err)
+			} else if changed {
+				d.log.Info("users file reloaded", "users", len(st.Users.Names()))
+			}
+		}
+	}
+}
+
+// reload re-reads the config and everything it names. A bad config is
+// refused and logged; the running one stays.
+func (d *daemon) reload() {
+	cfg, err := config.Load(d.cfgPath)
+	if err != nil {
+		d.log.Error("reload refused: config has errors; keeping the running config", "err", err)
+		return
+	}
+	st, setup, err := buildState(cfg, d.log, d.tlsSetup)
+	if err != nil {
+		d.log.Error("reload refused; keeping the running config", "err", err)
+		return
+	}
+	tr, err := newTransport(cfg, d.log)
+	if err != nil {
+		d.log.Error("reload refused: delivery settings; keeping the running config", "err", err)
+		return
+	}
+	old := d.transport.p.Swap(tr)
+	// In-flight deliveries may still use the old transport's pooled
+	// connections; close it a little later.
+	time.AfterFunc(time.Minute, func() { old.Close() })
+	d.tlsSetup = setup
+	d.srv.Swap(st)
+	d.cfg.Store(cfg)
+	if cfg.Listen != old2listen(d) {
+		d.log.Warn("listener addresses changed; restart inkan to apply them")
+	}
+	for _, w := range st.Warnings() {
+		d.log.Warn(w)
+	}
+	d.log.Info("reloaded", "config", sourceName(cfg))
+}
+
+func old2listen(d *daemon) config.Listen { return d.srv.ListenConfig() }
+
+// wait runs until SIGTERM/SIGINT, reloading on SIGHUP.
+func (d *daemon) wait() int {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			d.log.Info("SIGHUP: reloading")
+			d.reload()
+			continue
+		}
+		d.log.Info("shutting down", "signal", sig.String())
+		break
+	}
+	d.stop(30 * time.Second)
+	return 0
+}
+
+// stop closes listeners, lets sessions finish for up to grace, then stops
+// the queue (in-flight deliveries are abandoned and retried next start).
+func (d *daemon) stop(grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	d.srv.Shutdown(ctx)
+	if d.httpSrv != nil {
+		d.httpSrv.Shutdown(ctx)
+	}
+	if d.acmeSrv != nil {
+		d.acmeSrv.Shutdown(ctx)
+	}
+	d.cancel()
+	d.wg.Wait()
+	d.q.Close()
+	d.transport.p.Load().Close()
+	d.log.Info("stopped")
+}
+
+func sourceName(cfg *config.Config) string {
+	if cfg.Source == "" {
+		return "embedded default"
+	}
+	return cfg.Source
+}
+
+// swapTransport lets a reload replace delivery settings under a running queue.
+type swapTransport struct {
+	p atomic.Pointer[deliver.Transport]
+}
+
+func (s *swapTransport) Deliver(ctx context.Context, d *queue.Delivery) []queue.Result {
+	return s.p.Load().Deliver(ctx, d)
+}
+
+func (s *swapTransport) NoSign(from, domain string) bool { return s.p.Load().NoSign(from, domain) }
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	switch strings.ToLower(c.Level) {
+	case "debug":
+		level = slog.LevelDebug
+	case "warn", "warning":
+		level = slog.LevelWarn
+	case "error":
+		level = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(c.Format, "json") {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func printBanner(w io.Writer, d *daemon) {
+	cfg := d.cfg.Load()
+	fmt.Fprintf(w, "\ninkan %s is running (config: %s, data: %s)\n", version, sourceName(cfg), cfg.DataDir)
+	line := func(kind relay.Kind, what string) {
+		for _, a := range d.srv.Addrs(kind) {
+			fmt.Fprintf(w, "  %-10s %-22s %s\n", kind, a, what)
+		}
+	}
+	line(relay.KindSMTPS, "implicit TLS, AUTH PLAIN/LOGIN")
+	line(relay.KindSubmission, "STARTTLS, AUTH after TLS")
+	line(relay.KindRelay, "plain SMTP for trusted networks")
+	for _, a := range d.httpAddrs {
+		fmt.Fprintf(w, "  %-10s %-22s /healthz /readyz%s\n", "http", a, map[bool]string{true: " /metrics", false: ""}[cfg.HTTP.Metrics])
+	}
+	fmt.Fprintf(w, "  TLS: %s certificate for %s\n", d.tlsSetup.Source, cfg.Hostname)
+	st := d.srv.Current()
+	if st.Signer == nil {
+		fmt.Fprintf(w, "  DKIM: no keys yet. Create one:  inkan dkim keygen -d example.com -s s1 -o %s\n", filepath.Join(cfg.DataDir, "dkim"))
+	} else {
+		fmt.Fprintf(w, "  DKIM: DNS records to publish (inkan dns records prints SPF/DMARC too):\n")
+		for _, dom := range st.Signer.Domains() {
+			fmt.Fprintf(w, "    %s._domainkey.%s TXT \"%s\"\n", dom.Selector, dom.Name, dom.PublicKeyTXT)
+		}
+	}
+	if addrs := d.srv.Addrs(relay.KindRelay); len(addrs) > 0 {
+		fmt.Fprintf(w, "  Try it:  swaks --server %s --from you@example.com --to someone@example.net\n", hostPort(addrs[0]))
+	} else if addrs := d.srv.Addrs(relay.KindSubmission); len(addrs) > 0 {
+		fmt.Fprintf(w, "  Try it:  swaks --server %s -tls --auth-user NAME --from you@example.com --to someone@example.net\n", hostPort(addrs[0]))
+	}
+	fmt.Fprintln(w)
+}
+
+func hostPort(a net.Addr) string { return a.String() }

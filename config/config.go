@@ -1,0 +1,169 @@
+// Package config holds inkan's settings as plain data.
+//
+// Settings come from, in order: built-in defaults, one YAML file, then INKAN_*
+// environment variables; Validate checks the result. Every mistake is reported
+// with the file, line and a fix. This package does no I/O besides reading the
+// config file and the OpenDKIM tables it names, and holds no crypto.
+package config
+
+// Config is the whole configuration of one inkan instance.
+type Config struct {
+	Hostname string   `yaml:"hostname"` // EHLO name, Received, DSN sender, default certificate name
+	DataDir  string   `yaml:"data_dir"` // spool, generated keys and certificates, ACME cache
+	Listen   Listen   `yaml:"listen"`
+	TLS      TLS      `yaml:"tls"`
+	Auth     Auth     `yaml:"auth"`
+	DKIM     DKIM     `yaml:"dkim"`
+	Delivery Delivery `yaml:"delivery"`
+	Queue    Queue    `yaml:"queue"`
+	Limits   Limits   `yaml:"limits"`
+	Headers  Headers  `yaml:"headers"`
+	Log      Log      `yaml:"log"`
+	HTTP     HTTP     `yaml:"http"`
+
+	// Source is the file the config was loaded from ("" for the embedded default).
+	Source string `yaml:"-"`
+
+	src *sources // where each setting came from, for located errors; nil = unknown
+}
+
+// Listen holds listener addresses; "" disables a listener.
+type Listen struct {
+	SMTPS      string `yaml:"smtps"`      // implicit TLS (465)
+	Submission string `yaml:"submission"` // STARTTLS, AUTH only after TLS (587)
+	Relay      string `yaml:"relay"`      // plain SMTP for trusted networks (25)
+	HTTP       string `yaml:"http"`       // metrics, health, autoconfig
+}
+
+// TLS selects where server certificates come from: files, ACME, or (when both
+// are empty) a self-signed certificate for Hostname kept in DataDir.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	ACME     *ACME  `yaml:"acme"`
+}
+
+// ACME configures golang.org/x/crypto/acme/autocert.
+type ACME struct {
+	Domains         []string `yaml:"domains"`
+	Email           string   `yaml:"email"`
+	ChallengeListen string   `yaml:"challenge_listen"` // ":80" (HTTP-01) or ":443" (TLS-ALPN-01)
+	DirectoryURL    string   `yaml:"directory_url"`    // "" = Let's Encrypt production
+	CacheDir        string   `yaml:"cache_dir"`        // "" = DataDir/acme
+}
+
+// Auth describes who may submit mail, and as whom.
+type Auth struct {
+	UsersFile       string   `yaml:"users_file"`       // "name:hash" lines, managed by `inkan user`
+	TrustedNetworks []string `yaml:"trusted_networks"` // CIDRs, IPs or host names that relay without AUTH
+	// Senders maps a user to the addresses it may send as: "alice@example.com"
+	// (exact) or "@example.com" (any address in the domain). A user with no entry
+	// may send as its own name when that name is an address, and nothing else.
+	Senders map[string][]string `yaml:"senders"`
+	// TrustedSenders is what trusted_networks may send as; empty = any.
+	TrustedSenders []string `yaml:"trusted_senders"`
+	// Networks are trusted networks with their own policy (LAN devices).
+	Networks []Network `yaml:"networks"`
+	// Brute-force protection for AUTH, per client IP.
+	MaxFailures int      `yaml:"max_failures"` // failures before lockout
+	Lockout     Duration `yaml:"lockout"`      // how long a locked-out IP is refused
+}
+
+// Network is a trusted network with its own policy.
+type Network struct {
+	Name           string   `yaml:"name"`
+	CIDRs          []string `yaml:"cidrs"`            // CIDRs, IPs or host names
+	Senders        []string `yaml:"senders"`          // allowed sender addresses / "@domain"; empty = any
+	AllowPlainAuth bool     `yaml:"allow_plain_auth"` // offer AUTH without TLS to this network
+	MaxRecipients  int      `yaml:"max_recipients"`   // 0 = limits.max_recipients
+	MaxMessageSize Size     `yaml:"max_message_size"` // 0 = limits.max_message_size
+	RateLimit      int      `yaml:"rate_limit"`       // messages per rate_period from one IP; 0 = unlimited
+	RatePeriod     Duration `yaml:"rate_period"`      // default 1m
+}
+
+// DKIM configures signing.
+type DKIM struct {
+	OpenDKIMConf       string    `yaml:"opendkim_conf"` // read KeyTable, SigningTable, InternalHosts... from it
+	KeyTable           string    `yaml:"key_table"`
+	SigningTable       string    `yaml:"signing_table"` // "refile:/path" or "/path" / "file:/path"
+	Keys               []DKIMKey `yaml:"keys"`
+	Canonicalization   string    `yaml:"canonicalization"`    // "relaxed/relaxed"
+	MultipleSignatures bool      `yaml:"multiple_signatures"` // sign with every matching rule
+	SignHeaders        []string  `yaml:"sign_headers"`        // "" = default set
+	OversignHeaders    []string  `yaml:"oversign_headers"`    // "" = default set
+	Expiration         Duration  `yaml:"expiration"`          // x= tag; 0 = none
+}
+
+// DKIMKey is one native signing key.
+type DKIMKey struct {
+	Domain     string   `yaml:"domain"`
+	Selector   string   `yaml:"selector"`
+	KeyFile    string   `yaml:"key_file"`
+	Senders    []string `yaml:"senders"`    // header From patterns it signs; empty = "@domain"
+	Subdomains bool     `yaml:"subdomains"` // also sign for From addresses in subdomains
+}
+
+// Delivery configures outbound SMTP.
+type Delivery struct {
+	TLS            string               `yaml:"tls"`        // none | may | encrypt | verify
+	TLSPolicy      map[string]string    `yaml:"tls_policy"` // per destination domain
+	MXPort         int                  `yaml:"mx_port"`
+	Resolver       string               `yaml:"resolver"`  // "host:port"; "" = system resolver
+	Transport      map[string]string    `yaml:"transport"` // domain -> "[host]:port" or "host:port"
+	Smarthost      *Smarthost           `yaml:"smarthost"`
+	SenderRelay    map[string]Smarthost `yaml:"sender_relay"` // sender address or "@domain" -> relay
+	ConnectTimeout Duration             `yaml:"connect_timeout"`
+	CommandTimeout Duration             `yaml:"command_timeout"`
+	DataTimeout    Duration             `yaml:"data_timeout"`
+	MaxConcurrent  int                  `yaml:"max_concurrent"` // deliveries at once
+	MaxPerDomain   int                  `yaml:"max_per_domain"` // deliveries at once per destination domain
+}
+
+// Smarthost is an upstream relay, like Postfix's relayhost.
+type Smarthost struct {
+	Address      string   `yaml:"address"` // "[host]:port"
+	Username     string   `yaml:"username"`
+	Password     string   `yaml:"password"`      // prefer password_file
+	PasswordFile string   `yaml:"password_file"` // first line is the password
+	TLS          string   `yaml:"tls"`           // encrypt (default) | verify | implicit | none
+	Domains      []string `yaml:"domains"`       // recipient domains routed here; empty = all
+	NoSign       bool     `yaml:"no_sign"`       // do not DKIM-sign mail for this route
+}
+
+// Queue configures retries and lifetimes.
+type Queue struct {
+	MaxLifetime  Duration `yaml:"max_lifetime"`
+	RetryMin     Duration `yaml:"retry_min"`
+	RetryMax     Duration `yaml:"retry_max"`
+	DelayWarning Duration `yaml:"delay_warning"` // 0 = no delay DSN
+}
+
+// Limits bound what one client may cost.
+type Limits struct {
+	MaxMessageSize      Size     `yaml:"max_message_size"`
+	MaxRecipients       int      `yaml:"max_recipients"`
+	MaxConnections      int      `yaml:"max_connections"`
+	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
+	CommandTimeout      Duration `yaml:"command_timeout"`
+	DataTimeout         Duration `yaml:"data_timeout"`
+	MaxHeaderSize       Size     `yaml:"max_header_size"`
+}
+
+// Headers controls RFC 6409 fix-ups.
+type Headers struct {
+	HideClientIP bool  `yaml:"hide_client_ip"` // Received without the client's address
+	AddMessageID *bool `yaml:"add_message_id"`
+	AddDate      *bool `yaml:"add_date"`
+}
+
+// Log selects the log format.
+type Log struct {
+	Format string `yaml:"format"` // text | json
+	Level  string `yaml:"level"`  // debug | info | warn | error
+}
+
+// HTTP selects what the HTTP listener serves.
+type HTTP struct {
+	Metrics    bool `yaml:"metrics"`
+	Autoconfig bool `yaml:"autoconfig"`
+}

@@ -1,0 +1,49 @@
+// Package queue is inkan's durable spool: it stores accepted messages on disk,
+// delivers them through a Transport, retries, and bounces.
+//
+// Promises:
+//
+//   - A message is acknowledged (Draft.Commit returns nil, the SMTP server
+//     answers 250) only after its file and its directory entry are fsynced.
+//   - Every acknowledged message is eventually delivered to each recipient or
+//     bounced to its sender; it is never silently lost. A message whose sender
+//     is the null reverse-path <> is never bounced (no bounce of a bounce): its
+//     failed recipients are dropped with an explicit log line.
+//   - Per-recipient state (sent, failed, pending, attempts, last reply, next
+//     attempt) survives restarts. The next attempt is saved before the
+//     transport is called, so a message that crashes the server is not retried
+//     in a tight loop.
+//   - A crash can cause at most a duplicate delivery, never a loss: a bounce is
+//     committed before the recipient is marked failed, and a recipient is
+//     marked sent only after the next hop accepted it.
+//   - Errors are temporary by default: a recipient without an explicit
+//     permanent (5xx) result from the transport stays pending and is retried
+//     with exponential backoff (RetryMin doubling up to RetryMax, small jitter)
+//     until MaxLifetime, then it is bounced as expired.
+//   - Broken files are moved to the corrupt/ folder and logged, never deleted.
+//
+// On disk (Options.Dir, mode 0700):
+//
+//	lock           flock held by the running server (or by `inkan queue`)
+//	control.sock   admin API (HTTP over a unix socket), see ServeControl
+//	tmp/           drafts and state files being written; emptied at Open
+//	msg/ID         one file per message: body, prefix, envelope, footer
+//	msg/ID.state   per-recipient state (JSON); absent until the first attempt
+//	corrupt/       files that could not be decoded
+//
+// A message file is written in one streaming pass: the body (CRLF, exactly as
+// received), then the prefix header lines given to Commit (sent before the
+// body), then the envelope as JSON, then a 32-byte footer:
+//
+//	magic "INKQ" | version 1 | 3 zero bytes | body length uint64 |
+//	prefix length uint32 | envelope length uint32 |
+//	CRC-32C of prefix+envelope | CRC-32C of the footer's first 28 bytes
+//
+// (big-endian). State files are replaced whole via tmp/ → fsync → rename →
+// directory fsync; message files are never edited. When a message is done its
+// file is removed first, then its state; state files without a message are
+// removed at Open.
+//
+// Open keeps only a small index in memory (ID, next attempt, flags); bodies
+// and envelopes stay on disk and are read when a message is delivered.
+package queue

@@ -1,0 +1,194 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+)
+
+// crlfWriter rewrites bare LF and bare CR as CRLF on the way to w. Nothing
+// downstream (the DKIM hash, the spool, the next hop) ever sees a lone CR or
+// LF, which closes the SMTP smuggling hole and keeps the signed bytes equal to
+// the delivered ones.
+type crlfWriter struct {
+	w      io.Writer
+	lastCR bool
+	buf    []byte
+}
+
+func (c *crlfWriter) Write(p []byte) (int, error) {
+	out := c.buf[:0]
+	start := 0
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '\n':
+			if !c.lastCR {
+				out = append(out, p[start:i]...)
+				out = append(out, '\r')
+				start = i
+			}
+			c.lastCR = false
+		case '\r':
+			if c.lastCR { // previous CR was bare
+				out = append(out, p[start:i]...)
+				out = append(out, '\n')
+				start = i
+			}
+			c.lastCR = true
+		default:
+			if c.lastCR {
+				out = append(out, p[start:i]...)
+				out = append(out, '\n')
+				start = i
+				c.lastCR = false
+			}
+		}
+	}
+	if len(out) == 0 {
+		// Fast path: nothing to rewrite in this chunk.
+		if _, err := c.w.Write(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	out = append(out, p[start:]...)
+	c.buf = out
+	if _, err := c.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close ends a trailing bare CR and makes sure the message ends with CRLF.
+func (c *crlfWriter) finish(endsWithNL bool) error {
+	if c.lastCR {
+		c.lastCR = false
+		_, err := c.w.Write([]byte{'\n'})
+		return err
+	}
+	if !endsWithNL {
+		_, err := c.w.Write([]byte("\r\n"))
+		return err
+	}
+	return nil
+}
+
+var errHeaderTooLarge = errors.New("header too large")
+
+// readHeader reads the header section (through the blank line that ends it)
+// with line endings normalised. If the message does not start with a header
+// field, the header is empty and body starts with "\r\n" so the headers inkan
+// adds stay separated from the text.
+func readHeader(r *bufio.Reader, max int) (hdr []byte, bodyStart []byte, err error) {
+	var buf bytes.Buffer
+	norm := &crlfWriter{w: &buf}
+	first := true
+	for {
+		line, err := r.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			err = nil // an over-long line: keep reading it in pieces
+		}
+		if len(line) == 0 && err != nil {
+			if err == io.EOF {
+				// Header only, no body: make sure it is terminated.
+				if buf.Len() > 0 && !bytes.HasSuffix(buf.Bytes(), []byte("\r\n")) {
+					buf.WriteString("\r\n")
+				}
+				return buf.Bytes(), nil, nil
+			}
+			return nil, nil, err
+		}
+		if first && !looksLikeField(line) {
+			cp := append([]byte("\r\n"), line...)
+			return nil, cp, nil
+		}
+		first = false
+		if !isContinuationOrField(line) {
+			// Not a header line and no blank separator: body starts here.
+			norm.Write([]byte("\r\n"))
+			return buf.Bytes(), append([]byte(nil), line...), nil
+		}
+		norm.Write(line)
+		if buf.Len() > max {
+			return nil, nil, errHeaderTooLarge
+		}
+		if isBlank(line) {
+			return buf.Bytes(), nil, nil
+		}
+		if err == io.EOF {
+			if !bytes.HasSuffix(buf.Bytes(), []byte("\r\n")) {
+				buf.WriteString("\r\n")
+			}
+			return buf.Bytes(), nil, nil
+		}
+	}
+}
+
+func isBlank(line []byte) bool {
+	return len(line) <= 2 && len(bytes.TrimRight(line, "\r\n")) == 0
+}
+
+// looksLikeField reports whether line starts a header field ("Name:").
+func looksLikeField(line []byte) bool {
+	i := bytes.IndexByte(line, ':')
+	if i <= 0 {
+		return isBlank(line)
+	}
+	for _, c := range line[:i] {
+		if c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func isContinuationOrField(line []byte) bool {
+	return isBlank(line) || line[0] == ' ' || line[0] == '\t' || looksLikeField(line)
+}
+
+// field is one header field, unfolded.
+type field struct {
+	Name  string
+	Value string
+}
+
+// parseFields splits a normalised header section into fields.
+func parseFields(hdr []byte) []field {
+	var fields []field
+	for _, line := range strings.SplitAfter(string(hdr), "\r\n") {
+		if line == "" || line == "\r\n" {
+			continue
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
+			fields[len(fields)-1].Value += strings.TrimRight(line, "\r\n")
+			continue
+		}
+		name, value, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		fields = append(fields, field{Name: strings.TrimSpace(name), Value: strings.TrimSpace(strings.TrimRight(value, "\r\n"))})
+	}
+	return fields
+}
+
+func hasField(fields []field, name string) bool {
+	for _, f := range fields {
+		if strings.EqualFold(f.Name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func fieldValues(fields []field, name string) []string {
+	var vs []string
+	for _, f := range fields {
+		if strings.EqualFold(f.Name, name) {
+			vs = append(vs, f.Value)
+		}
+	}
+	return vs
+}

@@ -1,0 +1,105 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestCRLFWriter(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"a\r\nb\r\n", "a\r\nb\r\n"},
+		{"a\nb\n", "a\r\nb\r\n"},
+		{"a\rb\r", "a\r\nb\r\n"},
+		{"x\n.\ny\r\n", "x\r\n.\r\ny\r\n"},
+		{"\r\r\n\n", "\r\n\r\n\r\n"},
+		{"", ""},
+	}
+	for _, c := range cases {
+		// Feed byte by byte and whole, the result must be the same.
+		for _, split := range []bool{false, true} {
+			var out bytes.Buffer
+			w := &crlfWriter{w: &out}
+			if split {
+				for i := 0; i < len(c.in); i++ {
+					w.Write([]byte{c.in[i]})
+				}
+			} else {
+				w.Write([]byte(c.in))
+			}
+			w.finish(true)
+			if out.String() != c.want {
+				t.Errorf("crlf(%q, split=%v) = %q, want %q", c.in, split, out.String(), c.want)
+			}
+		}
+	}
+}
+
+func TestReadHeader(t *testing.T) {
+	cases := []struct {
+		name, in, hdr, body string
+	}{
+		{"normal", "From: a@b\r\nSubject: x\r\n\r\nbody\r\n", "From: a@b\r\nSubject: x\r\n\r\n", "body\r\n"},
+		{"bare LF", "From: a@b\nSubject: x\n\nbody\n", "From: a@b\r\nSubject: x\r\n\r\n", "body\n"},
+		{"folded", "Subject: a\r\n b\r\n\r\n", "Subject: a\r\n b\r\n\r\n", ""},
+		{"no header", "hello world\r\n", "", "\r\nhello world\r\n"},
+		{"no blank line", "From: a@b\r\nnot a header\r\n", "From: a@b\r\n\r\n", "not a header\r\n"},
+		{"header only", "From: a@b", "From: a@b\r\n", ""},
+	}
+	for _, c := range cases {
+		br := bufio.NewReader(strings.NewReader(c.in))
+		hdr, start, err := readHeader(br, 1<<20)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		var rest bytes.Buffer
+		rest.Write(start)
+		rest.ReadFrom(br)
+		if string(hdr) != c.hdr || rest.String() != c.body {
+			t.Errorf("%s: got hdr %q body %q, want %q %q", c.name, hdr, rest.String(), c.hdr, c.body)
+		}
+	}
+	br := bufio.NewReader(strings.NewReader("X: " + strings.Repeat("a", 5000) + "\r\n\r\n"))
+	if _, _, err := readHeader(br, 1000); err != errHeaderTooLarge {
+		t.Errorf("huge header: err = %v, want errHeaderTooLarge", err)
+	}
+}
+
+func TestParseFields(t *testing.T) {
+	f := parseFields([]byte("From: A <a@b>\r\nSubject: one\r\n two\r\nmessage-id: <x@y>\r\n\r\n"))
+	if len(f) != 3 || f[1].Value != "one two" || !hasField(f, "Message-ID") {
+		t.Fatalf("parseFields = %#v", f)
+	}
+}
+
+func FuzzReadHeader(f *testing.F) {
+	f.Add([]byte("From: a@b\r\nSubject: x\r\n\r\nbody\r\n"))
+	f.Add([]byte("From: a@b\n\n.\n"))
+	f.Add([]byte("\r\r\n\n\r"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		br := bufio.NewReaderSize(bytes.NewReader(in), 16)
+		hdr, start, err := readHeader(br, 4096)
+		if err != nil {
+			return
+		}
+		var out bytes.Buffer
+		w := &crlfWriter{w: &out}
+		w.Write(start)
+		rest := new(bytes.Buffer)
+		rest.ReadFrom(br)
+		w.Write(rest.Bytes())
+		w.finish(true)
+		all := append(append([]byte(nil), hdr...), out.Bytes()...)
+		// No bare CR or LF may survive.
+		for i := 0; i < len(all); i++ {
+			if all[i] == '\n' && (i == 0 || all[i-1] != '\r') {
+				t.Fatalf("bare LF at %d in %q", i, all)
+			}
+			if all[i] == '\r' && (i+1 >= len(all) || all[i+1] != '\n') {
+				t.Fatalf("bare CR at %d in %q", i, all)
+			}
+		}
+		parseFields(hdr)
+	})
+}

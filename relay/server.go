@@ -1,0 +1,394 @@
+// Package relay is inkan's SMTP front door: the listeners (465 implicit TLS,
+// 587 STARTTLS, a plain relay port for trusted networks), the go-smtp session
+// that applies authentication, relay and sender policy, the RFC 6409 header
+// fix-ups and the DKIM signature, and the hand-off to the spool.
+//
+// Promises: a client that is neither authenticated nor in a trusted network
+// can never get a message queued; every refusal is an SMTP reply with an
+// enhanced status code; the 250 reply is sent only after the spool reports the
+// message durable; a failure of the spool or of signing is a 4xx, never a 5xx.
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/inkan-relay/inkan/auth"
+	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/queue"
+	"github.com/inkan-relay/inkan/relay/signing"
+)
+
+var now = time.Now
+
+// Kind is the role of a listener.
+type Kind int
+
+const (
+	KindSMTPS      Kind = iota // implicit TLS, usually :465
+	KindSubmission             // STARTTLS, usually :587
+	KindRelay                  // plain SMTP for trusted networks, usually :25
+)
+
+func (k Kind) String() string {
+	return [...]string{"smtps", "submission", "relay"}[k]
+}
+
+// State is everything a reload replaces at once. Sessions keep the State
+// they started with, so a reload never changes the rules mid-conversation.
+type State struct {
+	Config   *config.Config
+	Users    *auth.Users // nil: no users file, AUTH not offered
+	Networks *auth.Networks
+	Policy   *auth.Policy
+	Signer   *signing.Signer // nil: no signing keys
+	TLS      *tls.Config     // server certificate(s)
+}
+
+// signStream receives the whole message and returns the signature fields.
+type signStream interface {
+	Write(p []byte) (int, error)
+	Finish() ([]byte, error)
+}
+
+func (st *State) beginSign(head []byte) (signStream, string) {
+	if st.Signer == nil {
+		return nil, "not signed: no DKIM keys configured"
+	}
+	stream, d := st.Signer.Begin(head)
+	if stream == nil {
+		return nil, "not signed: " + d.Reason
+	}
+	var b strings.Builder
+	for i, k := range d.Keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "d=%s s=%s a=%s", k.Domain, k.Selector, k.Algorithm)
+	}
+	return stream, b.String()
+}
+
+// Spool is where accepted messages go (package queue).
+type Spool interface {
+	NewDraft(env *queue.Envelope) (*queue.Draft, error)
+}
+
+// Router tells whether the route for a recipient domain wants unsigned mail
+// (a smarthost that rewrites messages would break the signature).
+type Router interface {
+	NoSign(from, domain string) bool
+}
+
+// Options are the parts of a Server that do not change on reload.
+type Options struct {
+	Spool  Spool
+	Router Router // may be nil
+	Logger *slog.Logger
+}
+
+// Server runs inkan's SMTP listeners.
+type Server struct {
+	state   atomic.Pointer[State]
+	spool   Spool
+	router  Router
+	log     *slog.Logger
+	limiter *auth.FailureLimiter
+	tlsRoot *tls.Config
+
+	mu        sync.Mutex
+	perIP     map[netip.Addr]int
+	total     int
+	listeners []boundListener
+	listen    config.Listen
+	servers   []*smtp.Server
+	wg        sync.WaitGroup
+}
+
+type boundListener struct {
+	kind Kind
+	ln   net.Listener
+}
+
+// New returns a server using st; call Listen, then Serve.
+func New(st *State, opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{
+		spool:  opts.Spool,
+		router: opts.Router,
+		log:    opts.Logger,
+		perIP:  make(map[netip.Addr]int),
+	}
+	s.limiter = auth.NewFailureLimiter(st.Config.Auth.MaxFailures, st.Config.Auth.Lockout.D())
+	// One root config that always asks the current State, so a reload of
+	// certificates reaches new handshakes without rebuilding servers.
+	s.tlsRoot = &tls.Config{
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			return s.state.Load().TLS, nil
+		},
+	}
+	s.state.Store(st)
+	return s
+}
+
+// Swap installs a new State (a reload). Open sessions keep the old one.
+func (s *Server) Swap(st *State) { s.state.Store(st) }
+
+// Current returns the State in force.
+func (s *Server) Current() *State { return s.state.Load() }
+
+// Limiter exposes the AUTH failure limiter (for tests and metrics).
+func (s *Server) Limiter() *auth.FailureLimiter { return s.limiter }
+
+// Listen binds every configured listener. Addresses may be comma-separated.
+func (s *Server) Listen() error {
+	l := s.state.Load().Config.Listen
+	s.listen = l
+	for _, x := range []struct {
+		kind Kind
+		addr string
+	}{{KindSMTPS, l.SMTPS}, {KindSubmission, l.Submission}, {KindRelay, l.Relay}} {
+		for _, a := range config.SplitAddrs(x.addr) {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				s.closeListeners()
+				return fmt.Errorf("listen %s on %s: %w", x.kind, a, err)
+			}
+			s.listeners = append(s.listeners, boundListener{x.kind, ln})
+		}
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		l.ln.Close()
+	}
+	s.listeners = nil
+}
+
+// Addrs lists the bound addresses of one kind of listener.
+func (s *Server) Addrs(kind Kind) []net.Addr {
+	var out []net.Addr
+	for _, l := range s.listeners {
+		if l.kind == kind {
+			out = append(out, l.ln.Addr())
+		}
+	}
+	return out
+}
+
+// Serve accepts connections on every bound listener until Shutdown.
+func (s *Server) Serve() error {
+	cfg := s.state.Load().Config
+	servers := map[Kind]*smtp.Server{}
+	for _, l := range s.listeners {
+		srv, ok := servers[l.kind]
+		if !ok {
+			srv = s.newSMTPServer(l.kind, cfg)
+			servers[l.kind] = srv
+			s.mu.Lock()
+			s.servers = append(s.servers, srv)
+			s.mu.Unlock()
+		}
+		var ln net.Listener = &limitListener{Listener: l.ln, srv: s, kind: l.kind}
+		if l.kind == KindSMTPS {
+			ln = tls.NewListener(ln, s.tlsRoot)
+		}
+		s.log.Info("listening", "listener", l.kind.String(), "addr", l.ln.Addr().String())
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				s.log.Error("listener stopped", "listener", l.kind.String(), "err", err)
+			}
+		}()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+func (s *Server) newSMTPServer(kind Kind, cfg *config.Config) *smtp.Server {
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return s.newSession(kind, c), nil
+	}))
+	srv.Domain = cfg.Hostname
+	srv.MaxMessageBytes = int64(cfg.Limits.MaxMessageSize)
+	srv.ReadTimeout = cfg.Limits.CommandTimeout.D()
+	srv.WriteTimeout = cfg.Limits.CommandTimeout.D()
+	srv.EnableSMTPUTF8 = true
+	// The session decides per client whether AUTH may run without TLS.
+	srv.AllowInsecureAuth = true
+	if kind != KindSMTPS {
+		srv.TLSConfig = s.tlsRoot
+	}
+	srv.ErrorLog = log.New(slogWriter{s.log}, "", 0)
+	return srv
+}
+
+func (s *Server) newSession(kind Kind, c *smtp.Conn) *session {
+	st := s.state.Load()
+	ip := remoteIP(c.Conn())
+	sess := &session{srv: s, st: st, conn: c, kind: kind, ip: ip}
+	if st.Networks != nil {
+		sess.network = st.Networks.Match(ip)
+	}
+	attrs := []any{"client", ip.String(), "listener", kind.String(), "helo", c.Hostname()}
+	if sess.network != nil {
+		attrs = append(attrs, "network", sess.network.Name)
+	}
+	sess.log = s.log.With(attrs...)
+	return sess
+}
+
+func (s *Server) noSign(from string, rcpts []string) bool {
+	if s.router == nil || len(rcpts) == 0 {
+		return false
+	}
+	for _, r := range rcpts {
+		if !s.router.NoSign(from, auth.Domain(r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Shutdown stops accepting, lets sessions finish until ctx ends, then closes
+// what is left. An unfinished DATA gets no 250, so nothing is lost.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	servers := append([]*smtp.Server(nil), s.servers...)
+	s.mu.Unlock()
+	if len(servers) == 0 {
+		s.closeListeners()
+	}
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	s.wg.Wait()
+	return nil
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// limitListener enforces max_connections and max_connections_per_ip at
+// accept time, before any SMTP is spoken.
+type limitListener struct {
+	net.Listener
+	srv  *Server
+	kind Kind
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c)
+		if !l.srv.acquire(ip) {
+			l.srv.log.Warn("connection refused", "client", ip.String(), "listener", l.kind.String(), "reason", "too many connections")
+			refused.WithLabelValues("too_many_connections").Inc()
+			if l.kind != KindSMTPS {
+				c.SetWriteDeadline(time.Now().Add(time.Second))
+				fmt.Fprintf(c, "421 4.7.0 Too many connections from %s, try again later\r\n", ip)
+			}
+			c.Close()
+			continue
+		}
+		connections.WithLabelValues(l.kind.String()).Inc()
+		activeConns.Inc()
+		return &trackedConn{Conn: c, srv: l.srv, ip: ip}, nil
+	}
+}
+
+func (s *Server) acquire(ip netip.Addr) bool {
+	lim := s.state.Load().Config.Limits
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lim.MaxConnections > 0 && s.total >= lim.MaxConnections {
+		return false
+	}
+	if lim.MaxConnectionsPerIP > 0 && s.perIP[ip] >= lim.MaxConnectionsPerIP {
+		return false
+	}
+	s.total++
+	s.perIP[ip]++
+	return true
+}
+
+func (s *Server) release(ip netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+}
+
+type trackedConn struct {
+	net.Conn
+	srv  *Server
+	ip   netip.Addr
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.srv.release(c.ip)
+		activeConns.Dec()
+	})
+	return c.Conn.Close()
+}
+
+// slogWriter sends go-smtp's internal log lines to slog.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug("smtp", "msg", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// Warnings lists non-fatal problems an operator should hear about at start
+// and on reload (unsigned domains, missing keys...).
+func (st *State) Warnings() []string {
+	var w []string
+	if st.Config != nil {
+		w = append(w, st.Config.Warnings()...)
+	}
+	if st.Signer != nil {
+		w = append(w, st.Signer.Warnings()...)
+	}
+	return w
+}
+
+// ListenConfig is the listener configuration the server was started with;
+// a reload cannot change it.
+func (s *Server) ListenConfig() config.Listen { return s.listen }

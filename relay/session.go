@@ -1,0 +1,438 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+
+	"github.com/inkan-relay/inkan/auth"
+	"github.com/inkan-relay/inkan/queue"
+)
+
+// session is one SMTP conversation. go-smtp calls its methods from the
+// connection's goroutine only, so it needs no locking.
+type session struct {
+	srv      *Server
+	st       *State
+	conn     *smtp.Conn
+	kind     Kind
+	ip       netip.Addr
+	network  *auth.Network // nil when the client is not in a trusted network
+	user     string        // authenticated user, "" if none
+	log      *slog.Logger
+	from     string
+	hasFrom  bool
+	utf8     bool
+	rcpts    []string
+	declared int64 // SIZE= from MAIL FROM
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
+
+func (s *session) tls() bool {
+	_, ok := s.conn.TLSConnectionState()
+	return ok
+}
+
+// AuthMechanisms offers AUTH only over TLS, or in clear text to a trusted
+// network that explicitly allows it (old printers and NAS boxes).
+func (s *session) AuthMechanisms() []string {
+	if s.st.Users == nil {
+		return nil
+	}
+	if s.tls() || (s.network != nil && s.network.AllowPlainAuth) {
+		return []string{sasl.Plain, sasl.Login}
+	}
+	return nil
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.st.Users == nil {
+		return nil, smtp.ErrAuthUnsupported
+	}
+	if !s.tls() && (s.network == nil || !s.network.AllowPlainAuth) {
+		return nil, auth.ErrTLSRequired
+	}
+	if err := s.srv.limiter.Check(s.ip); err != nil {
+		s.log.Warn("auth refused", "reason", "locked out")
+		authLockouts.Inc()
+		return nil, err
+	}
+	verify := func(user, pass string) error {
+		if s.st.Users.Verify(user, pass) {
+			s.srv.limiter.Success(s.ip)
+			s.user = user
+			s.log = s.log.With("user", user)
+			s.log.Info("auth ok", "mech", mech)
+			auth.ObserveAuth("success")
+			return nil
+		}
+		s.srv.limiter.Failure(s.ip)
+		auth.ObserveAuth("failure")
+		s.log.Warn("auth failed", "mech", mech, "user", user)
+		// Slow down guessing; the delay grows with each failure.
+		if d := s.srv.limiter.Delay(s.ip); d > 0 {
+			time.Sleep(d)
+		}
+		return auth.ErrAuthFailed
+	}
+	switch strings.ToUpper(mech) {
+	case sasl.Plain:
+		return auth.NewPlainServer(verify), nil
+	case sasl.Login:
+		return auth.NewLoginServer(verify), nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if s.user == "" && s.network == nil {
+		refused.WithLabelValues("relay_denied").Inc()
+		s.log.Warn("refused", "reason", "not authenticated or trusted", "from", from)
+		if s.kind == KindRelay {
+			return auth.ErrRelayDenied
+		}
+		return auth.ErrAuthRequired
+	}
+	if from != "" {
+		if err := auth.CheckSender(from); err != nil {
+			return err
+		}
+	}
+	var err error
+	if s.user != "" {
+		err = s.st.Policy.CheckUser(s.user, from)
+	} else {
+		err = s.st.Policy.CheckNetwork(s.network, from)
+	}
+	if err != nil {
+		refused.WithLabelValues("sender_policy").Inc()
+		s.log.Warn("refused", "reason", "sender not allowed", "from", from)
+		return err
+	}
+	if opts != nil && opts.Size > 0 && opts.Size > s.maxSize() {
+		return ErrMessageTooLarge
+	}
+	if s.user == "" {
+		if err := s.network.AllowMessage(s.ip); err != nil {
+			refused.WithLabelValues("rate_limit").Inc()
+			s.log.Warn("refused", "reason", "rate limit", "network", s.network.Name)
+			return err
+		}
+	}
+	s.from, s.hasFrom = from, true
+	s.utf8 = opts != nil && opts.UTF8
+	if opts != nil {
+		s.declared = opts.Size
+	}
+	return nil
+}
+
+func (s *session) maxSize() int64 {
+	if s.network != nil && s.user == "" && s.network.MaxMessageSize > 0 {
+		return s.network.MaxMessageSize
+	}
+	return int64(s.st.Config.Limits.MaxMessageSize)
+}
+
+func (s *session) maxRcpts() int {
+	if s.network != nil && s.user == "" && s.network.MaxRecipients > 0 {
+		return s.network.MaxRecipients
+	}
+	return s.st.Config.Limits.MaxRecipients
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if !s.hasFrom {
+		return ErrNoMailFrom
+	}
+	if err := auth.CheckRecipient(to); err != nil {
+		refused.WithLabelValues("bad_recipient").Inc()
+		s.log.Warn("refused", "reason", "bad recipient", "to", to)
+		return err
+	}
+	if max := s.maxRcpts(); max > 0 && len(s.rcpts) >= max {
+		return ErrTooManyRecipients
+	}
+	s.rcpts = append(s.rcpts, to)
+	return nil
+}
+
+func (s *session) Reset() {
+	s.from, s.hasFrom, s.utf8, s.rcpts, s.declared = "", false, false, nil, 0
+}
+
+func (s *session) Logout() error { return nil }
+
+// Data reads the message once: the header section is parsed for policy and
+// fix-ups, then every byte streams at the same time into the spool draft and
+// the DKIM hash. The reply is 250 only after the queue has made it durable.
+func (s *session) Data(r io.Reader) error {
+	start := time.Now()
+	if d := s.st.Config.Limits.DataTimeout.D(); d > 0 {
+		s.conn.Conn().SetReadDeadline(start.Add(d))
+	}
+	limit := s.maxSize()
+	lr := &limitReader{r: r, n: limit}
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(lr)
+	defer func() { br.Reset(nil); readerPool.Put(br) }()
+
+	hdr, bodyStart, err := readHeader(br, int(s.st.Config.Limits.MaxHeaderSize))
+	if err != nil {
+		return s.readError(err, lr)
+	}
+	fields := parseFields(hdr)
+	if err := s.checkHeaderFrom(fields); err != nil {
+		refused.WithLabelValues("header_from").Inc()
+		return err
+	}
+
+	env := &queue.Envelope{
+		From: s.from, To: s.rcpts, User: s.user, Client: s.ip.String(),
+		Helo: s.conn.Hostname(), Received: start, SMTPUTF8: s.utf8,
+	}
+	draft, err := s.srv.spool.NewDraft(env)
+	if err != nil {
+		return s.spoolError("create draft", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			draft.Abort()
+		}
+	}()
+	id := draft.ID()
+	log := s.log.With("queue_id", id)
+
+	added := s.fixups(fields, id)
+	var sink io.Writer = spoolWriter{draft}
+	var stream signStream
+	decision := "not signed: signing disabled for this route"
+	if !s.srv.noSign(s.from, s.rcpts) {
+		head := append(append([]byte(nil), added...), hdr...)
+		stream, decision = s.st.beginSign(head)
+		if stream != nil {
+			sink = io.MultiWriter(sink, stream)
+			stream.Write(added)
+		}
+	}
+	norm := &crlfWriter{w: sink}
+	if _, err := sink.Write(hdr); err != nil {
+		return s.spoolError("write", err)
+	}
+	if len(bodyStart) > 0 {
+		if _, err := norm.Write(bodyStart); err != nil {
+			return s.spoolError("write", err)
+		}
+	}
+	tail := &tailWriter{}
+	if _, err := io.Copy(io.MultiWriter(norm, tail), br); err != nil {
+		var we *writeError
+		if errors.As(err, &we) {
+			return s.spoolError("write", we.err)
+		}
+		return s.readError(err, lr)
+	}
+	endsNL := tail.last == '\n' || (len(bodyStart) == 0 && tail.n == 0)
+	if err := norm.finish(endsNL); err != nil {
+		return s.spoolError("write", err)
+	}
+
+	var prefix bytes.Buffer
+	if stream != nil {
+		sigs, err := stream.Finish()
+		if err != nil {
+			log.Error("dkim signing failed", "err", err)
+			return ErrSignFailed
+		}
+		prefix.Write(sigs)
+	}
+	prefix.WriteString(s.received(id))
+	prefix.Write(added)
+	if err := draft.Commit(prefix.Bytes()); err != nil {
+		return s.spoolError("commit", err)
+	}
+	committed = true
+	accepted.Inc()
+	submitSeconds.Observe(time.Since(start).Seconds())
+	log.Info("accepted", "from", s.from, "rcpts", len(s.rcpts), "to", strings.Join(s.rcpts, ","),
+		"size", lr.read, "dkim", decision)
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
+}
+
+// readError maps a failure while reading DATA to a reply. The connection is
+// probably gone; the reply matters when it is not.
+func (s *session) readError(err error, lr *limitReader) error {
+	var se *smtp.SMTPError
+	switch {
+	case errors.Is(err, errTooLarge):
+		refused.WithLabelValues("too_large").Inc()
+		return ErrMessageTooLarge
+	case errors.As(err, &se):
+		return se
+	case errors.Is(err, errHeaderTooLarge):
+		refused.WithLabelValues("header_too_large").Inc()
+		return ErrHeaderTooLarge
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		s.log.Warn("data timeout", "read", lr.read)
+		return ErrDataTimeout
+	}
+	s.log.Warn("data read failed", "err", err, "read", lr.read)
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Error reading the message, try again"}
+}
+
+func (s *session) spoolError(op string, err error) error {
+	s.log.Error("spool failed", "op", op, "err", err)
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return ErrDiskFull
+	}
+	return ErrSpoolFailed
+}
+
+// checkHeaderFrom applies the sender policy to every header From address, so
+// a user allowed to send as alice@ cannot forge From: ceo@.
+func (s *session) checkHeaderFrom(fields []field) error {
+	if s.user == "" && (s.network == nil || s.network.Senders == nil) {
+		return nil
+	}
+	for _, v := range fieldValues(fields, "From") {
+		addrs, err := auth.ParseHeaderFrom(v)
+		if err != nil {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed From header: " + err.Error()}
+		}
+		for _, a := range addrs {
+			var perr error
+			if s.user != "" {
+				perr = s.st.Policy.CheckUser(s.user, a)
+			} else {
+				perr = s.st.Policy.CheckNetwork(s.network, a)
+			}
+			if perr != nil {
+				s.log.Warn("refused", "reason", "header From not allowed", "header_from", a)
+				return auth.HeaderFromNotOwned(s.user, a)
+			}
+		}
+	}
+	return nil
+}
+
+// fixups returns the header fields RFC 6409 §8 lets a submission server add.
+func (s *session) fixups(fields []field, id string) []byte {
+	var b []byte
+	h := s.st.Config.Headers
+	if (h.AddMessageID == nil || *h.AddMessageID) && !hasField(fields, "Message-ID") {
+		var r [8]byte
+		rand.Read(r[:])
+		b = fmt.Appendf(b, "Message-ID: <%s.%s@%s>\r\n", id, hex.EncodeToString(r[:]), s.st.Config.Hostname)
+	}
+	if (h.AddDate == nil || *h.AddDate) && !hasField(fields, "Date") {
+		b = fmt.Appendf(b, "Date: %s\r\n", now().Format(time.RFC1123Z))
+	}
+	return b
+}
+
+// received builds our Received field (RFC 5321 §4.4, protocol names per RFC 3848).
+func (s *session) received(id string) string {
+	proto := "ESMTP"
+	state, isTLS := s.conn.TLSConnectionState()
+	if isTLS {
+		proto += "S"
+	}
+	if s.user != "" {
+		proto += "A"
+	}
+	var b strings.Builder
+	b.WriteString("Received: ")
+	if !s.st.Config.Headers.HideClientIP {
+		fmt.Fprintf(&b, "from %s ([%s])\r\n\t", sanitizeHelo(s.conn.Hostname()), s.ip)
+	}
+	fmt.Fprintf(&b, "by %s (inkan) with %s id %s", s.st.Config.Hostname, proto, id)
+	if isTLS {
+		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", tlsVersionName(state.Version), tlsCipherName(state.CipherSuite))
+	}
+	if len(s.rcpts) == 1 {
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", s.rcpts[0])
+	}
+	fmt.Fprintf(&b, "; %s\r\n", now().Format(time.RFC1123Z))
+	return b.String()
+}
+
+// sanitizeHelo keeps a client's HELO from injecting header syntax.
+func sanitizeHelo(h string) string {
+	var b strings.Builder
+	for _, c := range h {
+		if c > ' ' && c < 0x7f && c != '(' && c != ')' && c != ';' {
+			b.WriteRune(c)
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}
+
+var errTooLarge = errors.New("message too large")
+
+// limitReader enforces the per-client size limit and counts bytes read.
+type limitReader struct {
+	r    io.Reader
+	n    int64
+	read int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.read += int64(n)
+	if l.n > 0 && l.read > l.n {
+		return n, errTooLarge
+	}
+	return n, err
+}
+
+// tailWriter remembers the last byte written and how many.
+type tailWriter struct {
+	last byte
+	n    int64
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		t.last = p[len(p)-1]
+		t.n += int64(len(p))
+	}
+	return len(p), nil
+}
+
+// spoolWriter marks errors from the draft so they are not blamed on the client.
+type spoolWriter struct{ d *queue.Draft }
+
+func (w spoolWriter) Write(p []byte) (int, error) {
+	n, err := w.d.Write(p)
+	if err != nil {
+		return n, &writeError{err}
+	}
+	return n, nil
+}
+
+// writeError marks an error that came from the spool, not the client.
+type writeError struct{ err error }
+
+func (w *writeError) Error() string { return w.err.Error() }
+func (w *writeError) Unwrap() error { return w.err }

@@ -1,0 +1,219 @@
+package relay
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/inkan-relay/inkan/config"
+)
+
+// TLS 1.2 suites: forward secret AEAD only. TLS 1.3 suites are not
+// configurable in Go and are all modern.
+var cipherSuites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,
+}
+
+// TLSSetup is the result of ServerTLS: the config for the listeners, and an
+// optional ACME manager whose challenge listener the caller must run.
+type TLSSetup struct {
+	Config *tls.Config
+	ACME   *autocert.Manager
+	Source string // "files", "acme" or "self-signed"
+}
+
+// ServerTLS builds the server certificate source from the config: files
+// (reloaded when they change on disk), ACME, or a self-signed certificate for
+// the host name kept in the data directory.
+func ServerTLS(cfg *config.Config, logger *slog.Logger) (*TLSSetup, error) {
+	base := &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: cipherSuites}
+	switch {
+	case cfg.TLS.ACME != nil && len(cfg.TLS.ACME.Domains) > 0:
+		a := cfg.TLS.ACME
+		cache := a.CacheDir
+		if cache == "" {
+			cache = filepath.Join(cfg.DataDir, "acme")
+		}
+		m := &autocert.Manager{
+			Prompt:     autocert.AcceptTOS,
+			HostPolicy: autocert.HostWhitelist(a.Domains...),
+			Cache:      autocert.DirCache(cache),
+			Email:      a.Email,
+		}
+		if a.DirectoryURL != "" {
+			m.Client = &acme.Client{DirectoryURL: a.DirectoryURL}
+		}
+		defaultName := a.Domains[0]
+		base.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+			// SMTP clients often send no SNI; answer with the first domain.
+			if hello.ServerName == "" {
+				hello.ServerName = defaultName
+			}
+			return m.GetCertificate(hello)
+		}
+		base.NextProtos = []string{acme.ALPNProto}
+		return &TLSSetup{Config: base, ACME: m, Source: "acme"}, nil
+	case cfg.TLS.CertFile != "":
+		r, err := newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
+		if err != nil {
+			return nil, err
+		}
+		base.GetCertificate = r.get
+		return &TLSSetup{Config: base, Source: "files"}, nil
+	default:
+		cert, err := selfSigned(cfg.Hostname, filepath.Join(cfg.DataDir, "tls"))
+		if err != nil {
+			return nil, err
+		}
+		base.Certificates = []tls.Certificate{cert}
+		return &TLSSetup{Config: base, Source: "self-signed"}, nil
+	}
+}
+
+// certReloader re-reads a certificate pair when either file changes, checked
+// at most once a second, so a renewed certificate is used without a restart.
+// A broken new pair is logged and the old one kept.
+type certReloader struct {
+	certFile, keyFile string
+	log               *slog.Logger
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	stamp   string
+	checked time.Time
+}
+
+func newCertReloader(certFile, keyFile string, logger *slog.Logger) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile, log: logger}
+	if err := r.load(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *certReloader) fileStamp() string {
+	var s string
+	for _, f := range []string{r.certFile, r.keyFile} {
+		if fi, err := os.Stat(f); err == nil {
+			s += fmt.Sprintf("%d/%d;", fi.ModTime().UnixNano(), fi.Size())
+		}
+	}
+	return s
+}
+
+func (r *certReloader) load() error {
+	stamp := r.fileStamp()
+	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("load certificate %s and key %s: %w", r.certFile, r.keyFile, err)
+	}
+	r.cert, r.stamp = &c, stamp
+	return nil
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if t := time.Now(); t.Sub(r.checked) > time.Second {
+		r.checked = t
+		if st := r.fileStamp(); st != r.stamp {
+			if err := r.load(); err != nil {
+				r.stamp = st // do not retry a broken pair on every handshake
+				r.log.Error("certificate reload failed; keeping the old one", "err", err)
+			} else {
+				r.log.Info("certificate reloaded", "cert_file", r.certFile)
+			}
+		}
+	}
+	return r.cert, nil
+}
+
+// selfSigned loads or creates a self-signed ECDSA certificate for host in dir.
+func selfSigned(host, dir string) (tls.Certificate, error) {
+	certPath, keyPath := filepath.Join(dir, "selfsigned.crt"), filepath.Join(dir, "selfsigned.key")
+	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
+		if leaf, err := x509.ParseCertificate(c.Certificate[0]); err == nil &&
+			time.Now().Add(30*24*time.Hour).Before(leaf.NotAfter) && leaf.VerifyHostname(host) == nil {
+			return c, nil
+		}
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, fmt.Errorf("create %s: %w", dir, err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: host, Organization: []string{"inkan self-signed"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(2 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{host, "localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := writeFileAtomic(certPath, certPEM, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair(certPEM, keyPEM)
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.Write(data)
+	if err2 := f.Sync(); err == nil {
+		err = err2
+	}
+	if err2 := f.Close(); err == nil {
+		err = err2
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(tmp, path)
+}
+
+// errNoACME is returned when a challenge listener is asked for without ACME.
+var errNoACME = errors.New("acme is not configured")
