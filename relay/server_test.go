@@ -42,10 +42,10 @@ func (nullTransport) Deliver(_ ctxT, d *queue.Delivery) []queue.Result {
 }
 
 type env struct {
-	t      *testing.T
-	srv    *relay.Server
-	q      *queue.Queue
-	cfg    *config.Config
+	t       testing.TB
+	srv     *relay.Server
+	q       *queue.Queue
+	cfg     *config.Config
 	dkimPub string // TXT record for the test key
 }
 
@@ -53,7 +53,7 @@ const testPassword = "correct horse battery staple"
 
 // start runs a server on 127.0.0.1:0 listeners with a real queue, a users
 // file holding alice and bob, and an Ed25519 DKIM key for example.com.
-func start(t *testing.T, mutate func(*config.Config)) *env {
+func start(t testing.TB, mutate func(*config.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default()
@@ -153,7 +153,23 @@ func (e *env) dial(kind relay.Kind, from string) *smtp.Client {
 		conn = tls.Client(conn, clientTLS)
 	}
 	c := smtp.NewClient(conn)
+	e.t.Cleanup(func() { c.Close() })
 	if err := c.Hello("client.test"); err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// dialStartTLS connects to the submission port and upgrades with STARTTLS.
+func (e *env) dialStartTLS(from string) *smtp.Client {
+	e.t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", e.addr(relay.KindSubmission))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c, err := smtp.NewClientStartTLS(conn, clientTLS)
+	if err != nil {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { c.Close() })
@@ -202,7 +218,7 @@ func send(c *smtp.Client, from string, to []string, body string) (string, error)
 	return resp.StatusText, nil
 }
 
-func queuedID(t *testing.T, reply string) string {
+func queuedID(t testing.TB, reply string) string {
 	t.Helper()
 	i := strings.Index(reply, "queued as ")
 	if i < 0 {
@@ -256,8 +272,9 @@ func TestSubmissionAuthAndSigning(t *testing.T) {
 				if ok, _ := c.Extension("AUTH"); ok {
 					t.Fatal("AUTH advertised before STARTTLS")
 				}
-				if err := c.StartTLS(clientTLS); err != nil {
-					t.Fatal(err)
+				c = e.dialStartTLS("127.0.0.1")
+				if ok, _ := c.Extension("AUTH"); !ok {
+					t.Fatal("AUTH not advertised after STARTTLS")
 				}
 			}
 			if err := c.Auth(tc.mech("alice", testPassword)); err != nil {
@@ -268,7 +285,7 @@ func TestSubmissionAuthAndSigning(t *testing.T) {
 				t.Fatal(err)
 			}
 			b := e.body(queuedID(t, reply))
-			for _, want := range []string{"Received: from client.test ([127.0.0.1])", "with ESMTPSA", "Message-ID: <", "Date: ", "\r\n..leading dot\r\n"} {
+			for _, want := range []string{"([127.0.0.1])\r\n\tby mx.test.example (inkan)", "with ESMTPSA", "Message-ID: <", "Date: ", "\r\n..leading dot\r\n"} {
 				if want == "\r\n..leading dot\r\n" {
 					want = "\r\n.leading dot\r\n"
 				}
@@ -295,7 +312,8 @@ func TestAuthBeforeStartTLSRefused(t *testing.T) {
 
 func TestWrongPasswordAndLockout(t *testing.T) {
 	e := start(t, nil)
-	e.srv.Limiter().SetDelays(0, 0) // tests must not sleep
+	lim := e.srv.Limiter()
+	lim.BaseDelay, lim.MaxDelay = 0, 0 // tests must not sleep
 	for i := 0; i < 3; i++ {
 		c := e.dial(relay.KindSMTPS, "127.0.0.1")
 		err := c.Auth(sasl.NewPlainClient("", "alice", "wrong"))
@@ -384,7 +402,7 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("3rd rcpt: %v, want 452 4.5.3", err)
 	}
 	c.Reset()
-	_, err := send(c, "p@example.com", []string{"a@example.net"}, "Subject: big\r\n\r\n"+strings.Repeat("x", 3000)+"\r\n")
+	_, err := send(c, "p@example.com", []string{"a@example.net"}, "Subject: big\r\n\r\n"+strings.Repeat(strings.Repeat("x", 70)+"\r\n", 40))
 	if code(err) != 552 || enhanced(err) != "5.3.4" {
 		t.Fatalf("big message: %v, want 552 5.3.4", err)
 	}

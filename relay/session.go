@@ -285,6 +285,9 @@ func (s *session) readError(err error, lr *limitReader) error {
 		return ErrMessageTooLarge
 	case errors.As(err, &se):
 		return se
+	case errors.Is(err, smtp.ErrTooLongLine):
+		refused.WithLabelValues("line_too_long").Inc()
+		return ErrLineTooLong
 	case errors.Is(err, errHeaderTooLarge):
 		refused.WithLabelValues("header_too_large").Inc()
 		return ErrHeaderTooLarge

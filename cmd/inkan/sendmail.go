@@ -37,6 +37,7 @@ type sendmailOpts struct {
 	fullName        string // -F
 	ignoreDots      bool   // -i / -oi
 	server          string
+	startTLS        bool // server is a submission port
 	rcpts           []string
 }
 
@@ -105,7 +106,7 @@ func runSendmail(args []string) int {
 			printConfigError(os.Stderr, err)
 			return exConfig
 		}
-		o.server = localServer(cfg)
+		o.server, o.startTLS = localServer(cfg)
 		if o.server == "" {
 			fmt.Fprintln(os.Stderr, "sendmail: no relay or submission listener configured to submit to (set INKAN_SENDMAIL_SERVER=host:port)")
 			return exConfig
@@ -121,8 +122,8 @@ func runSendmail(args []string) int {
 
 // localServer picks the address to submit to: the plain relay listener
 // (loopback is trusted), else submission.
-func localServer(cfg *config.Config) string {
-	for _, l := range []string{cfg.Listen.Relay, cfg.Listen.Submission} {
+func localServer(cfg *config.Config) (string, bool) {
+	for i, l := range []string{cfg.Listen.Relay, cfg.Listen.Submission} {
 		for _, a := range config.SplitAddrs(l) {
 			host, port, err := net.SplitHostPort(a)
 			if err != nil {
@@ -131,10 +132,10 @@ func localServer(cfg *config.Config) string {
 			if host == "" || host == "0.0.0.0" || host == "::" {
 				host = "127.0.0.1"
 			}
-			return net.JoinHostPort(host, port)
+			return net.JoinHostPort(host, port), i == 1
 		}
 	}
-	return ""
+	return "", false
 }
 
 // readSendmailMessage reads stdin, ending at EOF, or at a line with a single
@@ -197,18 +198,21 @@ func submitLocal(o *sendmailOpts, msg []byte, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sendmail: cannot reach inkan at %s: %v\n", o.server, err)
 		return exTempFail
 	}
-	c := smtp.NewClient(conn)
+	var c *smtp.Client
+	if o.startTLS {
+		// The submission port needs TLS before it relays; this hop goes to
+		// our own server, whose certificate may be self-signed.
+		if c, err = smtp.NewClientStartTLS(conn, &tls.Config{InsecureSkipVerify: true}); err != nil {
+			conn.Close()
+			return smtpExit(stderr, "STARTTLS", err)
+		}
+	} else {
+		c = smtp.NewClient(conn)
+	}
 	defer c.Close()
 	host, _ := os.Hostname()
 	if err := c.Hello(host); err != nil {
 		return smtpExit(stderr, "EHLO", err)
-	}
-	if ok, _ := c.Extension("STARTTLS"); ok {
-		// Loopback hop to our own server: encrypt, but a self-signed
-		// certificate is expected.
-		if err := c.StartTLS(&tls.Config{InsecureSkipVerify: true}); err != nil {
-			return smtpExit(stderr, "STARTTLS", err)
-		}
 	}
 	if err := c.Mail(from, nil); err != nil {
 		return smtpExit(stderr, "MAIL FROM", err)

@@ -143,20 +143,21 @@ func (p *headerPlan) keys(fields []field) []string {
 	for _, f := range fields {
 		counts[strings.ToLower(f.name)]++
 	}
-	var keys []string
+	var keys, extra []string
 	for _, name := range p.sign {
 		l := strings.ToLower(name)
 		n := counts[l]
-		if p.over[l] {
-			n++
-		} else if n == 0 && p.always[l] {
+		if n == 0 && p.always[l] && !p.over[l] {
 			n = 1
 		}
 		for i := 0; i < n; i++ {
 			keys = append(keys, name)
 		}
+		if p.over[l] {
+			extra = append(extra, name) // the empty instance, listed last as in RFC 8463's example
+		}
 	}
-	return keys
+	return append(keys, extra...)
 }
 
 // newHeaderPlan merges the configured lists. "-" or "none" as the only entry

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// profileResult is what perf saw of inkan during one extra, unmeasured
+// smtp-source run (perf itself costs CPU, so it never runs during the
+// measured ones). inkan has no pprof endpoint; perf samples it from outside
+// with frame-pointer call graphs, which Go keeps on amd64.
+type profileResult struct {
+	sys                       string
+	data, flatFile, childFile string
+	e2e                       time.Duration
+	n                         int
+	flat                      []perfLine // self time, highest first
+	children                  []perfLine // inclusive time
+	groups                    []groupShare
+	err                       error
+}
+
+type perfLine struct {
+	pct    float64
+	kernel bool
+	sym    string
+}
+
+type groupShare struct {
+	name string
+	pct  float64
+}
+
+func (b *bench) profileRun(ctx context.Context, srv *inkanServer) *profileResult {
+	res := &profileResult{sys: srv.name(), n: b.opt.n}
+	perf, err := exec.LookPath("perf")
+	if err != nil {
+		res.err = fmt.Errorf("perf not installed (apt-get install linux-perf), and inkan has no pprof endpoint")
+		return res
+	}
+	srv.dir = filepath.Join(b.opt.work, "inkan-profile")
+	logf("== profile: %s under perf record (unmeasured run)", srv.name())
+	if res.err = srv.start(ctx); res.err != nil {
+		return res
+	}
+	defer srv.stop()
+	dump := filepath.Join(b.opt.work, "dumps", "profile")
+	if b.opt.warmup > 0 {
+		if _, _, err := b.sourcePhase(ctx, srv, b.opt.warmup, filepath.Join(b.opt.work, "source-warmup.out"), dump); err != nil {
+			res.err = fmt.Errorf("warm-up: %w", err)
+			return res
+		}
+	}
+	res.data = filepath.Join(b.opt.results, fmt.Sprintf("perf-%s-%s.data", srv.name(), b.stamp))
+	cmd := exec.Command(perf, "record", "-F", "499", "-g", "-p", strconv.Itoa(srv.mainPID()), "-o", res.data)
+	p, err := startChild(b.reg, "perf record", cmd, filepath.Join(b.opt.work, "perf.out"))
+	if err != nil {
+		res.err = err
+		return res
+	}
+	time.Sleep(500 * time.Millisecond) // let perf attach to every thread
+	pctx, cancel := context.WithTimeout(ctx, b.opt.profileSecs)
+	_, res.e2e, err = b.sourcePhase(pctx, srv, b.opt.n, filepath.Join(b.opt.work, "source-profile.out"), dump)
+	cancel()
+	_ = p.cmd.Process.Signal(syscall.SIGINT) // perf writes its data on SIGINT
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+	}
+	p.stop()
+	if err != nil {
+		logf("profile run: %v (the profile still covers what ran)", err)
+	}
+	res.flatFile = strings.TrimSuffix(res.data, ".data") + "-self.txt"
+	res.childFile = strings.TrimSuffix(res.data, ".data") + "-children.txt"
+	if res.flat, res.err = perfReport(perf, res.data, res.flatFile, "--no-children", "0.01"); res.err != nil {
+		return res
+	}
+	res.children, res.err = perfReport(perf, res.data, res.childFile, "--children", "1")
+	res.groups = groupProfile(res.flat)
+	return res
+}
+
+// perfReport runs perf report by symbol, saves its text and parses it.
+func perfReport(perf, data, out, mode, limit string) ([]perfLine, error) {
+	txt, err := runCmd(5*time.Minute, "", perf, "report", "-i", data, "--stdio", mode, "--sort", "symbol", "-g", "none", "--percent-limit", limit)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(out, []byte(txt), 0o644); err != nil {
+		return nil, fmt.Errorf("save perf report: %w", err)
+	}
+	return parsePerf(txt), nil
+}
+
+// perfLineRE matches "  12.34%  [.] sym" and, with --children,
+// "  45.00%   0.10%  [k] sym" (the first figure is the inclusive one).
+var perfLineRE = regexp.MustCompile(`^\s*([\d.]+)%\s+(?:[\d.]+%\s+)?\[(.)\]\s+(.+?)\s*$`)
+
+func parsePerf(txt string) []perfLine {
+	var out []perfLine
+	sc := bufio.NewScanner(strings.NewReader(txt))
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		m := perfLineRE.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		pct, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, perfLine{pct: pct, kernel: m[2] == "k", sym: m[3]})
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].pct > out[j].pct })
+	return out
+}
+
+// profileGroups sort self time into what a reader acts on; the first match
+// wins.
+var profileGroups = []struct {
+	name   string
+	kernel bool
+	re     *regexp.Regexp
+}{
+	{"RSA signing (bigmod/rsa)", false, regexp.MustCompile(`bigmod|math/big|crypto/rsa|fips140/rsa`)},
+	{"Ed25519", false, regexp.MustCompile(`edwards25519|ed25519`)},
+	{"SHA-256 hashing", false, regexp.MustCompile(`(?i)sha256|sha2`)},
+	{"Go GC and allocation", false, regexp.MustCompile(`^runtime\.(gc|scan|mallocgc|memclr|greyobject|findObject|markBits|heapBits|wbBuf|bulkBarrier|sweep|mspan|mcache|mcentral|mheap|nextFreeFast|spanOf|typePointers|memmove)|^runtime\.\(\*(mspan|mheap|gcWork|mcache|mcentral)`)},
+	{"Go scheduler and other runtime", false, regexp.MustCompile(`^runtime\.|^internal/runtime`)},
+	{"other crypto (TLS, hashing)", false, regexp.MustCompile(`^crypto/|^vendor/golang.org/x/crypto|golang.org/x/crypto`)},
+	{"SMTP/MIME parsing and I/O buffers", false, regexp.MustCompile(`go-smtp|go-message|go-msgauth|textproto|bufio|^bytes\.|^strings\.|^regexp`)},
+	{"inkan code", false, regexp.MustCompile(`inkan`)},
+	{"kernel: disk, fsync, ext4/jbd2", true, regexp.MustCompile(`ext4|jbd2|fsync|blk_|bio|nvme|virtio|writeback|filemap|page_cache|iomap|xas_|folio`)},
+	{"kernel: TCP over loopback", true, regexp.MustCompile(`tcp|skb|sock|net_|ip_|inet|loopback|dev_|napi|nf_`)},
+	{"kernel: syscalls, scheduling, other", true, regexp.MustCompile(`.`)},
+	{"other user-space", false, regexp.MustCompile(`.`)},
+}
+
+func groupProfile(flat []perfLine) []groupShare {
+	sum := make(map[string]float64)
+	for _, l := range flat {
+		for _, g := range profileGroups {
+			if g.kernel == l.kernel && g.re.MatchString(l.sym) {
+				sum[g.name] += l.pct
+				break
+			}
+		}
+	}
+	var out []groupShare
+	for _, g := range profileGroups {
+		if v := sum[g.name]; v > 0 {
+			out = append(out, groupShare{g.name, v})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].pct > out[j].pct })
+	return out
+}

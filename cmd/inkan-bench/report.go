@@ -1,0 +1,250 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+// summary is one system's figures over its successful runs (medians).
+type summary struct {
+	sys                  string
+	runs, okRuns         int
+	accept, e2e, cpuMs   float64 // msgs/s, msgs/s, ms per message
+	acceptMin, acceptMax float64
+	e2eMin, e2eMax       float64
+	p50, p99             float64 // ms, pooled over runs
+	rssMB, pssMB, hwmMB  float64
+	verified             bool
+	problems             []string
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func minMax(v []float64) (float64, float64) {
+	if len(v) == 0 {
+		return 0, 0
+	}
+	lo, hi := v[0], v[0]
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}
+
+func (b *bench) summarize(sys string) *summary {
+	s := &summary{sys: sys, verified: true}
+	var acc, e2e, cpu, rss, pss, hwm []float64
+	var lat []time.Duration
+	for _, r := range b.results[sys] {
+		s.runs++
+		if !r.ok() {
+			s.verified = false
+			s.problems = append(s.problems, fmt.Sprintf("run failed: %v", r.err))
+			continue
+		}
+		s.okRuns++
+		acc = append(acc, float64(r.n)/r.accept.Seconds())
+		e2e = append(e2e, float64(r.n)/r.e2e.Seconds())
+		cpu = append(cpu, b.cpuMsPerMsg(r))
+		rss = append(rss, float64(r.rssKB)/1024)
+		pss = append(pss, float64(r.pssKB)/1024)
+		hwm = append(hwm, float64(r.hwmKB)/1024)
+		lat = append(lat, r.client.lat...)
+		if !r.check.ok() {
+			s.verified = false
+			s.problems = append(s.problems, r.check.problems...)
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	s.accept, s.e2e, s.cpuMs = median(acc), median(e2e), median(cpu)
+	s.acceptMin, s.acceptMax = minMax(acc)
+	s.e2eMin, s.e2eMax = minMax(e2e)
+	s.p50, s.p99 = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99))
+	s.rssMB, s.pssMB, s.hwmMB = median(rss), median(pss), median(hwm)
+	return s
+}
+
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "MET "
+	}
+	return "MISS"
+}
+
+// report prints the table, ratios, targets and machine-readable lines, and
+// saves the same text in the results directory.
+func (b *bench) report(stdout io.Writer) {
+	var w bytes.Buffer
+	o := b.opt
+	fmt.Fprintf(&w, "\ninkan-bench %s: N=%d sessions=%d size=%d runs=%d warmup=%d; %d cores (%s); %s; fsync on (both systems)\n",
+		b.stamp, o.n, o.sessions, o.size, o.runs, o.warmup, runtime.NumCPU(), cpuModel(), runtime.Version())
+	fmt.Fprintf(&w, "Go signing in this process, 2 goroutines: RSA-2048 %.0f/s, Ed25519 %.0f/s\n\n", b.goRSA2, b.goEd2)
+	sums := map[string]*summary{}
+	fmt.Fprintf(&w, "%-17s %9s %9s %11s %8s %8s %12s %12s  %s\n", "system", "accept/s", "e2e/s", "CPU ms/msg", "p50 ms", "p99 ms", "peak RSS MB", "peak PSS MB", "checks")
+	for _, sys := range o.systems {
+		s := b.summarize(sys)
+		sums[sys] = s
+		chk := "ok"
+		if !s.verified {
+			chk = "FAILED: " + strings.Join(s.problems, "; ")
+		}
+		if s.okRuns == 0 {
+			fmt.Fprintf(&w, "%-17s %s\n", sys, chk)
+			continue
+		}
+		fmt.Fprintf(&w, "%-17s %9.1f %9.1f %11.2f %8.1f %8.1f %12.1f %12.1f  %s\n", sys, s.accept, s.e2e, s.cpuMs, s.p50, s.p99, s.rssMB, s.pssMB, chk)
+	}
+	fmt.Fprintf(&w, "(accept: smtp-source exit; e2e: sink has all N; CPU: utime+stime of all the system's processes incl. reaped children;\n"+
+		" latency: Go client, DATA sent -> 250 after the final dot; peak RSS/PSS: sampled every 100 ms, summed over the system's processes;\n"+
+		" RSS double-counts shared pages of Postfix's many processes, so ratios use PSS")
+	if o.runs > 1 {
+		fmt.Fprintf(&w, "; medians of %d runs, latency percentiles pooled", o.runs)
+	}
+	fmt.Fprintf(&w, ")\n")
+	for _, base := range []string{"postfix-opendkim", "postfix"} {
+		p, ok := sums[base]
+		if !ok || p.okRuns == 0 || !b.hasInkan() {
+			continue
+		}
+		fmt.Fprintf(&w, "\nratios inkan/%s: %-8s %-8s %-8s %-8s %-8s\n", base, "accept", "e2e", "CPU/msg", "p99", "peakPSS")
+		for _, sys := range o.systems {
+			s := sums[sys]
+			if !strings.HasPrefix(sys, "inkan") || s.okRuns == 0 {
+				continue
+			}
+			fmt.Fprintf(&w, "  %-*s %-8s %-8s %-8s %-8s %-8s\n", len(base)+13, sys, ratio(s.accept, p.accept), ratio(s.e2e, p.e2e),
+				ratio(s.cpuMs, p.cpuMs), ratio(s.p99, p.p99), ratio(s.pssMB, p.pssMB))
+		}
+	}
+	b.targets(&w, sums)
+	b.profileText(&w)
+	fmt.Fprintln(&w)
+	var sum bytes.Buffer
+	for _, sys := range o.systems {
+		s := sums[sys]
+		fmt.Fprintf(&sum, "inkan-bench system=%s accept_msgs_per_s=%.1f e2e_msgs_per_s=%.1f cpu_ms_per_msg=%.3f p50_ms=%.2f p99_ms=%.2f peak_rss_mb=%.1f peak_pss_mb=%.1f vmhwm_mb=%.1f accept[min,max]=[%.1f,%.1f] e2e[min,max]=[%.1f,%.1f] verified=%t runs=%d ok_runs=%d N=%d sessions=%d size=%d\n",
+			sys, s.accept, s.e2e, s.cpuMs, s.p50, s.p99, s.rssMB, s.pssMB, s.hwmMB, s.acceptMin, s.acceptMax, s.e2eMin, s.e2eMax, s.verified, s.runs, s.okRuns, o.n, o.sessions, o.size)
+	}
+	fmt.Fprintf(&sum, "inkan-bench go_rsa2048_2goroutines_signs_per_s=%.0f go_ed25519_2goroutines_signs_per_s=%.0f\n", b.goRSA2, b.goEd2)
+	if b.idle != nil {
+		fmt.Fprintf(&sum, "inkan-bench idle_rss_mb=%.1f conns=%d conns_rss_mb=%.1f conns_vmhwm_mb=%.1f ok=%t\n",
+			float64(b.idle.rssKB)/1024, b.idle.conns, float64(b.idle.connRSSKB)/1024, float64(b.idle.connHWMKB)/1024, b.idle.err == nil)
+	}
+	w.Write(sum.Bytes())
+	stdout.Write(w.Bytes())
+	base := filepath.Join(o.results, "inkan-bench-"+b.stamp)
+	_ = os.WriteFile(base+".report", w.Bytes(), 0o644)
+	_ = os.WriteFile(base+".summary", sum.Bytes(), 0o644)
+	fmt.Fprintf(stdout, "saved: %s.{report,summary,log}\n", base)
+}
+
+// targets checks the goals against the same-run figures.
+func (b *bench) targets(w io.Writer, sums map[string]*summary) {
+	fmt.Fprintf(w, "\ntargets (same run):\n")
+	get := func(sys string) *summary {
+		if s, ok := sums[sys]; ok && s.okRuns > 0 {
+			return s
+		}
+		return nil
+	}
+	anchor, rsa, dual := get("postfix-opendkim"), get("inkan-rsa"), get("inkan-dual")
+	if rsa != nil && anchor != nil {
+		fmt.Fprintf(w, "  [%s] inkan-rsa e2e >= 4x Postfix+OpenDKIM: %.2fx (%.0f vs %.0f msgs/s)\n", verdict(rsa.e2e >= 4*anchor.e2e), rsa.e2e/anchor.e2e, rsa.e2e, anchor.e2e)
+		fmt.Fprintf(w, "  [%s] inkan-rsa CPU/msg <= 1/3 of Postfix+OpenDKIM: %.2f (%.2f vs %.2f ms)\n", verdict(rsa.cpuMs*3 <= anchor.cpuMs), rsa.cpuMs/anchor.cpuMs, rsa.cpuMs, anchor.cpuMs)
+	}
+	if dual != nil && anchor != nil {
+		fmt.Fprintf(w, "  [%s] inkan-dual e2e >= 3.5x Postfix+OpenDKIM: %.2fx (%.0f vs %.0f msgs/s)\n", verdict(dual.e2e >= 3.5*anchor.e2e), dual.e2e/anchor.e2e, dual.e2e, anchor.e2e)
+	}
+	for _, s := range []*summary{rsa, dual} {
+		if s != nil && b.goRSA2 > 0 {
+			fmt.Fprintf(w, "  [%s] %s e2e >= 60%% of Go's 2-core RSA-2048 signing rate: %.0f%% (%.0f of %.0f/s)\n", verdict(s.e2e >= 0.6*b.goRSA2), s.sys, 100*s.e2e/b.goRSA2, s.e2e, b.goRSA2)
+		}
+	}
+	if anchor != nil {
+		for _, s := range []*summary{rsa, dual} {
+			if s != nil {
+				fmt.Fprintf(w, "  [%s] %s p99 DATA-to-250 below Postfix+OpenDKIM's: %.1f vs %.1f ms\n", verdict(s.p99 < anchor.p99), s.sys, s.p99, anchor.p99)
+			}
+		}
+	}
+	if b.idle != nil {
+		i := b.idle
+		fmt.Fprintf(w, "  [%s] idle RSS < 30 MB: %.1f MB\n", verdict(i.err == nil && i.rssKB > 0 && i.rssKB < 30*1024), float64(i.rssKB)/1024)
+		full := i.err == nil && i.conns == b.opt.idleConns
+		fmt.Fprintf(w, "  [%s] %d idle authenticated connections < 100 MB: %.1f MB VmRSS (%d open%s)\n",
+			verdict(full && b.opt.idleConns >= 1000 && i.connRSSKB < 100*1024), b.opt.idleConns, float64(i.connRSSKB)/1024, i.conns, errSuffix(i.err))
+	}
+}
+
+func (b *bench) profileText(w io.Writer) {
+	p := b.profile
+	if p == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nprofile of %s (perf record -F 499 -g, one extra unmeasured run of %d messages", p.sys, p.n)
+	if p.e2e > 0 {
+		fmt.Fprintf(w, ", e2e %.0f msgs/s under perf", float64(p.n)/p.e2e.Seconds())
+	}
+	fmt.Fprintf(w, "):\n")
+	if p.err != nil {
+		fmt.Fprintf(w, "  not available: %v\n", p.err)
+		return
+	}
+	fmt.Fprintf(w, "  by area (self time, %% of inkan's samples):\n")
+	for _, g := range p.groups {
+		fmt.Fprintf(w, "    %5.1f%%  %s\n", g.pct, g.name)
+	}
+	fmt.Fprintf(w, "  top functions (self):\n")
+	for _, l := range p.flat[:min(15, len(p.flat))] {
+		fmt.Fprintf(w, "    %5.1f%%  %s\n", l.pct, l.sym)
+	}
+	fmt.Fprintf(w, "  top inclusive (children) above 5%%:\n")
+	n := 0
+	for _, l := range p.children {
+		if l.pct < 5 || n >= 25 {
+			break
+		}
+		n++
+		fmt.Fprintf(w, "    %5.1f%%  %s\n", l.pct, l.sym)
+	}
+	fmt.Fprintf(w, "  full reports: %s, %s (data %s)\n", p.flatFile, p.childFile, p.data)
+}
+
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			if _, v, ok := strings.Cut(l, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return "unknown CPU"
+}

@@ -1,0 +1,40 @@
+// Package deliver is inkan's outbound SMTP transport: it implements
+// queue.Transport by looking up where a group of recipients should go and
+// handing the message to that host over SMTP.
+//
+// Routing, first match wins (Route reports the choice):
+//
+//  1. delivery.sender_relay, by envelope sender address, then "@domain" of
+//     the sender (Postfix sender_dependent_relayhost_maps);
+//  2. delivery.transport, by recipient domain: the exact domain, then
+//     ".parent" entries for its subdomains (Postfix transport_maps);
+//  3. delivery.smarthost, for every domain or only those in its domains list;
+//  4. the recipient domain's MX records (RFC 5321 section 5.1).
+//
+// Promises:
+//
+//   - Deliver returns exactly one Result per recipient, in order.
+//   - A recipient is reported Sent only when the server answered the end of
+//     DATA with 250; it is Failed only on a permanent answer (a 5xx reply
+//     to MAIL, RCPT or DATA, NXDOMAIN, a null MX, a message larger than the
+//     server's SIZE) or when every host tried failed permanently. Everything
+//     else is Deferred: errors are temporary by default.
+//   - Hosts are tried in MX preference order (equal preferences shuffled),
+//     IPv6 addresses before IPv4. A host that cannot be reached, greets or
+//     answers EHLO with an error, cannot do the required TLS, or drops the
+//     connection before the message is sent, makes Deliver try the next one.
+//     Once message bytes have been sent, the attempt ends with that host: a
+//     connection lost after the final dot may mean a duplicate, never a loss.
+//   - TLS follows delivery.tls / tls_policy (none, may, encrypt, verify) for
+//     MX and transport routes, and the relay's own tls setting for
+//     smarthosts. Passwords are only sent over TLS, unless tls is none.
+//   - Connections are reused: after a transaction the connection waits idle
+//     for Options.IdleTimeout; the next delivery to the same host, address,
+//     TLS mode and login sends RSET and uses it. A reused connection that
+//     fails before the message is sent is dropped and a fresh one dialed.
+//     Close closes idle connections and stops the goroutine that expires
+//     them.
+//
+// go-smtp's client sends RCPT commands one at a time, waiting for each
+// reply (no PIPELINING); connection reuse recovers most of the cost.
+package deliver

@@ -1,0 +1,170 @@
+package dnscheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Status grades a Finding.
+type Status int
+
+const (
+	Pass Status = iota
+	Warn
+	Fail
+)
+
+func (s Status) String() string {
+	switch s {
+	case Pass:
+		return "PASS"
+	case Warn:
+		return "WARN"
+	}
+	return "FAIL"
+}
+
+// Finding is the outcome of one check.
+type Finding struct {
+	Check  string // "dkim rsa1._domainkey.example.com", "spf example.com", "dmarc _dmarc.example.com"
+	Status Status
+	Detail string
+}
+
+// String formats a finding as one output line:
+// "PASS dkim rsa1._domainkey.example.com: key matches private key".
+func (f Finding) String() string { return f.Status.String() + " " + f.Check + ": " + f.Detail }
+
+// Checker sends its queries to one recursive resolver.
+type Checker struct {
+	Resolver string        // "host:port"
+	Timeout  time.Duration // per query
+	udp, tcp *dns.Client
+}
+
+// New returns a Checker using resolver ("host:port"); "" means the first
+// nameserver in /etc/resolv.conf.
+func New(resolver string) (*Checker, error) {
+	if resolver == "" {
+		cc, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, fmt.Errorf("read /etc/resolv.conf: %w (fix: pass -resolver host:port)", err)
+		}
+		if len(cc.Servers) == 0 {
+			return nil, errors.New("no nameserver in /etc/resolv.conf (fix: pass -resolver host:port)")
+		}
+		resolver = net.JoinHostPort(cc.Servers[0], cc.Port)
+	}
+	if _, _, err := net.SplitHostPort(resolver); err != nil {
+		return nil, fmt.Errorf("resolver %q: %v (fix: write host:port, e.g. 127.0.0.1:53)", resolver, err)
+	}
+	c := &Checker{Resolver: resolver, Timeout: 5 * time.Second}
+	c.udp = &dns.Client{Net: "udp", Timeout: c.Timeout}
+	c.tcp = &dns.Client{Net: "tcp", Timeout: c.Timeout}
+	return c, nil
+}
+
+// errNXDomain marks a name that does not exist (a "void" answer for SPF).
+var errNXDomain = errors.New("no such domain")
+
+// tempError is a DNS failure worth retrying later (timeout, SERVFAIL).
+type tempError struct{ err error }
+
+func (e *tempError) Error() string { return e.err.Error() }
+func (e *tempError) Unwrap() error { return e.err }
+
+func isTemp(err error) bool {
+	var te *tempError
+	return errors.As(err, &te)
+}
+
+// query asks for name/qtype and returns the answers of that type (any CNAME
+// chain the resolver followed is skipped). No records and no error means the
+// name exists without data of that type.
+func (c *Checker) query(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(name), qtype)
+	m.RecursionDesired = true
+	m.SetEdns0(4096, false)
+	r, _, err := c.udp.ExchangeContext(ctx, m, c.Resolver)
+	if err == nil && r.Truncated {
+		r, _, err = c.tcp.ExchangeContext(ctx, m, c.Resolver)
+	}
+	if err != nil {
+		return nil, &tempError{fmt.Errorf("query %s %s: %w", strings.TrimSuffix(name, "."), dns.TypeToString[qtype], err)}
+	}
+	switch r.Rcode {
+	case dns.RcodeSuccess:
+	case dns.RcodeNameError:
+		return nil, errNXDomain
+	default:
+		return nil, &tempError{fmt.Errorf("query %s %s: %s", strings.TrimSuffix(name, "."), dns.TypeToString[qtype], dns.RcodeToString[r.Rcode])}
+	}
+	var out []dns.RR
+	for _, rr := range r.Answer {
+		if rr.Header().Rrtype == qtype {
+			out = append(out, rr)
+		}
+	}
+	return out, nil
+}
+
+// txt returns each TXT record as one string (its character-strings joined,
+// as RFC 6376 §3.6.2.2 and RFC 7208 §3.3 require).
+func (c *Checker) txt(ctx context.Context, name string) ([]string, error) {
+	rrs, err := c.query(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		out = append(out, strings.Join(rr.(*dns.TXT).Txt, ""))
+	}
+	return out, nil
+}
+
+// addrs returns the A (v4) or AAAA records of name.
+func (c *Checker) addrs(ctx context.Context, name string, v4 bool) ([]netip.Addr, error) {
+	qt := dns.TypeAAAA
+	if v4 {
+		qt = dns.TypeA
+	}
+	rrs, err := c.query(ctx, name, qt)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Addr, 0, len(rrs))
+	for _, rr := range rrs {
+		var ip net.IP
+		switch rr := rr.(type) {
+		case *dns.A:
+			ip = rr.A
+		case *dns.AAAA:
+			ip = rr.AAAA
+		}
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, a.Unmap())
+		}
+	}
+	return out, nil
+}
+
+// mx returns the exchange host names of name.
+func (c *Checker) mx(ctx context.Context, name string) ([]string, error) {
+	rrs, err := c.query(ctx, name, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		out = append(out, strings.TrimSuffix(rr.(*dns.MX).Mx, "."))
+	}
+	return out, nil
+}

@@ -1,0 +1,25 @@
+// Package signing DKIM-signs mail as it streams through the relay.
+//
+// Promises:
+//   - Keys and tables are read once, by New. A key file anyone may read, an
+//     encrypted key or an RSA key under 2048 bits is refused at start, with
+//     the command that fixes it; group-readable keys only warn.
+//   - The signing domain is chosen from the header From (never the envelope),
+//     so a signature inkan adds aligns for DMARC. Native rules (dkim.keys):
+//     every key whose sender patterns match signs, which is how dual
+//     RSA+Ed25519 signing is configured. OpenDKIM tables: the first
+//     SigningTable match, or all of them with MultipleSignatures, with the
+//     exact lookup order of OpenDKIM 2.11 (see package config).
+//   - A key whose d= and s= already sign the message is skipped, so a
+//     Postfix+OpenDKIM left in the path does not cause duplicate signatures.
+//   - The message is never held in memory: Stream hashes it as it is written
+//     and Finish returns only the DKIM-Signature fields to prepend.
+//   - Signing problems never look like spool failures: Stream.Write cannot
+//     fail; Finish reports them, and Decision.Err marks a key that exists in
+//     the configuration but cannot be used, so the caller can defer (451)
+//     instead of sending mail unsigned.
+//
+// Metrics: inkan_dkim_signatures_total{domain,algorithm} and
+// inkan_dkim_unsigned_total{reason} with reason in no_rule, no_from,
+// already_signed, disabled, error.
+package signing

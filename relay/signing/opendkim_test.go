@@ -1,0 +1,186 @@
+package signing
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/inkan-relay/inkan/config"
+)
+
+// opendkimSetup writes keys and tables the way an OpenDKIM install has them.
+func opendkimSetup(t *testing.T) (dir string) {
+	t.Helper()
+	dir = t.TempDir()
+	for _, d := range []string{"example.com", "example.org", "example.net", "sub.example.net"} {
+		if err := os.MkdirAll(filepath.Join(dir, "keys", d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeKey(t, dir, "keys/example.com/mail.private", testRSA(t, 1), 0o600)
+	writeKey(t, dir, "keys/example.com/ed.private", testEd25519(t, 10), 0o600)
+	writeKey(t, dir, "keys/example.org/default.private", testEd25519(t, 11), 0o600)
+	writeKey(t, dir, "keys/example.net/default.private", testEd25519(t, 12), 0o600)
+	writeKey(t, dir, "keys/sub.example.net/default.private", testEd25519(t, 14), 0o600)
+	writeFile(t, dir, "KeyTable", `mail._domainkey.example.com example.com:mail:`+dir+`/keys/example.com/mail.private
+ed     example.com:ed:./keys/example.com/ed.private
+any    %:default:`+dir+`/keys/%/default.private
+unused example.com:old:/nonexistent/old.private
+`)
+	writeFile(t, dir, "SigningTable", `# refile: patterns in file order
+*@example.com       mail._domainkey.example.com
+*@example.com       ed
+ceo@*               mail._domainkey.example.com:ceo@example.com
+*@example.org       any
+*@*.example.net     any:@%
+*@example.net       any
+*@broken.example    nokey
+`)
+	writeFile(t, dir, "ExactTable", `example.com        mail._domainkey.example.com
+.example.com       ed
+*                  any
+`)
+	return dir
+}
+
+func TestOpenDKIMTables(t *testing.T) {
+	dir := opendkimSetup(t)
+	kt, st := filepath.Join(dir, "KeyTable"), "refile:"+filepath.Join(dir, "SigningTable")
+	first := newSigner(t, config.DKIM{KeyTable: kt, SigningTable: st})
+	multi := newSigner(t, config.DKIM{KeyTable: kt, SigningTable: st, MultipleSignatures: true})
+	exact := newSigner(t, config.DKIM{KeyTable: kt, SigningTable: filepath.Join(dir, "ExactTable")})
+	tests := []struct {
+		s     *Signer
+		from  string
+		want  string // "d/s,d/s"
+		notes string
+	}{
+		{first, "a@example.com", "example.com/mail", ""},
+		{multi, "a@example.com", "example.com/mail,example.com/ed", ""},
+		{first, "ceo@example.com", "example.com/mail", ""},                // first match, not the ceo@ line
+		{multi, "ceo@example.com", "example.com/mail,example.com/ed", ""}, // the ceo@ line repeats a key
+		{first, "ceo@other.org", "example.com/mail", ""},                  // i=ceo@example.com
+		{first, "a@example.org", "example.org/default", ""},               // "%" domain and key path
+		{first, "a@sub.example.net", "sub.example.net/default", ""},       // found on first use
+		{first, "a@x.example.net", "", "no such key file"},                // "%" path without a file: unsigned, noted
+		{first, "a@example.net", "example.net/default", ""},
+		{first, "a@broken.example", "", `names key "nokey", which the KeyTable does not define`},
+		{first, "a@nowhere.test", "", "no rule matches"},
+		{exact, "a@example.com", "example.com/mail", ""},
+		{exact, "a@deep.sub.example.com", "example.com/ed", ""}, // ".example.com" covers subdomains
+		{exact, "a@example.org", "example.org/default", ""},     // "*"
+	}
+	for _, tt := range tests {
+		st, d := tt.s.Begin([]byte("From: " + tt.from + "\r\n\r\n"))
+		var got []string
+		for _, k := range d.Keys {
+			got = append(got, k.Domain+"/"+k.Selector)
+		}
+		if strings.Join(got, ",") != tt.want || !strings.Contains(d.Reason, tt.notes) || d.Err != nil {
+			t.Errorf("%s: got %v (%s) err %v, want %s", tt.from, got, d.Reason, d.Err, tt.want)
+		}
+		st.Abort()
+	}
+	if c, _, _ := first.choose("ceo@other.org"); len(c) != 1 || c[0].identity != "ceo@example.com" {
+		t.Errorf("ceo identity: %+v", c)
+	}
+	if c, _, _ := first.choose("a@sub.example.net"); len(c) != 1 || c[0].identity != "@sub.example.net" {
+		t.Errorf("%% identity: %+v", c)
+	}
+
+	w := strings.Join(first.Warnings(), "\n")
+	for _, want := range []string{`key "unused" (d=example.com s=old) is not used`, `names key "nokey", which KeyTable`} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings lack %q:\n%s", want, w)
+		}
+	}
+	// "%" keys are published for the domains the SigningTable names.
+	var names []string
+	for _, d := range first.Domains() {
+		names = append(names, d.Name+"/"+d.Selector)
+	}
+	if got := strings.Join(names, ","); got != "example.com/ed,example.com/mail,example.net/default,example.org/default" {
+		t.Errorf("domains %s", got)
+	}
+
+	// A signature made through the tables verifies.
+	signed, _ := sign(t, multi, strings.Replace(testMsg, "alice@example.com", "ceo@example.com", 1))
+	for _, v := range verify(t, signed, txtFor(multi, nil)) {
+		if v.Err != nil {
+			t.Errorf("verify: %v", v.Err)
+		}
+	}
+	if got := strings.Join(first.Explain("ceo@example.com"), "\n"); !strings.Contains(got, "SigningTable "+filepath.Join(dir, "SigningTable")+`:2 "*@example.com" -> key "mail._domainkey.example.com"`) {
+		// line 2: line 1 is the comment
+		t.Errorf("explain: %s", got)
+	}
+}
+
+func TestOpenDKIMUnreadableDynamicKey(t *testing.T) {
+	dir := opendkimSetup(t)
+	// A "%" key that exists but is world-readable must defer mail, not send it unsigned.
+	writeKey(t, dir, "keys/example.net/default.private", testEd25519(t, 12), 0o644)
+	_, err := New(config.DKIM{KeyTable: filepath.Join(dir, "KeyTable"), SigningTable: "refile:" + filepath.Join(dir, "SigningTable")}, quietLogger())
+	if err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("preloaded world-readable key: %v", err)
+	}
+	writeKey(t, dir, "keys/example.net/default.private", testEd25519(t, 12), 0o600)
+	if err := os.MkdirAll(filepath.Join(dir, "keys", "late.example"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeKey(t, dir, "keys/late.example/default.private", testEd25519(t, 13), 0o644)
+	// Only a wildcard names late.example, so its key is first read for a message.
+	writeFile(t, dir, "Wild", "* any\n")
+	s := newSigner(t, config.DKIM{KeyTable: filepath.Join(dir, "KeyTable"), SigningTable: "refile:" + filepath.Join(dir, "Wild")})
+	st, d := s.Begin([]byte("From: a@late.example\r\n\r\n"))
+	if st != nil || d.Err == nil || d.Unsigned != UnsignedError || !strings.Contains(d.Err.Error(), "chmod 600") {
+		t.Errorf("runtime world-readable key: %+v", d)
+	}
+}
+
+func TestOpenDKIMConf(t *testing.T) {
+	dir := opendkimSetup(t)
+	conf := writeFile(t, dir, "opendkim.conf", `Syslog yes
+BaseDirectory `+dir+`
+KeyTable file:KeyTable
+SigningTable refile:SigningTable
+MultipleSignatures yes
+Canonicalization relaxed/simple
+OversignHeaders From
+SignatureTTL 3600
+Mode v
+SelectorHeader X-Key
+`)
+	s := newSigner(t, config.DKIM{OpenDKIMConf: conf})
+	_, d := s.Begin([]byte("From: a@example.com\r\n\r\n"))
+	if len(d.Keys) != 2 || s.bodyCan != "simple" || s.headerCan != "relaxed" || s.expiration.Seconds() != 3600 || !s.plan.over["from"] || s.plan.over["subject"] {
+		t.Errorf("conf not applied: %+v %s/%s %v %v", d, s.headerCan, s.bodyCan, s.expiration, s.plan.over)
+	}
+	w := strings.Join(s.Warnings(), "\n")
+	if !strings.Contains(w, "SelectorHeader") || !strings.Contains(w, `Mode "v"`) {
+		t.Errorf("warnings: %s", w)
+	}
+	// The inkan configuration wins over opendkim.conf.
+	s = newSigner(t, config.DKIM{OpenDKIMConf: conf, Canonicalization: "simple/simple", OversignHeaders: []string{"Subject"}})
+	if s.headerCan != "simple" || s.plan.over["from"] || !s.plan.over["subject"] {
+		t.Errorf("override: %s %v", s.headerCan, s.plan.over)
+	}
+
+	single := writeFile(t, dir, "single.conf", "Domain example.org,example.com\nSelector solo\nKeyFile "+dir+"/keys/example.org/default.private\nSubDomains yes\n")
+	s = newSigner(t, config.DKIM{OpenDKIMConf: single})
+	for from, want := range map[string]string{"a@example.org": "example.org/solo", "a@x.example.com": "example.com/solo", "a@example.net": ""} {
+		st, d := s.Begin([]byte("From: " + from + "\r\n\r\n"))
+		got := ""
+		if len(d.Keys) == 1 {
+			got = d.Keys[0].Domain + "/" + d.Keys[0].Selector
+		}
+		if got != want {
+			t.Errorf("single-key %s: %q want %q (%s)", from, got, want, d.Reason)
+		}
+		st.Abort()
+	}
+	if len(s.Domains()) != 2 {
+		t.Errorf("single-key domains %+v", s.Domains())
+	}
+}

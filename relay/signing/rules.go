@@ -1,0 +1,288 @@
+package signing
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/inkan-relay/inkan/config"
+)
+
+// key is one loaded private key with where it came from.
+type key struct {
+	domain   string // d=; "%" = the From domain (OpenDKIM KeyTable only)
+	selector string
+	signer   crypto.Signer
+	algo     string
+	file     string // "" for inline keys
+	origin   string // human: `dkim.keys[0]` or `KeyTable /etc/opendkim/KeyTable:3 "mail"`
+}
+
+// candidate is a key chosen for one message.
+type candidate struct {
+	k        *key
+	domain   string // resolved d=
+	identity string // i=, "" for none
+	why      string // which rule matched
+}
+
+// nativeRule is a dkim.keys entry.
+type nativeRule struct {
+	k          *key
+	patterns   []senderPattern
+	subdomains bool
+}
+
+type senderPattern struct {
+	raw    string
+	exact  string         // "alice@example.com"
+	domain string         // "example.com" for "@example.com"
+	re     *regexp.Regexp // "*" patterns
+}
+
+func parseSenderPattern(p string) (senderPattern, error) {
+	p = strings.TrimSpace(p)
+	sp := senderPattern{raw: p}
+	l := strings.ToLower(p)
+	switch {
+	case p == "":
+		return sp, errors.New("empty sender pattern")
+	case strings.Contains(p, "*"):
+		re, err := regexp.Compile("(?i)^" + strings.ReplaceAll(regexp.QuoteMeta(l), `\*`, ".*") + "$")
+		if err != nil {
+			return sp, err
+		}
+		sp.re = re
+	case strings.HasPrefix(l, "@"):
+		sp.domain = strings.TrimSuffix(l[1:], ".")
+	case strings.Contains(l, "@"):
+		sp.exact = l
+	default:
+		sp.domain = strings.TrimSuffix(l, ".") // a bare domain means "@domain"
+	}
+	if sp.domain == "" && sp.exact == "" && sp.re == nil {
+		return sp, fmt.Errorf("%q names no domain", p)
+	}
+	return sp, nil
+}
+
+func (sp senderPattern) match(addr, domain string, subdomains bool) bool {
+	switch {
+	case sp.re != nil:
+		return sp.re.MatchString(addr)
+	case sp.exact != "":
+		return strings.EqualFold(addr, sp.exact)
+	}
+	return domain == sp.domain || (subdomains && strings.HasSuffix(domain, "."+sp.domain))
+}
+
+// tableRules are OpenDKIM KeyTable + SigningTable rules.
+type tableRules struct {
+	entries  map[string]config.KeyTableEntry
+	st       *config.SigningTable
+	multi    bool
+	baseDir  string          // for ./relative key paths
+	static   map[string]*key // by key name, keys with a fixed d= and path
+	mu       sync.Mutex
+	dynamic  map[string]dynKey // "%"-keys by resolved path
+	loadWarn func(string)
+}
+
+type dynKey struct {
+	k   *key
+	err error
+}
+
+// singleRule is OpenDKIM's single-key mode (Domain, Selector, KeyFile).
+type singleRule struct {
+	k          *key
+	domains    []string
+	subdomains bool
+	origin     string
+}
+
+// choose returns the keys that sign mail whose header From is addr, notes
+// explaining near misses, and an error when a rule applies but its key cannot
+// be used (the caller should then defer the message rather than send it
+// unsigned).
+func (s *Signer) choose(addr string) (cands []candidate, notes []string, err error) {
+	_, domain := splitAddr(addr)
+	lower := strings.ToLower(addr)
+	for i, r := range s.native {
+		for _, p := range r.patterns {
+			if p.match(lower, domain, r.subdomains) {
+				cands = append(cands, candidate{k: r.k, domain: r.k.domain,
+					why: fmt.Sprintf("dkim.keys[%d] sender pattern %q", i, p.raw)})
+				break
+			}
+		}
+	}
+	if r := s.single; r != nil {
+		for _, d := range r.domains {
+			if domain == d || (r.subdomains && strings.HasSuffix(domain, "."+d)) {
+				cands = append(cands, candidate{k: r.k, domain: d, why: fmt.Sprintf("%s Domain %s", r.origin, d)})
+				break
+			}
+		}
+	}
+	if t := s.table; t != nil {
+		c, n, e := t.choose(addr, domain)
+		cands, notes = append(cands, c...), append(notes, n...)
+		if e != nil {
+			err = e
+		}
+	}
+	return dedupe(cands), notes, err
+}
+
+func dedupe(cands []candidate) []candidate {
+	seen := map[string]bool{}
+	out := cands[:0]
+	for _, c := range cands {
+		id := strings.ToLower(c.domain + "/" + c.k.selector)
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (t *tableRules) choose(addr, fromDomain string) (cands []candidate, notes []string, err error) {
+	for _, m := range t.st.Match(addr, t.multi) {
+		where := fmt.Sprintf("SigningTable %s:%d %q", t.st.File, m.Rule.Line, m.Rule.Pattern)
+		e, ok := t.entries[m.KeyName]
+		if !ok {
+			// Unlike OpenDKIM (which tempfails), send unsigned: Warnings lists
+			// literal names at startup, and "%" names cannot be checked earlier.
+			notes = append(notes, fmt.Sprintf("%s names key %q, which the KeyTable does not define", where, m.KeyName))
+			continue
+		}
+		k, kerr := t.keyFor(e, fromDomain)
+		if kerr != nil {
+			if errors.Is(kerr, fs.ErrNotExist) {
+				notes = append(notes, fmt.Sprintf("%s: %v", where, kerr))
+				continue
+			}
+			err = fmt.Errorf("%s: %w", where, kerr)
+			continue
+		}
+		d := e.Domain
+		if d == "%" {
+			d = fromDomain
+		}
+		c := candidate{k: k, domain: d, why: fmt.Sprintf("%s -> key %q (KeyTable %s:%d)", where, e.Name, e.File, e.Line)}
+		if m.Signer != "" {
+			if identityOK(m.Signer, d) {
+				c.identity = m.Signer
+			} else {
+				notes = append(notes, fmt.Sprintf("%s: signer %q is not in d=%s, so no i= tag is added", where, m.Signer, d))
+			}
+		}
+		cands = append(cands, c)
+	}
+	return cands, notes, err
+}
+
+// identityOK checks RFC 6376 §3.5: the i= domain is d= or a subdomain of it.
+func identityOK(id, d string) bool {
+	_, dom := splitAddr(id)
+	d = strings.ToLower(d)
+	return strings.Contains(id, "@") && (dom == d || strings.HasSuffix(dom, "."+d))
+}
+
+// keyFor returns the loaded key for a KeyTable entry and From domain. Keys
+// with a fixed path were loaded by New; "%" paths are loaded on first use and
+// remembered (including failures) until restart.
+func (t *tableRules) keyFor(e config.KeyTableEntry, fromDomain string) (*key, error) {
+	if k := t.static[e.Name]; k != nil {
+		return k, nil
+	}
+	d := e.Domain
+	if d == "%" {
+		d = fromDomain
+	}
+	path := t.keyPath(e, d)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if dk, ok := t.dynamic[path]; ok {
+		return dk.k, dk.err
+	}
+	k, err := loadTableKey(e, path, t.loadWarn)
+	t.dynamic[path] = dynKey{k, err}
+	return k, err
+}
+
+// keyPath applies OpenDKIM's "%" token (the d= domain) to a key path and
+// resolves ./relative paths against BaseDirectory, or else the KeyTable's
+// own directory.
+func (t *tableRules) keyPath(e config.KeyTableEntry, domain string) string {
+	if e.KeyFile == "" {
+		return ""
+	}
+	p := strings.ReplaceAll(e.KeyFile, "%", domain)
+	if !filepath.IsAbs(p) {
+		base := t.baseDir
+		if base == "" {
+			base = filepath.Dir(e.File)
+		}
+		p = filepath.Join(base, p)
+	}
+	return p
+}
+
+func loadTableKey(e config.KeyTableEntry, path string, warn func(string)) (*key, error) {
+	origin := fmt.Sprintf("KeyTable %s:%d %q", e.File, e.Line, e.Name)
+	var (
+		signer crypto.Signer
+		warns  []string
+		err    error
+	)
+	if e.KeyData != "" {
+		signer, err = ParsePrivateKey([]byte(e.KeyData))
+		if err != nil {
+			return nil, keyParseError(fmt.Sprintf("%s:%d (inline key %q)", e.File, e.Line, e.Name), err)
+		}
+	} else if signer, warns, err = LoadPrivateKey(path); err != nil {
+		return nil, err
+	}
+	for _, w := range warns {
+		warn(w)
+	}
+	return &key{domain: e.Domain, selector: e.Selector, signer: signer, algo: Algorithm(signer.Public()), file: path, origin: origin}, nil
+}
+
+// tableDomains derives, for a "%"-domain KeyTable entry, the domains it will
+// sign for from SigningTable patterns with a literal domain ("*@example.com",
+// "example.com", "user@example.com").
+func (t *tableRules) tableDomains(name string) []string {
+	set := map[string]bool{}
+	for _, r := range t.st.Rules {
+		if r.KeyName != name && r.KeyName != "%" {
+			continue
+		}
+		p := strings.ToLower(r.Pattern)
+		if i := strings.LastIndexByte(p, '@'); i >= 0 {
+			p = p[i+1:]
+		}
+		if p == "" || strings.ContainsAny(p, "*?[](){}|\\^$+") || strings.HasPrefix(p, ".") {
+			continue
+		}
+		if r.KeyName == "%" && p != name {
+			continue // "%" names the key after the domain
+		}
+		set[p] = true
+	}
+	out := make([]string, 0, len(set))
+	for d := range set {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}

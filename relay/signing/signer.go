@@ -1,0 +1,444 @@
+package signing
+
+import (
+	"bufio"
+	"crypto"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Clock, replaceable in tests. go-msgauth stamps t= with its own clock.
+var now = time.Now
+
+// Reasons a message leaves unsigned; the values label inkan_dkim_unsigned_total.
+const (
+	UnsignedNoRule        = "no_rule"
+	UnsignedNoFrom        = "no_from"
+	UnsignedAlreadySigned = "already_signed"
+	UnsignedDisabled      = "disabled"
+	UnsignedError         = "error"
+)
+
+var (
+	signaturesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "inkan_dkim_signatures_total",
+		Help: "DKIM signatures added, by signing domain and algorithm.",
+	}, []string{"domain", "algorithm"})
+	unsignedTotal = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "inkan_dkim_unsigned_total",
+		Help: "Messages that left without an inkan DKIM signature, by reason.",
+	}, []string{"reason"})
+)
+
+func init() {
+	for _, r := range []string{UnsignedNoRule, UnsignedNoFrom, UnsignedAlreadySigned, UnsignedDisabled, UnsignedError} {
+		unsignedTotal.WithLabelValues(r) // export zeros so rate() works from the start
+	}
+}
+
+// KeyInfo names one signature.
+type KeyInfo struct {
+	Domain    string // d=
+	Selector  string // s=
+	Algorithm string // a=
+}
+
+// Decision says what Begin decided for one message.
+type Decision struct {
+	Keys []KeyInfo
+	// Reason is a human sentence: why these keys, or why none
+	// ("no rule matches alice@other.org", "no From header").
+	Reason string
+	// Unsigned is "" when Keys is not empty, else one of the Unsigned* values.
+	Unsigned string
+	// Err is set when a rule applies but its key cannot be used (unreadable
+	// key file): the message should be deferred (451), not sent unsigned.
+	Err error
+}
+
+// String is the one-line form for logs.
+func (d Decision) String() string {
+	if len(d.Keys) == 0 {
+		return "not signed: " + d.Reason
+	}
+	parts := make([]string, len(d.Keys))
+	for i, k := range d.Keys {
+		parts[i] = fmt.Sprintf("d=%s s=%s a=%s", k.Domain, k.Selector, k.Algorithm)
+	}
+	return "signed " + strings.Join(parts, ", ")
+}
+
+// Domain is one published key, for DNS tooling.
+type Domain struct {
+	Name         string // d=
+	Selector     string
+	Algorithm    string
+	PublicKeyTXT string // the TXT value for Selector._domainkey.Name
+	KeyFile      string // "" for keys inlined in a KeyTable
+	PublicKey    crypto.PublicKey
+}
+
+// Signer holds the keys and rules. It is safe for concurrent use; build one
+// with New at start (or reload) and share it.
+type Signer struct {
+	log        *slog.Logger
+	native     []*nativeRule
+	single     *singleRule
+	table      *tableRules
+	headerCan  dkim.Canonicalization
+	bodyCan    dkim.Canonicalization
+	plan       *headerPlan
+	expiration time.Duration
+	warnings   []string
+	domains    []Domain
+}
+
+// Enabled reports whether any key is configured.
+func (s *Signer) Enabled() bool {
+	return s != nil && (len(s.native) > 0 || s.single != nil || s.table != nil)
+}
+
+// Skip records a message that is not signed on purpose (a no_sign route, or
+// signing switched off) and returns the matching Decision. s may be nil.
+func (s *Signer) Skip(reason string) Decision {
+	unsignedTotal.WithLabelValues(UnsignedDisabled).Inc()
+	return Decision{Reason: reason, Unsigned: UnsignedDisabled}
+}
+
+// Begin decides how to sign a message from its header block (CRLF lines,
+// with or without the final blank line). The signing domain always comes from
+// the header From, so DMARC aligns. Keys whose d= and s= already appear in a
+// DKIM-Signature field are skipped (the message was signed upstream, e.g. by
+// a Postfix+OpenDKIM still in the path). A nil Stream means: send unsigned,
+// unless Decision.Err is set.
+func (s *Signer) Begin(header []byte) (*Stream, Decision) {
+	if !s.Enabled() {
+		return nil, s.Skip("DKIM signing is not configured")
+	}
+	fields := parseHeader(header)
+	addr, note, d := fromOf(fields)
+	if d != nil {
+		unsignedTotal.WithLabelValues(d.Unsigned).Inc()
+		return nil, *d
+	}
+	cands, notes, err := s.choose(addr)
+	if note != "" {
+		notes = append([]string{note}, notes...)
+	}
+	if err != nil {
+		unsignedTotal.WithLabelValues(UnsignedError).Inc()
+		return nil, Decision{Reason: "signing key unusable: " + err.Error(), Unsigned: UnsignedError, Err: err}
+	}
+	if len(cands) == 0 {
+		unsignedTotal.WithLabelValues(UnsignedNoRule).Inc()
+		return nil, Decision{Reason: withNotes("no rule matches "+addr, notes), Unsigned: UnsignedNoRule}
+	}
+	existing := existingSignatures(fields)
+	var use []candidate
+	for _, c := range cands {
+		if existing[strings.ToLower(c.domain+"/"+c.k.selector)] {
+			notes = append(notes, fmt.Sprintf("d=%s s=%s already signed upstream", c.domain, c.k.selector))
+			continue
+		}
+		use = append(use, c)
+	}
+	if len(use) == 0 {
+		unsignedTotal.WithLabelValues(UnsignedAlreadySigned).Inc()
+		return nil, Decision{Reason: withNotes("already signed", notes), Unsigned: UnsignedAlreadySigned}
+	}
+	st, err := s.newStream(use, s.plan.keys(fields))
+	if err != nil {
+		unsignedTotal.WithLabelValues(UnsignedError).Inc()
+		return nil, Decision{Reason: "cannot start signing: " + err.Error(), Unsigned: UnsignedError, Err: err}
+	}
+	dec := Decision{Keys: st.keys}
+	whys := make([]string, len(use))
+	for i, c := range use {
+		whys[i] = c.why
+	}
+	dec.Reason = withNotes(addr+": "+strings.Join(whys, "; "), notes)
+	return st, dec
+}
+
+// fromOf finds the header From address; on failure it returns the Decision.
+func fromOf(fields []field) (addr, note string, d *Decision) {
+	var values []string
+	for _, f := range fields {
+		if strings.EqualFold(f.name, "From") {
+			values = append(values, f.value)
+		}
+	}
+	if len(values) == 0 {
+		return "", "", &Decision{Reason: "no From header", Unsigned: UnsignedNoFrom}
+	}
+	addrs, err := fromAddresses(values[0])
+	if err != nil {
+		return "", "", &Decision{Reason: fmt.Sprintf("From header %q has no usable address", values[0]), Unsigned: UnsignedNoFrom}
+	}
+	switch {
+	case len(values) > 1:
+		note = fmt.Sprintf("%d From fields; signing for the first", len(values))
+	case len(addrs) > 1:
+		note = fmt.Sprintf("From lists %d addresses; signing for the first", len(addrs))
+	}
+	return addrs[0], note, nil
+}
+
+func withNotes(s string, notes []string) string {
+	if len(notes) == 0 {
+		return s
+	}
+	return s + " (" + strings.Join(notes, "; ") + ")"
+}
+
+func (s *Signer) newStream(use []candidate, headerKeys []string) (*Stream, error) {
+	st := &Stream{state: 2}
+	var ws []io.Writer
+	var exp time.Time
+	if s.expiration > 0 {
+		exp = now().Add(s.expiration)
+	}
+	for _, c := range use {
+		sg, err := dkim.NewSigner(&dkim.SignOptions{
+			Domain:                 c.domain,
+			Selector:               c.k.selector,
+			Identifier:             c.identity,
+			Signer:                 c.k.signer,
+			HeaderCanonicalization: s.headerCan,
+			BodyCanonicalization:   s.bodyCan,
+			HeaderKeys:             headerKeys,
+			Expiration:             exp,
+		})
+		if err != nil {
+			st.Abort()
+			return nil, fmt.Errorf("d=%s s=%s: %w", c.domain, c.k.selector, err)
+		}
+		st.signers = append(st.signers, sg)
+		st.keys = append(st.keys, KeyInfo{Domain: c.domain, Selector: c.k.selector, Algorithm: c.k.algo})
+		ws = append(ws, sg)
+	}
+	// Each go-msgauth signer hashes on its own goroutine behind a pipe; the
+	// buffer turns many small header writes into few pipe hand-offs. Sharing
+	// one body hash between keys would mean re-implementing go-msgauth's
+	// unexported canonicalizers, and the RSA operation dominates anyway.
+	st.bw = bufio.NewWriterSize(io.MultiWriter(ws...), 32<<10)
+	return st, nil
+}
+
+// Stream hashes one message for one or more keys as it passes through.
+// Write it the whole message (the header again, then the body), then call
+// Finish; call Abort instead when the message is dropped, so the hashing
+// goroutines end. A Stream is used by one goroutine.
+type Stream struct {
+	keys    []KeyInfo
+	signers []*dkim.Signer
+	bw      *bufio.Writer
+	err     error
+	state   int  // progress through "\r\n\r\n"; starts as if after a line end
+	eoh     bool // the blank line ending the header has been seen
+	done    bool
+}
+
+// Write never fails: a signing problem is reported by Finish, so that it is
+// never mistaken for a failure of the spool it is teed with.
+func (st *Stream) Write(p []byte) (int, error) {
+	if st.done || st.err != nil {
+		return len(p), nil
+	}
+	if !st.eoh {
+		st.scan(p)
+	}
+	if _, err := st.bw.Write(p); err != nil {
+		st.err = err
+	}
+	return len(p), nil
+}
+
+// scan tracks the end of the header (an empty line), tolerating bare LF.
+func (st *Stream) scan(p []byte) {
+	for _, c := range p {
+		switch {
+		case c == '\r':
+			if st.state == 2 {
+				st.state = 3
+			} else {
+				st.state = 1
+			}
+		case c == '\n':
+			if st.state == 3 || st.state == 2 {
+				st.eoh = true
+				return
+			}
+			st.state = 2
+		default:
+			st.state = 0
+		}
+	}
+}
+
+// Finish completes the signatures and returns the DKIM-Signature fields,
+// CRLF-terminated, to prepend to the message.
+func (st *Stream) Finish() ([]byte, error) {
+	if st.done {
+		return nil, fmt.Errorf("dkim: stream already finished")
+	}
+	if st.err == nil && !st.eoh {
+		// Header only, no blank line: end it so the body is empty.
+		end := "\r\n\r\n"
+		if st.state == 2 {
+			end = "\r\n"
+		}
+		_, st.err = st.bw.WriteString(end)
+	}
+	if st.err == nil {
+		st.err = st.bw.Flush()
+	}
+	st.done = true
+	var out []byte
+	for i, sg := range st.signers {
+		if err := sg.Close(); err != nil && st.err == nil {
+			st.err = fmt.Errorf("d=%s s=%s: %w", st.keys[i].Domain, st.keys[i].Selector, err)
+		}
+		if st.err == nil {
+			out = append(out, sg.Signature()...)
+		}
+	}
+	if st.err != nil {
+		unsignedTotal.WithLabelValues(UnsignedError).Inc()
+		return nil, fmt.Errorf("dkim sign: %w", st.err)
+	}
+	for _, k := range st.keys {
+		signaturesTotal.WithLabelValues(k.Domain, k.Algorithm).Inc()
+	}
+	return out, nil
+}
+
+// Abort ends the hashing goroutines without producing signatures.
+func (st *Stream) Abort() {
+	if st == nil || st.done {
+		return
+	}
+	st.done = true
+	for _, sg := range st.signers {
+		sg.Close() // the goroutine sees EOF and exits; its result is discarded
+	}
+}
+
+// Keys lists the signatures this stream will produce.
+func (st *Stream) Keys() []KeyInfo { return st.keys }
+
+// Explain says, in lines for people, which keys would sign mail whose header
+// From is from (an address or a full From value) and why, or why none would.
+func (s *Signer) Explain(from string) []string {
+	if !s.Enabled() {
+		return []string{"DKIM signing is not configured: no dkim.keys, key_table or opendkim_conf"}
+	}
+	addrs, err := fromAddresses(from)
+	if err != nil {
+		if !strings.Contains(from, "@") && from != "" {
+			addrs = []string{"postmaster@" + from}
+		} else {
+			return []string{fmt.Sprintf("%q is not an address", from)}
+		}
+	}
+	addr := addrs[0]
+	cands, notes, err := s.choose(addr)
+	var out []string
+	if err != nil {
+		out = append(out, "ERROR "+err.Error()+": mail from "+addr+" would be deferred (451) until this is fixed")
+	}
+	for _, c := range cands {
+		line := fmt.Sprintf("sign d=%s s=%s (%s) for %s: %s", c.domain, c.k.selector, c.k.algo, addr, c.why)
+		if c.identity != "" {
+			line += ", i=" + c.identity
+		}
+		if _, d := splitAddr(addr); d != strings.ToLower(c.domain) && !strings.HasSuffix(d, "."+strings.ToLower(c.domain)) {
+			line += fmt.Sprintf(" (warning: d=%s does not align with From domain %s for DMARC)", c.domain, d)
+		}
+		out = append(out, line)
+	}
+	for _, n := range notes {
+		out = append(out, "note: "+n)
+	}
+	if len(cands) == 0 && err == nil {
+		out = append(out, "no rule matches "+addr+": mail from it leaves unsigned")
+		out = append(out, s.coverage()...)
+	}
+	return out
+}
+
+// coverage describes what the rules do sign, for "no rule matches" answers.
+func (s *Signer) coverage() []string {
+	var out []string
+	for i, r := range s.native {
+		pats := make([]string, len(r.patterns))
+		for j, p := range r.patterns {
+			pats[j] = p.raw
+		}
+		sub := ""
+		if r.subdomains {
+			sub = " and subdomains"
+		}
+		out = append(out, fmt.Sprintf("dkim.keys[%d] (d=%s s=%s) signs %s%s", i, r.k.domain, r.k.selector, strings.Join(pats, ", "), sub))
+	}
+	if r := s.single; r != nil {
+		out = append(out, fmt.Sprintf("%s signs %s", r.origin, strings.Join(r.domains, ", ")))
+	}
+	if t := s.table; t != nil {
+		kind := "exact lookups (user@host, host, .parent domains, user@*, *)"
+		if t.st.Regex {
+			kind = "patterns tried in file order"
+		}
+		out = append(out, fmt.Sprintf("SigningTable %s: %d lines, %s; none matched", t.st.File, len(t.st.Rules), kind))
+	}
+	return out
+}
+
+// Warnings lists configuration problems found by New that do not stop
+// signing: unused keys, rules naming missing keys, keys that sign for
+// domains they do not align with, group-readable key files, OpenDKIM
+// settings inkan ignores.
+func (s *Signer) Warnings() []string {
+	if s == nil {
+		return nil
+	}
+	return append([]string(nil), s.warnings...)
+}
+
+// CheckDomains returns a warning for each domain (e.g. from the sender
+// policy) whose mail no rule signs.
+func (s *Signer) CheckDomains(domains []string) []string {
+	var out []string
+	for _, d := range domains {
+		d = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+		if d == "" {
+			continue
+		}
+		if cands, _, _ := s.chooseSafe("postmaster@" + d); len(cands) == 0 {
+			out = append(out, fmt.Sprintf("no DKIM key signs mail from %s: create one with inkan dkim keygen -d %s -s SELECTOR and add it to dkim.keys", d, d))
+		}
+	}
+	return out
+}
+
+func (s *Signer) chooseSafe(addr string) ([]candidate, []string, error) {
+	if !s.Enabled() {
+		return nil, nil, nil
+	}
+	return s.choose(addr)
+}
+
+// Domains lists the published keys (d=, s=) with their TXT records, sorted.
+func (s *Signer) Domains() []Domain {
+	if s == nil {
+		return nil
+	}
+	return append([]Domain(nil), s.domains...)
+}
