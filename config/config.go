@@ -1,9 +1,14 @@
 // Package config holds inkan's settings as plain data.
 //
-// Settings come from, in order: built-in defaults, one YAML file, then INKAN_*
-// environment variables; Validate checks the result. Every mistake is reported
-// with the file, line and a fix. This package does no I/O besides reading the
-// config file and the OpenDKIM tables it names, and holds no crypto.
+// Settings come from, in order: built-in defaults (Default), one YAML file,
+// the INKAN_CONFIG_YAML document, then per-setting INKAN_* environment
+// variables; Validate checks the result. Every mistake is reported as an
+// *Error with the file and line (or variable) it came from and a fix, and all
+// mistakes are reported at once. deploy/inkan.example.yaml documents every key.
+//
+// This package does no I/O besides reading the config file, INKAN_*_FILE
+// secrets, the smarthost password file (Smarthost.ReadPassword) and the
+// OpenDKIM tables it names, and holds no crypto.
 package config
 
 // Config is the whole configuration of one inkan instance.
@@ -27,7 +32,9 @@ type Config struct {
 	src *sources // where each setting came from, for located errors; nil = unknown
 }
 
-// Listen holds listener addresses; "" disables a listener.
+// Listen holds listener addresses; "" disables a listener. Each value may list
+// several "host:port" addresses separated by commas (IPv4 and IPv6); split it
+// with SplitAddrs.
 type Listen struct {
 	SMTPS      string `yaml:"smtps"`      // implicit TLS (465)
 	Submission string `yaml:"submission"` // STARTTLS, AUTH only after TLS (587)
@@ -109,7 +116,7 @@ type Delivery struct {
 	TLSPolicy      map[string]string    `yaml:"tls_policy"` // per destination domain
 	MXPort         int                  `yaml:"mx_port"`
 	Resolver       string               `yaml:"resolver"`  // "host:port"; "" = system resolver
-	Transport      map[string]string    `yaml:"transport"` // domain -> "[host]:port" or "host:port"
+	Transport      map[string]string    `yaml:"transport"` // domain -> "[host]:port", "[host]", "host:port" or "host" (ParseRoute)
 	Smarthost      *Smarthost           `yaml:"smarthost"`
 	SenderRelay    map[string]Smarthost `yaml:"sender_relay"` // sender address or "@domain" -> relay
 	ConnectTimeout Duration             `yaml:"connect_timeout"`
@@ -121,11 +128,11 @@ type Delivery struct {
 
 // Smarthost is an upstream relay, like Postfix's relayhost.
 type Smarthost struct {
-	Address      string   `yaml:"address"` // "[host]:port"
+	Address      string   `yaml:"address"` // "[host]:port"; parse with ParseRoute
 	Username     string   `yaml:"username"`
 	Password     string   `yaml:"password"`      // prefer password_file
 	PasswordFile string   `yaml:"password_file"` // first line is the password
-	TLS          string   `yaml:"tls"`           // encrypt (default) | verify | implicit | none
+	TLS          string   `yaml:"tls"`           // encrypt (default, set by Load) | verify | implicit | may | none
 	Domains      []string `yaml:"domains"`       // recipient domains routed here; empty = all
 	NoSign       bool     `yaml:"no_sign"`       // do not DKIM-sign mail for this route
 }
@@ -152,8 +159,8 @@ type Limits struct {
 // Headers controls RFC 6409 fix-ups.
 type Headers struct {
 	HideClientIP bool  `yaml:"hide_client_ip"` // Received without the client's address
-	AddMessageID *bool `yaml:"add_message_id"`
-	AddDate      *bool `yaml:"add_date"`
+	AddMessageID *bool `yaml:"add_message_id"` // add one when missing; Default sets true, nil also means true
+	AddDate      *bool `yaml:"add_date"`       // add one when missing; Default sets true, nil also means true
 }
 
 // Log selects the log format.

@@ -86,9 +86,14 @@ func (d *decoder) fail(n *yaml.Node, key, msg, fix string) {
 }
 
 // spend takes one node from the budget; false once it is exhausted.
-func (d *decoder) spend(n *yaml.Node) bool {
-	d.budget--
-	if d.budget == -1 {
+func (d *decoder) spend(n *yaml.Node) bool { return d.spendN(n, 1) }
+
+func (d *decoder) spendN(n *yaml.Node, k int) bool {
+	if d.budget < 0 {
+		return false
+	}
+	d.budget -= k
+	if d.budget < 0 {
 		d.fail(n, "", "document too large or aliases expand too much", "write the settings out without deep aliasing")
 	}
 	return d.budget >= 0
@@ -266,27 +271,33 @@ func (d *decoder) pairs(n *yaml.Node, path string, depth int) []pair {
 // merge expands the value of a "<<" key: a mapping or a list of mappings,
 // where earlier mappings win over later ones.
 func (d *decoder) merge(v *yaml.Node, path string, depth int) []pair {
-	if depth > 20 || !d.spend(v) {
+	if depth > 20 {
 		d.fail(v, path, "merge keys nest too deeply", "")
 		return nil
 	}
+	if !d.spend(v) {
+		return nil
+	}
 	r := d.resolve(v)
+	var out []pair
 	switch r.Kind {
 	case yaml.MappingNode:
-		return d.pairs(r, path, depth+1)
+		out = d.pairs(r, path, depth+1)
 	case yaml.SequenceNode:
-		var out []pair
-		for i := len(r.Content) - 1; i >= 0; i-- {
+		for i := len(r.Content) - 1; i >= 0 && d.budget >= 0; i-- {
 			if m := d.resolve(r.Content[i]); m.Kind == yaml.MappingNode {
 				out = append(out, d.pairs(m, path, depth+1)...)
 			} else {
 				d.fail(r.Content[i], path, "<< must name mappings", "use << with a mapping or a list of mappings")
 			}
 		}
-		return out
+	default:
+		d.fail(v, path, "<< must name a mapping", "use << with a mapping or a list of mappings")
 	}
-	d.fail(v, path, "<< must name a mapping", "use << with a mapping or a list of mappings")
-	return nil
+	if !d.spendN(v, len(out)) { // merged pairs are work too: stop merge-key fan-out
+		return nil
+	}
+	return out
 }
 
 // section decodes a mapping into a struct of settings.
@@ -322,6 +333,7 @@ func (d *decoder) section(n *yaml.Node, v reflect.Value, path string) {
 			continue
 		}
 		d.value(p.v, v.Field(idx), kp)
+		d.src.mark(kp, origin{file: d.file, line: p.k.Line}) // point at the key, not a nested block's first line
 	}
 }
 
@@ -377,6 +389,7 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 			ev.Set(old) // merge into the existing entry
 		}
 		d.value(p.v, ev, kp)
+		d.src.mark(kp, origin{file: d.file, line: p.k.Line})
 		if v.IsNil() {
 			v.Set(reflect.MakeMap(v.Type()))
 		}

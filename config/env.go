@@ -38,12 +38,13 @@ import (
 // when Load is given "".
 //
 // Any other INKAN_* variable is an error, so a typo cannot go unnoticed.
-
-// Reserved environment variables that are not settings.
+//
+// The constants name the reserved variables that are not settings.
 const (
 	EnvConfig         = "INKAN_CONFIG"           // config file path when none is given
 	EnvConfigYAML     = "INKAN_CONFIG_YAML"      // inline YAML document
 	EnvConfigYAMLFile = "INKAN_CONFIG_YAML_FILE" // file holding such a document
+	EnvSendmailServer = "INKAN_SENDMAIL_SERVER"  // host:port `inkan sendmail` submits to
 )
 
 const envPrefix = "INKAN_"
@@ -55,6 +56,9 @@ func applyEnv(c *Config, src *sources, env func(string) (string, bool)) []error 
 	if err != nil {
 		errs = append(errs, err)
 	} else if ok {
+		if name == EnvConfigYAMLFile {
+			name, _ = env(EnvConfigYAMLFile) // errors then name the file and its lines
+		}
 		errs = append(errs, decodeYAML(name, []byte(doc), c, src)...)
 	}
 	root := reflect.ValueOf(c).Elem()
@@ -104,11 +108,14 @@ func (st *setting) set(root reflect.Value, src *sources, from, s string) []error
 	if msg != "" {
 		return []error{&Error{Env: from, Key: st.path, Msg: msg, Fix: fix}}
 	}
-	f, ok := st.leaf(root, s != "")
+	f, created, ok := st.leaf(root, s != "")
 	if !ok {
 		return nil // "" for a setting in an absent optional section: nothing to do
 	}
 	f.Set(val)
+	if created != "" {
+		src.set(created, origin{env: from}) // problems with the new section point here
+	}
 	src.set(st.path, origin{env: from})
 	return nil
 }
@@ -222,7 +229,7 @@ func unknownEnv(environ []string) []error {
 
 func knownEnv(name string) bool {
 	switch name {
-	case EnvConfig, EnvConfigYAML, EnvConfigYAMLFile:
+	case EnvConfig, EnvConfigYAML, EnvConfigYAMLFile, EnvSendmailServer:
 		return true
 	}
 	if _, ok := schema.byEnv[name]; ok {

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 )
 
 // Load builds the configuration: Default, then the YAML file at path, then
@@ -39,12 +41,37 @@ func LoadEnv(path string, env func(string) (string, bool)) (*Config, error) {
 		errs = append(errs, decodeYAML(path, data, c, c.src)...)
 	}
 	errs = append(errs, applyEnv(c, c.src, env)...)
-	if len(errs) > 0 {
+	finalize(c)
+	// Validate even after decoding errors: a value that failed to decode kept
+	// its previous one, and the user gets every problem in one pass.
+	verrs, _ := c.check()
+	if errs = append(errs, verrs...); len(errs) > 0 {
+		sortErrors(errs, path)
 		return nil, errors.Join(errs...)
 	}
-	finalize(c)
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return c, nil
+}
+
+// sortErrors orders problems as a reader meets them: the config file by line,
+// then INKAN_CONFIG_YAML, then variables, then defaults.
+func sortErrors(errs []error, path string) {
+	rank := func(err error) (int, int) {
+		var e *Error
+		switch {
+		case !errors.As(err, &e):
+			return 4, 0
+		case e.Env != "":
+			return 2, 0
+		case e.File == path:
+			return 0, e.Line
+		case e.File != "":
+			return 1, e.Line
+		}
+		return 3, 0
+	}
+	slices.SortStableFunc(errs, func(a, b error) int {
+		ra, la := rank(a)
+		rb, lb := rank(b)
+		return cmp.Or(cmp.Compare(ra, rb), cmp.Compare(la, lb))
+	})
 }

@@ -110,13 +110,13 @@ example.net     %
 		{"boss@host.sub.example.com", false, []string{"boss"}},
 		{"Boss@HOST.sub.Example.com", false, []string{"boss"}},
 		{"user@host.sub.example.com", false, []string{"host"}},
-		{"user@other.sub.example.com", false, []string{"sub"}},             // .sub.example.com before user@.example.com
-		{"user@x.example.com", false, []string{"userparent"}},              // user@.example.com before .example.com
-		{"bob@x.example.com", false, []string{"parent"}},                   //
-		{"bob@x.example.org", false, []string{"catchall"}},                 // no .org entry
-		{"user@x.example.org", false, []string{"anyuser"}},                 // user@* before *
-		{"bob@example.net", false, []string{"example.net"}},                // "%" = the From domain
-		{"nobody", false, nil},                                             // no domain: OpenDKIM does not sign
+		{"user@other.sub.example.com", false, []string{"sub"}}, // .sub.example.com before user@.example.com
+		{"user@x.example.com", false, []string{"userparent"}},  // user@.example.com before .example.com
+		{"bob@x.example.com", false, []string{"parent"}},       //
+		{"bob@x.example.org", false, []string{"catchall"}},     // no .org entry
+		{"user@x.example.org", false, []string{"anyuser"}},     // user@* before *
+		{"bob@example.net", false, []string{"example.net"}},    // "%" = the From domain
+		{"nobody", false, nil},                                 // no domain: OpenDKIM does not sign
 		{"boss@host.sub.example.com", true, []string{"boss", "host", "sub", "parent", "dotcom", "catchall"}},
 		{"user@x.example.com", true, []string{"userparent", "parent", "dotcom", "anyuser", "catchall"}},
 	}
@@ -287,10 +287,10 @@ localhost
 		t.Errorf("got %q, %v\nwant %q", got, err, want)
 	}
 	for text, wantErr := range map[string]string{
-		"10.0.0.1\n!10.0.0.2":  "hosts:2: negated entry",
-		"192.0.2/24":           "not a valid CIDR range",
-		"10.1":                 "neither an IP address nor a host name",
-		"bad!host":             "not an IP address",
+		"10.0.0.1\n!10.0.0.2": "hosts:2: negated entry",
+		"192.0.2/24":          "not a valid CIDR range",
+		"10.1":                "neither an IP address nor a host name",
+		"bad!host":            "not an IP address",
 	} {
 		f := writeOpenDKIMFile(t, dir, "hosts", text)
 		_, err := ParseHostList(f)

@@ -58,10 +58,10 @@ type setting struct {
 var schema = buildSchema()
 
 type schemaInfo struct {
-	settings []setting          // env-settable leaves, in struct order
+	settings []setting           // env-settable leaves, in struct order
 	byEnv    map[string]*setting // env name -> setting
-	yamlOnly []string           // lists/maps of sections: only YAML (or INKAN_CONFIG_YAML) sets them
-	paths    []string           // every key path; list items and map values appear as "*"
+	yamlOnly []string            // lists/maps of sections: only YAML (or INKAN_CONFIG_YAML) sets them
+	paths    []string            // every key path; list items and map values appear as "*"
 }
 
 func buildSchema() *schemaInfo {
@@ -130,8 +130,9 @@ func Keys() []string {
 }
 
 // leaf returns the field for st inside root (a Config value). Nil pointer
-// sections on the way are allocated when alloc is set; otherwise ok is false.
-func (st *setting) leaf(root reflect.Value, alloc bool) (v reflect.Value, ok bool) {
+// sections on the way are allocated when alloc is set (created names the
+// first one); otherwise ok is false.
+func (st *setting) leaf(root reflect.Value, alloc bool) (v reflect.Value, created string, ok bool) {
 	v = root
 	for i, x := range st.index {
 		v = v.Field(x)
@@ -141,12 +142,15 @@ func (st *setting) leaf(root reflect.Value, alloc bool) (v reflect.Value, ok boo
 		if v.Kind() == reflect.Pointer {
 			if v.IsNil() {
 				if !alloc {
-					return reflect.Value{}, false
+					return reflect.Value{}, "", false
 				}
 				v.Set(reflect.New(v.Type().Elem()))
+				if created == "" {
+					created = strings.Join(strings.Split(st.path, ".")[:i+1], ".")
+				}
 			}
 			v = v.Elem()
 		}
 	}
-	return v, true
+	return v, created, true
 }

@@ -102,14 +102,28 @@ func parseDuration(s string) (Duration, error) {
 	return Duration(total), nil
 }
 
-// String writes whole days as "5d" and everything else in Go's form ("1h30m0s");
-// ParseDuration reads both back to the same value.
+// String writes the shortest form ParseDuration reads back exactly: "5d",
+// "1d12h", "1h30m", "90s", "500ms".
 func (d Duration) String() string {
 	t := time.Duration(d)
-	if t > 0 && t%(24*time.Hour) == 0 {
-		return strconv.FormatInt(int64(t/(24*time.Hour)), 10) + "d"
+	if t <= 0 {
+		return t.String()
 	}
-	return t.String()
+	var days string
+	if n := t / (24 * time.Hour); n > 0 {
+		days = strconv.FormatInt(int64(n), 10) + "d"
+		if t -= n * 24 * time.Hour; t == 0 {
+			return days
+		}
+	}
+	s := t.String() // e.g. "1h0m0s"
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return days + s
 }
 
 // UnmarshalText lets YAML and env values use human units.

@@ -28,7 +28,7 @@
 //	control.sock   admin API (HTTP over a unix socket), see ServeControl
 //	tmp/           drafts and state files being written; emptied at Open
 //	msg/ID         one file per message: body, prefix, envelope, footer
-//	msg/ID.state   per-recipient state (JSON); absent until the first attempt
+//	msg/ID.state   per-recipient state (JSON); absent until first tried or held
 //	corrupt/       files that could not be decoded
 //
 // A message file is written in one streaming pass: the body (CRLF, exactly as

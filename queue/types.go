@@ -27,12 +27,12 @@ type Transport interface {
 
 // Delivery is one attempt at a group of recipients sharing a domain.
 type Delivery struct {
-	ID     string   // queue ID, for logs
-	From   string   // reverse-path ("" = <>)
-	Rcpts  []string // all in Domain
-	Domain string   // lower-case destination domain
-	Size   int64    // bytes of the full message, for SIZE=
-	Open   func() (io.ReadCloser, error) // the full message: prefix headers + body, CRLF
+	ID       string                        // queue ID, for logs
+	From     string                        // reverse-path ("" = <>)
+	Rcpts    []string                      // all in Domain
+	Domain   string                        // lower-case destination domain
+	Size     int64                         // bytes of the full message, for SIZE=
+	Open     func() (io.ReadCloser, error) // the full message: prefix headers + body, CRLF
 	SMTPUTF8 bool
 }
 

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -57,28 +58,17 @@ type State struct {
 	TLS      *tls.Config     // server certificate(s)
 }
 
-// signStream receives the whole message and returns the signature fields.
-type signStream interface {
-	Write(p []byte) (int, error)
-	Finish() ([]byte, error)
-}
-
-func (st *State) beginSign(head []byte) (signStream, string) {
+// beginSign starts signing for a message whose header (with inkan's
+// additions) is head. A nil stream with a nil error means "not signed".
+func (st *State) beginSign(head []byte) (*signing.Stream, string, error) {
 	if st.Signer == nil {
-		return nil, "not signed: no DKIM keys configured"
+		return nil, "not signed: no DKIM keys configured", nil
 	}
 	stream, d := st.Signer.Begin(head)
-	if stream == nil {
-		return nil, "not signed: " + d.Reason
+	if d.Err != nil {
+		return nil, d.String(), d.Err
 	}
-	var b strings.Builder
-	for i, k := range d.Keys {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "d=%s s=%s a=%s", k.Domain, k.Selector, k.Algorithm)
-	}
-	return stream, b.String()
+	return stream, d.String(), nil
 }
 
 // Spool is where accepted messages go (package queue).
@@ -163,15 +153,34 @@ func (s *Server) Listen() error {
 		addr string
 	}{{KindSMTPS, l.SMTPS}, {KindSubmission, l.Submission}, {KindRelay, l.Relay}} {
 		for _, a := range config.SplitAddrs(x.addr) {
-			ln, err := net.Listen("tcp", a)
+			ln, err := ListenTCP(a, s.log)
 			if err != nil {
 				s.closeListeners()
 				return fmt.Errorf("listen %s on %s: %w", x.kind, a, err)
 			}
-			s.listeners = append(s.listeners, boundListener{x.kind, ln})
+			if ln != nil {
+				s.listeners = append(s.listeners, boundListener{x.kind, ln})
+			}
 		}
 	}
 	return nil
+}
+
+// ListenTCP binds addr. On a host without IPv6, an IPv6 address (the
+// default config listens on [::1] too) is skipped with a warning and
+// (nil, nil) is returned.
+func ListenTCP(addr string, logger *slog.Logger) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if ip, perr := netip.ParseAddr(host); perr == nil && ip.Is6() && !ip.Is4In6() &&
+		(errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT)) {
+		logger.Warn("IPv6 not available; skipping listener", "addr", addr, "err", err)
+		return nil, nil
+	}
+	return nil, err
 }
 
 func (s *Server) closeListeners() {

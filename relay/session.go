@@ -21,6 +21,7 @@ import (
 
 	"github.com/inkan-relay/inkan/auth"
 	"github.com/inkan-relay/inkan/queue"
+	"github.com/inkan-relay/inkan/relay/signing"
 )
 
 // session is one SMTP conversation. go-smtp calls its methods from the
@@ -221,12 +222,21 @@ func (s *session) Data(r io.Reader) error {
 
 	added := s.fixups(fields, id)
 	var sink io.Writer = spoolWriter{draft}
-	var stream signStream
+	var stream *signing.Stream
 	decision := "not signed: signing disabled for this route"
-	if !s.srv.noSign(s.from, s.rcpts) {
+	if s.srv.noSign(s.from, s.rcpts) {
+		s.st.Signer.Skip("route has no_sign")
+	} else {
 		head := append(append([]byte(nil), added...), hdr...)
-		stream, decision = s.st.beginSign(head)
+		stream, decision, err = s.st.beginSign(head)
+		if err != nil {
+			log.Error("dkim signing failed", "err", err)
+			return ErrSignFailed
+		}
 		if stream != nil {
+			// go-msgauth hashes in goroutines; they must be released on
+			// every path that does not reach Finish.
+			defer stream.Abort()
 			sink = io.MultiWriter(sink, stream)
 			stream.Write(added)
 		}

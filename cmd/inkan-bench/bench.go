@@ -47,24 +47,26 @@ type idleResult struct {
 }
 
 type bench struct {
-	opt       *options
-	reg       *registry
-	stamp     string
-	logFile   *os.File
-	bin       string
-	rsaKey    dkimKey
-	edKey     dkimKey
-	pf        *postfixEnv
-	dnsMap    string
-	ownVerify string
-	shared    string
-	sink      *sink
-	goRSA2    float64
-	goEd2     float64
-	idle      *idleResult
-	results   map[string][]*runResult
-	profile   *profileResult
-	hz        int64
+	opt        *options
+	reg        *registry
+	stamp      string
+	logFile    *os.File
+	bin        string
+	rsaKey     dkimKey
+	edKey      dkimKey
+	pf         *postfixEnv
+	dnsMap     string
+	ownVerify  string
+	shared     string
+	sink       *sink
+	goRSA2     float64 // max of the measurements before and after the runs
+	goRSA2pre  float64
+	goRSA2post float64
+	goEd2      float64
+	idle       *idleResult
+	results    map[string][]*runResult
+	profile    *profileResult
+	hz         int64
 }
 
 func newBench(opt *options, reg *registry) (*bench, error) {
@@ -165,9 +167,10 @@ func (b *bench) setup(ctx context.Context) error {
 		return fmt.Errorf("write verify_sigs.py: %w", err)
 	}
 	var err error
-	if b.goRSA2, err = signRate("rsa2048", 2, 2*time.Second); err != nil {
+	if b.goRSA2pre, err = signRate("rsa2048", 2, 2*time.Second); err != nil {
 		return err
 	}
+	b.goRSA2 = b.goRSA2pre
 	if b.goEd2, err = signRate("ed25519", 2, time.Second); err != nil {
 		return err
 	}
@@ -212,6 +215,14 @@ func (b *bench) measure(ctx context.Context) {
 			}
 			res := b.runSystem(ctx, b.newServer(sys), r)
 			b.results[sys] = append(b.results[sys], res)
+		}
+	}
+	// The machine may be busier at one end of the run than the other: the
+	// target uses the higher of the two rates, the harder bar.
+	if ctx.Err() == nil {
+		if r, err := signRate("rsa2048", 2, 2*time.Second); err == nil {
+			b.goRSA2post, b.goRSA2 = r, max(b.goRSA2pre, r)
+			logf("Go RSA-2048 signing rate after the runs, 2 goroutines: %.0f/s", r)
 		}
 	}
 	if b.opt.profile && b.hasInkan() && ctx.Err() == nil {

@@ -182,8 +182,8 @@ func (s *inkanServer) start(ctx context.Context) error {
 		_, _ = rand.Read(b)
 		s.password = hex.EncodeToString(b)
 	}
-	// The password goes on stdin (twice, for a tool that asks to confirm).
-	if _, err := runCmd(time.Minute, s.password+"\n"+s.password+"\n", s.bin, "user", "-config", s.cfgPath(), "add", benchUser); err != nil {
+	// The password goes on stdin, never in arguments.
+	if _, err := runCmd(time.Minute, s.password+"\n", s.bin, "user", "-config", s.cfgPath(), "add", benchUser); err != nil {
 		return fmt.Errorf("inkan user add: %w", err)
 	}
 	cmd := exec.Command(s.bin, "serve", "-config", s.cfgPath(), "-quiet")

@@ -263,10 +263,8 @@ func FuzzParseStat(f *testing.F) {
 	f.Add([]byte("1 (a b) S 2 1 1 0 -1 0 0 0 0 0 5 6 7 8 20 0 1 0 1 1 1\n"))
 	f.Add([]byte("1 ((x)) R"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		st, err := parseStat(b)
-		if err == nil && (st.utime < 0 && st.stime < 0 && st.ppid < -1<<40) {
-			t.Skip()
-		}
+		// Must never panic, whatever the kernel (or a fuzzer) writes.
+		_, _ = parseStat(b)
 	})
 }
 

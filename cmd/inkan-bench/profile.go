@@ -27,6 +27,7 @@ type profileResult struct {
 	flat                      []perfLine // self time, highest first
 	children                  []perfLine // inclusive time
 	groups                    []groupShare
+	frames                    []groupShare
 	err                       error
 }
 
@@ -34,6 +35,47 @@ type perfLine struct {
 	pct    float64
 	kernel bool
 	sym    string
+}
+
+// keyFrames are inclusive frames worth reading first: what the time under
+// them buys. The largest matching line of the children report is shown.
+var keyFrames = []struct {
+	name string
+	re   *regexp.Regexp
+}{
+	{"DKIM signing goroutine (canonicalize, hash, sign)", regexp.MustCompile(`go-msgauth/dkim\.NewSigner\.func`)},
+	{"RSA private-key operation", regexp.MustCompile(`^crypto/rsa\.SignPKCS1v15$|^crypto/rsa\.\(\*PrivateKey\)\.Sign$`)},
+	{"Ed25519 signing", regexp.MustCompile(`^crypto/ed25519\.`)},
+	{"inbound SMTP connections (go-smtp handleConn)", regexp.MustCompile(`go-smtp\.\(\*Server\)\.handleConn$`)},
+	{"DATA handling (relay session.Data)", regexp.MustCompile(`relay\.\(\*session\)\.Data$`)},
+	{"queue commit (Draft.Commit)", regexp.MustCompile(`queue\.\(\*Draft\)\.Commit$`)},
+	{"queue committer goroutine (batched dir fsync)", regexp.MustCompile(`queue\.\(\*Queue\)\.committer$`)},
+	{"outbound delivery (queue attempt)", regexp.MustCompile(`queue\.\(\*Queue\)\.attempt$`)},
+	{"fsync (os.File.Sync)", regexp.MustCompile(`^os\.\(\*File\)\.Sync$`)},
+	{"file create/open (os.OpenFile)", regexp.MustCompile(`^os\.OpenFile$`)},
+	{"rename (os.Rename)", regexp.MustCompile(`^os\.Rename$`)},
+	{"socket writes (net.conn.Write)", regexp.MustCompile(`^net\.\(\*conn\)\.Write$`)},
+	{"socket reads (net.conn.Read)", regexp.MustCompile(`^net\.\(\*conn\)\.Read$`)},
+	{"GC background marking", regexp.MustCompile(`^runtime\.gcBgMarkWorker$`)},
+	{"allocation (mallocgc)", regexp.MustCompile(`^runtime\.mallocgc$`)},
+	{"scheduler (runtime.schedule)", regexp.MustCompile(`^runtime\.schedule$`)},
+	{"all system calls (entry_SYSCALL_64)", regexp.MustCompile(`^entry_SYSCALL_64`)},
+}
+
+func keyFrameShares(children []perfLine) []groupShare {
+	var out []groupShare
+	for _, k := range keyFrames {
+		best := 0.0
+		for _, l := range children {
+			if k.re.MatchString(l.sym) {
+				best = max(best, l.pct)
+			}
+		}
+		if best > 0 {
+			out = append(out, groupShare{k.name, best})
+		}
+	}
+	return out
 }
 
 type groupShare struct {
@@ -62,7 +104,7 @@ func (b *bench) profileRun(ctx context.Context, srv *inkanServer) *profileResult
 		}
 	}
 	res.data = filepath.Join(b.opt.results, fmt.Sprintf("perf-%s-%s.data", srv.name(), b.stamp))
-	cmd := exec.Command(perf, "record", "-F", "499", "-g", "-p", strconv.Itoa(srv.mainPID()), "-o", res.data)
+	cmd := exec.Command(perf, "record", "-F", "999", "-g", "-p", strconv.Itoa(srv.mainPID()), "-o", res.data)
 	p, err := startChild(b.reg, "perf record", cmd, filepath.Join(b.opt.work, "perf.out"))
 	if err != nil {
 		res.err = err
@@ -88,6 +130,7 @@ func (b *bench) profileRun(ctx context.Context, srv *inkanServer) *profileResult
 	}
 	res.children, res.err = perfReport(perf, res.data, res.childFile, "--children", "1")
 	res.groups = groupProfile(res.flat)
+	res.frames = keyFrameShares(res.children)
 	return res
 }
 
@@ -105,7 +148,8 @@ func perfReport(perf, data, out, mode, limit string) ([]perfLine, error) {
 
 // perfLineRE matches "  12.34%  [.] sym" and, with --children,
 // "  45.00%   0.10%  [k] sym" (the first figure is the inclusive one).
-var perfLineRE = regexp.MustCompile(`^\s*([\d.]+)%\s+(?:[\d.]+%\s+)?\[(.)\]\s+(.+?)\s*$`)
+// perf 6.x appends IPC columns ("-      -") where the VM has no PMU.
+var perfLineRE = regexp.MustCompile(`^\s*([\d.]+)%\s+(?:[\d.]+%\s+)?\[(.)\]\s+(.+?)(?:\s+-\s+-)?\s*$`)
 
 func parsePerf(txt string) []perfLine {
 	var out []perfLine
@@ -141,8 +185,11 @@ var profileGroups = []struct {
 	{"other crypto (TLS, hashing)", false, regexp.MustCompile(`^crypto/|^vendor/golang.org/x/crypto|golang.org/x/crypto`)},
 	{"SMTP/MIME parsing and I/O buffers", false, regexp.MustCompile(`go-smtp|go-message|go-msgauth|textproto|bufio|^bytes\.|^strings\.|^regexp`)},
 	{"inkan code", false, regexp.MustCompile(`inkan`)},
-	{"kernel: disk, fsync, ext4/jbd2", true, regexp.MustCompile(`ext4|jbd2|fsync|blk_|bio|nvme|virtio|writeback|filemap|page_cache|iomap|xas_|folio`)},
+	{"kernel: disk, fsync, ext4/jbd2", true, regexp.MustCompile(`ext4|jbd2|fsync|blk_|bio|nvme|virtio|iowrite|writeback|filemap|page_cache|iomap|xas_|folio|find_get_block|d_lookup|dentry|inode`)},
 	{"kernel: TCP over loopback", true, regexp.MustCompile(`tcp|skb|sock|net_|ip_|inet|loopback|dev_|napi|nf_`)},
+	// In a VM without a PMU, samples taken while interrupts were off land on
+	// the instruction that re-enables them.
+	{"kernel: irq re-enable (VM sampling artefact; see the inclusive view)", true, regexp.MustCompile(`irq_enable|irq_restore|pvm_`)},
 	{"kernel: syscalls, scheduling, other", true, regexp.MustCompile(`.`)},
 	{"other user-space", false, regexp.MustCompile(`.`)},
 }

@@ -102,7 +102,9 @@ func (b *bench) report(stdout io.Writer) {
 	o := b.opt
 	fmt.Fprintf(&w, "\ninkan-bench %s: N=%d sessions=%d size=%d runs=%d warmup=%d; %d cores (%s); %s; fsync on (both systems)\n",
 		b.stamp, o.n, o.sessions, o.size, o.runs, o.warmup, runtime.NumCPU(), cpuModel(), runtime.Version())
-	fmt.Fprintf(&w, "Go signing in this process, 2 goroutines: RSA-2048 %.0f/s, Ed25519 %.0f/s\n\n", b.goRSA2, b.goEd2)
+	fmt.Fprintf(&w, "Go signing in this process, 2 goroutines: RSA-2048 %.0f/s before the runs, %.0f/s after (targets use %.0f); Ed25519 %.0f/s\n",
+		b.goRSA2pre, b.goRSA2post, b.goRSA2, b.goEd2)
+	fmt.Fprintf(&w, "load average at the end: %s\n\n", loadAvg())
 	sums := map[string]*summary{}
 	fmt.Fprintf(&w, "%-17s %9s %9s %11s %8s %8s %12s %12s  %s\n", "system", "accept/s", "e2e/s", "CPU ms/msg", "p50 ms", "p99 ms", "peak RSS MB", "peak PSS MB", "checks")
 	for _, sys := range o.systems {
@@ -149,7 +151,7 @@ func (b *bench) report(stdout io.Writer) {
 		fmt.Fprintf(&sum, "inkan-bench system=%s accept_msgs_per_s=%.1f e2e_msgs_per_s=%.1f cpu_ms_per_msg=%.3f p50_ms=%.2f p99_ms=%.2f peak_rss_mb=%.1f peak_pss_mb=%.1f vmhwm_mb=%.1f accept[min,max]=[%.1f,%.1f] e2e[min,max]=[%.1f,%.1f] verified=%t runs=%d ok_runs=%d N=%d sessions=%d size=%d\n",
 			sys, s.accept, s.e2e, s.cpuMs, s.p50, s.p99, s.rssMB, s.pssMB, s.hwmMB, s.acceptMin, s.acceptMax, s.e2eMin, s.e2eMax, s.verified, s.runs, s.okRuns, o.n, o.sessions, o.size)
 	}
-	fmt.Fprintf(&sum, "inkan-bench go_rsa2048_2goroutines_signs_per_s=%.0f go_ed25519_2goroutines_signs_per_s=%.0f\n", b.goRSA2, b.goEd2)
+	fmt.Fprintf(&sum, "inkan-bench go_rsa2048_2goroutines_signs_per_s=%.0f before=%.0f after=%.0f go_ed25519_2goroutines_signs_per_s=%.0f\n", b.goRSA2, b.goRSA2pre, b.goRSA2post, b.goEd2)
 	if b.idle != nil {
 		fmt.Fprintf(&sum, "inkan-bench idle_rss_mb=%.1f conns=%d conns_rss_mb=%.1f conns_vmhwm_mb=%.1f ok=%t\n",
 			float64(b.idle.rssKB)/1024, b.idle.conns, float64(b.idle.connRSSKB)/1024, float64(b.idle.connHWMKB)/1024, b.idle.err == nil)
@@ -205,7 +207,7 @@ func (b *bench) profileText(w io.Writer) {
 	if p == nil {
 		return
 	}
-	fmt.Fprintf(w, "\nprofile of %s (perf record -F 499 -g, one extra unmeasured run of %d messages", p.sys, p.n)
+	fmt.Fprintf(w, "\nprofile of %s (perf record -F 999 -g, one extra unmeasured run of %d messages", p.sys, p.n)
 	if p.e2e > 0 {
 		fmt.Fprintf(w, ", e2e %.0f msgs/s under perf", float64(p.n)/p.e2e.Seconds())
 	}
@@ -222,16 +224,20 @@ func (b *bench) profileText(w io.Writer) {
 	for _, l := range p.flat[:min(15, len(p.flat))] {
 		fmt.Fprintf(w, "    %5.1f%%  %s\n", l.pct, l.sym)
 	}
-	fmt.Fprintf(w, "  top inclusive (children) above 5%%:\n")
-	n := 0
-	for _, l := range p.children {
-		if l.pct < 5 || n >= 25 {
-			break
-		}
-		n++
-		fmt.Fprintf(w, "    %5.1f%%  %s\n", l.pct, l.sym)
+	fmt.Fprintf(w, "  key frames (inclusive: the frame and everything it calls):\n")
+	for _, g := range p.frames {
+		fmt.Fprintf(w, "    %5.1f%%  %s\n", g.pct, g.name)
 	}
 	fmt.Fprintf(w, "  full reports: %s, %s (data %s)\n", p.flatFile, p.childFile, p.data)
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 func cpuModel() string {

@@ -44,9 +44,12 @@ func (d *daemon) startHTTP(cfg *config.Config) error {
 	}
 	d.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	for _, a := range addrs {
-		ln, err := net.Listen("tcp", a)
+		ln, err := relay.ListenTCP(a, d.log)
 		if err != nil {
 			return fmt.Errorf("listen http on %s: %w", a, err)
+		}
+		if ln == nil {
+			continue
 		}
 		d.httpAddrs = append(d.httpAddrs, ln.Addr().String())
 		d.log.Info("listening", "listener", "http", "addr", ln.Addr().String())

@@ -44,7 +44,7 @@ type sendmailOpts struct {
 // parseSendmailArgs understands the flags cron, PHP mail() and scripts pass.
 // Unknown -o and -B options are accepted and ignored, as sendmail does.
 func parseSendmailArgs(args []string) (*sendmailOpts, string, error) {
-	o := &sendmailOpts{server: os.Getenv("INKAN_SENDMAIL_SERVER")}
+	o := &sendmailOpts{server: os.Getenv(config.EnvSendmailServer)}
 	cfgPath := defaultConfigPath()
 	for i := 0; i < len(args); i++ {
 		a := args[i]

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -98,7 +99,9 @@ func startDaemon(cfg *config.Config, cfgPath string, logger *slog.Logger) (*daem
 	d.transport = &swapTransport{}
 	d.transport.p.Store(tr)
 
-	d.q, err = queue.Open(queueOptions(cfg, d.transport, logger))
+	qopts := queueOptions(cfg, d.transport, logger)
+	qopts.SignBounce = d.signBounce
+	d.q, err = queue.Open(qopts)
 	if err != nil {
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
@@ -290,6 +293,9 @@ func (d *daemon) stop(grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	d.srv.Shutdown(ctx)
+	// Let in-flight deliveries finish within the grace period; the rest are
+	// cancelled and retried at the next start.
+	d.q.Shutdown(ctx)
 	if d.httpSrv != nil {
 		d.httpSrv.Shutdown(ctx)
 	}
@@ -301,6 +307,29 @@ func (d *daemon) stop(grace time.Duration) {
 	d.q.Close()
 	d.transport.p.Load().Close()
 	d.log.Info("stopped")
+}
+
+// signBounce DKIM-signs a DSN the queue generates, when a key matches its
+// From (MAILER-DAEMON@hostname), so bounces pass DMARC too.
+func (d *daemon) signBounce(msg []byte) ([]byte, error) {
+	st := d.srv.Current()
+	if st.Signer == nil {
+		return nil, nil
+	}
+	hdr := msg
+	if i := bytes.Index(msg, []byte("\r\n\r\n")); i >= 0 {
+		hdr = msg[:i+4]
+	}
+	stream, dec := st.Signer.Begin(hdr)
+	if dec.Err != nil {
+		return nil, dec.Err
+	}
+	if stream == nil {
+		return nil, nil
+	}
+	defer stream.Abort()
+	stream.Write(msg)
+	return stream.Finish()
 }
 
 func sourceName(cfg *config.Config) string {

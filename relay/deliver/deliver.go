@@ -204,6 +204,9 @@ func (t *Transport) attempt(ctx context.Context, d *queue.Delivery, route Route,
 			s = nil
 			continue
 		}
+		if v != nil && ctx.Err() != nil {
+			v = temporary("4.4.2", "delivery to %s interrupted: %v", s.remote, context.Cause(ctx)).at(s.remote, s.tls)
+		}
 		if v != nil {
 			st.note(v)
 		}

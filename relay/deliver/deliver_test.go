@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -87,22 +88,82 @@ func TestImplicitMX(t *testing.T) {
 
 func TestCNAMEs(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.zone.add(t,
-		"alias.test. 300 IN CNAME real.test.",
-		"real.test. 300 IN MX 10 mail.alias.test.",
-		"mail.alias.test. 300 IN CNAME host.real.test.",
-		"host.real.test. 300 IN A 127.0.0.3",
-	)
-	s := e.net.start(t, "127.0.0.3", sinkOpts{})
-	tr := newTransport(t, deliver.Options{Config: e.config()})
-	res := deliverOne(t, tr, delivery("a@sender.test", "alias.test", testMessage, "bob@alias.test"))
-	wantStatus(t, res[0], queue.Sent)
-	if want := remote("mail.alias.test", "127.0.0.3", e.net.port); res[0].Remote != want {
-		t.Errorf("remote %q, want %q", res[0].Remote, want)
+	for _, chase := range []bool{true, false} {
+		t.Run("chase="+strconv.FormatBool(chase), func(t *testing.T) {
+			e := newEnv(t)
+			e.zone.noChase = !chase // a resolver that stops at the CNAME: the transport asks again
+			e.zone.add(t,
+				"alias.test. 300 IN CNAME real.test.",
+				"real.test. 300 IN MX 10 mail.alias.test.",
+				"mail.alias.test. 300 IN CNAME host.real.test.",
+				"host.real.test. 300 IN A 127.0.0.3",
+			)
+			s := e.net.start(t, "127.0.0.3", sinkOpts{})
+			tr := newTransport(t, deliver.Options{Config: e.config()})
+			res := deliverOne(t, tr, delivery("a@sender.test", "alias.test", testMessage, "bob@alias.test"))
+			wantStatus(t, res[0], queue.Sent)
+			if want := remote("mail.alias.test", "127.0.0.3", e.net.port); res[0].Remote != want {
+				t.Errorf("remote %q, want %q", res[0].Remote, want)
+			}
+			if len(s.messages()) != 1 {
+				t.Errorf("sink got %d messages", len(s.messages()))
+			}
+		})
 	}
-	if len(s.messages()) != 1 {
-		t.Errorf("sink got %d messages", len(s.messages()))
+}
+
+func TestIPv6First(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.zone.add(t, "dual.test. 300 IN AAAA ::1", "dual.test. 300 IN A 127.0.0.2")
+	v4 := e.net.start(t, "127.0.0.2", sinkOpts{})
+	var v6 *sink
+	if ln, err := net.Listen("tcp", net.JoinHostPort("::1", strconv.Itoa(e.net.port))); err == nil {
+		ln.Close()
+		v6 = e.net.start(t, "::1", sinkOpts{})
+	}
+	tr := newTransport(t, deliver.Options{Config: e.config()})
+	res := deliverOne(t, tr, delivery("a@sender.test", "dual.test", testMessage, "bob@dual.test"))
+	wantStatus(t, res[0], queue.Sent)
+	if v6 != nil {
+		// IPv6 works here: it must have been chosen first.
+		if len(v6.messages()) != 1 || v4.conns.Load() != 0 || res[0].Remote != remote("dual.test", "::1", e.net.port) {
+			t.Errorf("v6 %d messages, v4 %d connections, remote %s", len(v6.messages()), v4.conns.Load(), res[0].Remote)
+		}
+	} else if len(v4.messages()) != 1 {
+		// No IPv6 here: ::1 failed, and IPv4 took over.
+		t.Errorf("v4 got %d messages", len(v4.messages()))
+	}
+}
+
+func TestSMTPUTF8(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.zone.add(t, "xn--bcher-kva.test. 300 IN A 127.0.0.2", "ascii.test. 300 IN A 127.0.0.3")
+	s := e.net.start(t, "127.0.0.2", sinkOpts{})
+	old := e.net.start(t, "127.0.0.3", sinkOpts{noUTF8: true})
+	tr := newTransport(t, deliver.Options{Config: e.config()})
+
+	d := delivery("\u00e9lise@sender.test", "b\u00fccher.test", testMessage, "j\u00fcrgen@b\u00fccher.test")
+	d.SMTPUTF8 = true
+	res := deliverOne(t, tr, d)
+	wantStatus(t, res[0], queue.Sent)
+	if m := s.messages(); len(m) != 1 || !m[0].utf8 || m[0].to[0] != "j\u00fcrgen@b\u00fccher.test" {
+		t.Errorf("sink messages %+v", m)
+	}
+
+	d = delivery("\u00e9lise@sender.test", "ascii.test", testMessage, "bob@ascii.test")
+	d.SMTPUTF8 = true
+	res = deliverOne(t, tr, d)
+	wantStatus(t, res[0], queue.Failed)
+	if res[0].Enhanced != "5.6.7" {
+		t.Errorf("result %+v", res[0])
+	}
+	d = delivery("elise@sender.test", "ascii.test", testMessage, "bob@ascii.test")
+	d.SMTPUTF8 = true // asked for, but all addresses are ASCII: send without
+	wantStatus(t, deliverOne(t, tr, d)[0], queue.Sent)
+	if m := old.messages(); len(m) != 1 || m[0].utf8 {
+		t.Errorf("old sink messages %+v", m)
 	}
 }
 

@@ -78,16 +78,18 @@ func (r *resolver) servers() []string {
 	if err == nil && r.sys != nil && fi.ModTime().Equal(r.sysMod) {
 		return r.sys
 	}
+	// A new slice each time: callers may still be reading the old one.
 	r.sys = []string{"127.0.0.1:53", "[::1]:53"}
 	if err != nil {
 		return r.sys
 	}
 	r.sysMod = fi.ModTime()
 	if conf, err := dns.ClientConfigFromFile(resolvConf); err == nil && len(conf.Servers) > 0 {
-		r.sys = r.sys[:0]
+		list := make([]string, 0, len(conf.Servers))
 		for _, s := range conf.Servers {
-			r.sys = append(r.sys, net.JoinHostPort(s, conf.Port))
+			list = append(list, net.JoinHostPort(s, conf.Port))
 		}
+		r.sys = list
 	}
 	return r.sys
 }

@@ -5,7 +5,9 @@
 // Routing, first match wins (Route reports the choice):
 //
 //  1. delivery.sender_relay, by envelope sender address, then "@domain" of
-//     the sender (Postfix sender_dependent_relayhost_maps);
+//     the sender (Postfix sender_dependent_relayhost_maps); an entry with a
+//     domains list serves only those recipient domains; the null sender <>
+//     matches no entry;
 //  2. delivery.transport, by recipient domain: the exact domain, then
 //     ".parent" entries for its subdomains (Postfix transport_maps);
 //  3. delivery.smarthost, for every domain or only those in its domains list;
@@ -25,15 +27,28 @@
 //     connection before the message is sent, makes Deliver try the next one.
 //     Once message bytes have been sent, the attempt ends with that host: a
 //     connection lost after the final dot may mean a duplicate, never a loss.
+//   - At most 10 addresses are tried per delivery.
 //   - TLS follows delivery.tls / tls_policy (none, may, encrypt, verify) for
-//     MX and transport routes, and the relay's own tls setting for
-//     smarthosts. Passwords are only sent over TLS, unless tls is none.
+//     MX and transport routes, and the relay's own tls setting (none, may,
+//     encrypt, verify, implicit) for smarthosts. Only verify checks the
+//     certificate (against Options.RootCAs, for the MX or relay host name).
+//     Under may, a host whose TLS handshake fails is retried once in plain
+//     text; under encrypt and verify, a host without working TLS is skipped.
+//     Passwords are only sent over TLS, unless tls is none; a refused login
+//     defers the mail rather than bouncing it.
 //   - Connections are reused: after a transaction the connection waits idle
-//     for Options.IdleTimeout; the next delivery to the same host, address,
-//     TLS mode and login sends RSET and uses it. A reused connection that
-//     fails before the message is sent is dropped and a fresh one dialed.
-//     Close closes idle connections and stops the goroutine that expires
-//     them.
+//     for Options.IdleTimeout (at most Options.MaxIdle per host, address,
+//     TLS mode and login; none is used for more than 5 minutes); the next
+//     delivery there sends RSET and uses it. A reused connection that fails
+//     before the message is sent is dropped and a fresh one dialed, without
+//     counting against the message. Close closes idle connections and stops
+//     the goroutine that expires them.
+//   - DNS answers are cached for their TTL (at most an hour; NXDOMAIN and
+//     NODATA for at most a minute); failures are not cached.
+//
+// Ports: MX hosts and transport entries without a port use
+// delivery.mx_port; a smarthost without a port uses 465 with tls implicit,
+// delivery.mx_port otherwise.
 //
 // go-smtp's client sends RCPT commands one at a time, waiting for each
 // reply (no PIPELINING); connection reuse recovers most of the cost.

@@ -39,6 +39,7 @@ type zone struct {
 	mu      sync.Mutex
 	rrs     map[string][]dns.RR // by lower-case FQDN
 	rcode   map[string]int      // forced answer code by name
+	noChase bool                // answer CNAMEs without their targets' records
 	queries atomic.Int64
 }
 
@@ -132,7 +133,7 @@ func (z *zone) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 				next = strings.ToLower(c.Target)
 			}
 		}
-		if next == "" {
+		if next == "" || z.noChase {
 			break
 		}
 		name = next
@@ -152,6 +153,7 @@ type sinkOpts struct {
 	dataErr   *smtp.SMTPError            // reply to the end of DATA
 	dropData  bool                       // close the connection in the middle of DATA
 	maxSize   int64
+	noUTF8    bool          // do not offer SMTPUTF8
 	greeting  string        // a raw reply line: greet with it, then hang up
 	dataHook  chan struct{} // closed when DATA starts; then Data waits for release
 	release   chan struct{}
@@ -164,6 +166,7 @@ type received struct {
 	tls  bool
 	user string
 	size int64
+	utf8 bool
 }
 
 type sink struct {
@@ -253,7 +256,7 @@ func (n *sinkNet) start(t testing.TB, ip string, o sinkOpts) *sink {
 	srv.Domain = "sink.test"
 	srv.TLSConfig = o.tls
 	srv.MaxMessageBytes = o.maxSize
-	srv.EnableSMTPUTF8 = true
+	srv.EnableSMTPUTF8 = !o.noUTF8
 	srv.ErrorLog = discardLogger{}
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
 	if o.implicit {
@@ -302,6 +305,7 @@ type sinkSession struct {
 	to   []string
 	user string
 	size int64
+	utf8 bool
 }
 
 func (ss *sinkSession) Reset()        { ss.from, ss.to = "", nil }
@@ -312,7 +316,7 @@ func (ss *sinkSession) Mail(from string, o *smtp.MailOptions) error {
 	if ss.s.opts.user != "" && ss.user == "" {
 		return smtp.ErrAuthRequired
 	}
-	ss.from, ss.size = from, o.Size
+	ss.from, ss.size, ss.utf8 = from, o.Size, o.UTF8
 	return nil
 }
 
@@ -341,7 +345,7 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	}
 	_, isTLS := ss.conn.TLSConnectionState()
 	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, received{from: ss.from, to: ss.to, data: b, tls: isTLS, user: ss.user, size: ss.size})
+	ss.s.msgs = append(ss.s.msgs, received{from: ss.from, to: ss.to, data: b, tls: isTLS, user: ss.user, size: ss.size, utf8: ss.utf8})
 	ss.s.mu.Unlock()
 	if o.dataErr != nil {
 		return o.dataErr

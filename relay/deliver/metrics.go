@@ -8,7 +8,7 @@ import (
 var (
 	tlsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "inkan_delivery_tls_total",
-		Help: "Outbound SMTP transactions, by whether the connection was encrypted (tls or plain).",
+		Help: "Messages sent (DATA started) over outbound SMTP, by whether the connection was encrypted: tls or plain.",
 	}, []string{"mode"})
 	connectionsTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "inkan_delivery_connections_total",

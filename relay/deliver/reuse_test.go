@@ -15,8 +15,14 @@ func TestConnectionReuse(t *testing.T) {
 	e.zone.add(t, "reuse.test. 300 IN MX 10 mx1.reuse.test.", "mx1.reuse.test. 300 IN A 127.0.0.2")
 	s := e.net.start(t, "127.0.0.2", sinkOpts{tls: serverTLS(t)})
 	tr := newTransport(t, deliver.Options{Config: e.config(), IdleTimeout: time.Minute})
+	var queries int64
 	for i, rcpt := range []string{"a@reuse.test", "b@reuse.test", "c@reuse.test"} {
 		res := deliverOne(t, tr, delivery("x@sender.test", "reuse.test", testMessage, rcpt))
+		if i == 0 {
+			queries = e.zone.queries.Load()
+		} else if n := e.zone.queries.Load(); n != queries {
+			t.Errorf("delivery %d: %d more DNS queries; answers should be cached", i, n-queries)
+		}
 		wantStatus(t, res[0], queue.Sent)
 		if res[0].TLS == "" {
 			t.Errorf("delivery %d: no TLS on the reused connection", i)

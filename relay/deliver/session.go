@@ -24,7 +24,8 @@ const quitTimeout = 2 * time.Second
 // session is one SMTP connection, ready for MAIL.
 type session struct {
 	c      *smtp.Client
-	raw    net.Conn
+	raw    net.Conn // TCP
+	conn   net.Conn // what the client talks over: raw, or TLS on top of it
 	key    poolKey
 	remote string // "mx.example.com[192.0.2.1]:25"
 	tls    string // "TLSv1.3 TLS_AES_128_GCM_SHA256"; "" = plain
@@ -59,6 +60,21 @@ func (s *session) quit() {
 		s.c.Quit()
 	}
 	s.raw.Close()
+}
+
+// rset checks that an idle connection still works. It is sent here rather
+// than with go-smtp's Client.Reset, which would make the next command send
+// EHLO again: a round trip per message for nothing. The client's buffers
+// are empty between commands, so reading the reply here is safe.
+func (s *session) rset(timeout time.Duration) error {
+	s.conn.SetDeadline(now().Add(timeout))
+	defer s.conn.SetDeadline(time.Time{})
+	if _, err := io.WriteString(s.conn, "RSET\r\n"); err != nil {
+		return err
+	}
+	// Any failure, even a reply, means: drop it and dial a new one.
+	_, _, err := textproto.NewReader(bufio.NewReaderSize(s.conn, 64)).ReadResponse(250)
+	return err
 }
 
 func quitAll(list []*session) {
@@ -118,6 +134,7 @@ func (t *Transport) dial(ctx context.Context, route Route, rel *relay, host stri
 		}
 		conn, s.tls = tc, describeTLS(tc)
 	}
+	s.conn = conn
 	if s.c, v = t.hello(conn, remote); v != nil {
 		return s, v, false
 	}
@@ -134,7 +151,8 @@ func (t *Transport) dial(ctx context.Context, route Route, rel *relay, host stri
 				return s, v, false
 			case v == nil:
 				// RFC 3207: forget what was said before TLS and greet again.
-				if s.c, v = t.hello(&greeted{Conn: tc, pre: []byte("220 TLS ready\r\n")}, remote); v != nil {
+				s.conn = &greeted{Conn: tc, pre: []byte("220 TLS ready\r\n")}
+				if s.c, v = t.hello(s.conn, remote); v != nil {
 					return s, v, false
 				}
 				s.tls = describeTLS(tc)

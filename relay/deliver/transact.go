@@ -7,7 +7,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/inkan-relay/inkan/queue"
@@ -26,7 +25,7 @@ func (t *Transport) transact(s *session, d *queue.Delivery, st *outcome) (*verdi
 		return v.at(s.remote, s.tls)
 	}
 	if s.reused {
-		if err := s.c.Reset(); err != nil {
+		if err := s.rset(t.commandTimeout); err != nil {
 			return fail("after RSET", err), false
 		}
 	}
@@ -87,6 +86,11 @@ func (t *Transport) transact(s *session, d *queue.Delivery, st *outcome) (*verdi
 		}
 		st.resolve(accepted, v.at(s.remote, s.tls))
 		return nil, true
+	}
+	if s.tls != "" {
+		tlsTotal.WithLabelValues("tls").Inc()
+	} else {
+		tlsTotal.WithLabelValues("plain").Inc()
 	}
 	// From here on the message may reach the server: no other host is tried.
 	if v := t.send(s, w, body); v != nil {
@@ -154,5 +158,3 @@ func allASCII(list []string) bool {
 	}
 	return true
 }
-
-var _ = time.Second

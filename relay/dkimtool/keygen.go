@@ -102,7 +102,8 @@ func Keygen(args []string, stdout, stderr io.Writer) int {
 	path, pub, err := generate(&o)
 	if err != nil {
 		fmt.Fprintln(stderr, "inkan dkim keygen:", err)
-		if errors.Is(err, errUsage) {
+		var ue usageError
+		if errors.As(err, &ue) {
 			return 2
 		}
 		return 1
@@ -112,13 +113,14 @@ func Keygen(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-var errUsage = errors.New("usage")
+// usageError marks bad flags (exit status 2).
+type usageError struct{ error }
 
 // generate validates o, creates the key and writes it; it returns the
 // absolute path and the public key.
 func generate(o *keyOpts) (string, crypto.PublicKey, error) {
 	if err := o.validate(); err != nil {
-		return "", nil, fmt.Errorf("%w (%w)", err, errUsage)
+		return "", nil, usageError{err}
 	}
 	var key crypto.Signer
 	var err error

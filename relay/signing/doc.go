@@ -1,9 +1,14 @@
 // Package signing DKIM-signs mail as it streams through the relay.
 //
 // Promises:
-//   - Keys and tables are read once, by New. A key file anyone may read, an
-//     encrypted key or an RSA key under 2048 bits is refused at start, with
-//     the command that fixes it; group-readable keys only warn.
+//   - Keys and tables are read once, by New (keys whose path depends on the
+//     From domain through OpenDKIM's "%" are read on first use, then kept).
+//     A key file anyone may read, an encrypted key or an RSA key under 2048
+//     bits is refused, with the command that fixes it; group-readable keys
+//     only warn.
+//   - A SigningTable line naming a key the KeyTable lacks, or a "%" key file
+//     that does not exist, leaves that mail unsigned with the reason in the
+//     Decision (OpenDKIM would tempfail it); Warnings lists the literal ones.
 //   - The signing domain is chosen from the header From (never the envelope),
 //     so a signature inkan adds aligns for DMARC. Native rules (dkim.keys):
 //     every key whose sender patterns match signs, which is how dual

@@ -184,3 +184,35 @@ SelectorHeader X-Key
 		t.Errorf("single-key domains %+v", s.Domains())
 	}
 }
+
+// Sessions share one Signer; "%" keys are loaded on first use under a lock.
+func TestConcurrentBegin(t *testing.T) {
+	dir := opendkimSetup(t)
+	writeFile(t, dir, "Wild", "* any\n")
+	s := newSigner(t, config.DKIM{KeyTable: filepath.Join(dir, "KeyTable"), SigningTable: "refile:" + filepath.Join(dir, "Wild")})
+	done := make(chan Decision, 40)
+	for i := 0; i < cap(done); i++ {
+		from := []string{"a@example.org", "b@example.net", "c@sub.example.net", "d@none.example"}[i%4]
+		go func() {
+			st, d := s.Begin([]byte("From: " + from + "\r\n\r\n"))
+			if st != nil {
+				st.Write([]byte("From: " + from + "\r\n\r\nhi\r\n"))
+				if _, err := st.Finish(); err != nil {
+					d.Err = err
+				}
+			}
+			done <- d
+		}()
+	}
+	signed := 0
+	for i := 0; i < cap(done); i++ {
+		d := <-done
+		if d.Err != nil {
+			t.Error(d.Err)
+		}
+		signed += len(d.Keys)
+	}
+	if signed != 30 {
+		t.Errorf("%d signatures, want 30 (none for none.example)", signed)
+	}
+}

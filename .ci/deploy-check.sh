@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Deployment checks that need no Docker engine. Runs from the repository root
+# as root on a bare Debian machine (installs what it lacks with apt-get):
+#
+#   - builds with deploy/build.sh, the command the Dockerfile runs, and checks
+#     the binary is static and carries the version;
+#   - runs it as uid/gid 65532 (the image's USER) with the image's kind of
+#     settings on loopback ports: ready per `inkan health` (the HEALTHCHECK),
+#     accepts a message, reloads on SIGHUP, stops cleanly on SIGTERM and finds
+#     its queue again after a restart. Delivery goes to a closed loopback
+#     port, so no traffic leaves the machine;
+#   - systemd-analyze verify/security on the unit (with ExecStart pointed at
+#     the built binary), systemd-sysusers on the sysusers file;
+#   - the Dockerfile's USER/EXPOSE/HEALTHCHECK, and the Go tests in deploy/
+#     (Kubernetes and Compose files, .dockerignore, Grafana dashboard).
+#
+# Prints PASS/FAIL (or SKIP) per check and exits 1 if any check failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+failures=0
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
+skip() { printf 'SKIP  %s\n' "$*"; }
+
+# need CMD PACKAGE: install PACKAGE when CMD is missing.
+apt_updated=""
+need() {
+	command -v "$1" >/dev/null 2>&1 && return 0
+	if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need file file
+need setpriv util-linux
+need kill procps
+
+work=$(mktemp -d)
+chmod 0755 "$work"
+bin=$work/inkan
+pid=""
+cleanup() {
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- build ------------------------------------------------------------------
+version=ci-deploy-check
+if VERSION=$version deploy/build.sh "$bin" >"$work/build.log" 2>&1; then
+	pass "deploy/build.sh builds the binary"
+else
+	cat "$work/build.log"
+	fail "deploy/build.sh builds the binary"
+	echo "deploy checks: cannot go on without a binary"
+	exit 1
+fi
+if [ "$("$bin" version)" = "inkan $version" ]; then
+	pass "version injected with -ldflags (inkan version)"
+else
+	fail "version injected: got '$("$bin" version)', want 'inkan $version'"
+fi
+ldd_out=$(ldd "$bin" 2>&1 || true)
+file_out=$(file -b "$bin")
+buildinfo=$(go version -m "$bin")
+if [[ $ldd_out == *"not a dynamic executable"* && $file_out == *"statically linked"* ]] &&
+	grep -q 'CGO_ENABLED=0' <<<"$buildinfo" && grep -q -- '-trimpath=true' <<<"$buildinfo"; then
+	pass "static binary (ldd, file, go version -m: CGO_ENABLED=0 -trimpath)"
+else
+	printf 'ldd: %s\nfile: %s\n%s\n' "$ldd_out" "$file_out" "$buildinfo"
+	fail "static binary"
+fi
+
+# --- run as the image's user ------------------------------------------------
+# free_port: a loopback port nothing listens on now.
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "no free port" >&2
+	return 1
+}
+p_smtps=$(free_port) p_sub=$(free_port) p_relay=$(free_port) p_http=$(free_port) p_closed=$(free_port)
+run=$work/run
+mkdir "$run"
+uid=65532
+if [ "$(id -u)" = 0 ]; then
+	chown "$uid:$uid" "$run"
+	as_user=(setpriv --reuid="$uid" --regid="$uid" --clear-groups)
+else
+	uid=$(id -u)
+	as_user=()
+	skip "running as uid 65532 needs root; running as uid $uid instead"
+fi
+# The image's settings (INKAN_DATA_DIR, every listener on), on loopback. The
+# smarthost and resolver are closed loopback ports: nothing leaves the host.
+inkan_env=(
+	PATH=/usr/bin:/bin HOME=/nonexistent
+	INKAN_HOSTNAME=inkan-ci.example.com
+	INKAN_DATA_DIR="$run/data"
+	INKAN_LISTEN_SMTPS="127.0.0.1:$p_smtps"
+	INKAN_LISTEN_SUBMISSION="127.0.0.1:$p_sub"
+	INKAN_LISTEN_RELAY="127.0.0.1:$p_relay"
+	INKAN_LISTEN_HTTP="127.0.0.1:$p_http"
+	INKAN_HTTP_METRICS=true
+	INKAN_DELIVERY_SMARTHOST_ADDRESS="[127.0.0.1]:$p_closed"
+	INKAN_DELIVERY_RESOLVER="127.0.0.1:$p_closed"
+	INKAN_QUEUE_RETRY_MIN=1h
+)
+as_inkan() { "${as_user[@]}" env -i "${inkan_env[@]}" "$bin" "$@"; }
+
+# start_serve LOG: starts `inkan serve`, sets pid, waits for `inkan health`.
+start_serve() {
+	"${as_user[@]}" env -i "${inkan_env[@]}" "$bin" serve >"$1" 2>&1 &
+	pid=$!
+	for _ in $(seq 60); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			cat "$1"
+			return 1
+		fi
+		if as_inkan health >/dev/null 2>&1; then return 0; fi
+		sleep 0.5
+	done
+	cat "$1"
+	return 1
+}
+
+# stop_serve LOG: SIGTERM, then the exit status must be 0 within 40 s.
+stop_serve() {
+	kill -TERM "$pid"
+	for _ in $(seq 80); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.5
+	done
+	local rc=0
+	wait "$pid" || rc=$?
+	pid=""
+	[ "$rc" = 0 ] || { cat "$1"; echo "exit status $rc"; return 1; }
+}
+
+# http_get PATH: the body of GET PATH on the http listener.
+http_get() {
+	exec 3<>"/dev/tcp/127.0.0.1/$p_http"
+	printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$1" >&3
+	sed '1,/^\r\{0,1\}$/d' <&3
+	exec 3<&-
+}
+
+if start_serve "$work/serve1.log"; then
+	pass "inkan serve as uid $uid is ready (inkan health, as the image's HEALTHCHECK runs it)"
+else
+	fail "inkan serve as uid $uid is ready"
+	echo "deploy checks: $failures failed"
+	exit 1
+fi
+
+if [ "$(stat -c '%u %a' "$run/data")" = "$uid 700" ]; then
+	pass "data dir created by inkan, owned by uid $uid, mode 0700"
+else
+	fail "data dir: $(stat -c '%u %a' "$run/data"), want '$uid 700'"
+fi
+
+if as_inkan health -url "http://127.0.0.1:$p_http/healthz" >/dev/null; then
+	pass "/healthz answers 200"
+else
+	fail "/healthz answers 200"
+fi
+
+msg=$'From: ci@example.com\nTo: rcpt@example.net\nSubject: deploy check\n\nhello\n'
+if as_inkan sendmail -f ci@example.com rcpt@example.net <<<"$msg" >"$work/sendmail.log" 2>&1 &&
+	as_inkan queue list >"$work/queue.log" 2>&1 && grep -q 'rcpt@example.net' "$work/queue.log"; then
+	pass "inkan sendmail queues a message (inkan queue list shows it)"
+else
+	cat "$work/sendmail.log" "$work/queue.log" 2>/dev/null || true
+	fail "inkan sendmail queues a message"
+fi
+
+metrics=$(http_get /metrics || true)
+if grep -q '^inkan_messages_accepted_total 1$' <<<"$metrics" && grep -q '^inkan_queue_messages 1$' <<<"$metrics"; then
+	pass "/metrics: inkan_messages_accepted_total 1, inkan_queue_messages 1"
+else
+	grep '^inkan_' <<<"$metrics" | head -20 || true
+	fail "/metrics counts the message"
+fi
+
+kill -HUP "$pid"
+reloaded=""
+for _ in $(seq 20); do
+	if grep -q 'reloaded' "$work/serve1.log"; then reloaded=1; break; fi
+	sleep 0.25
+done
+if [ -n "$reloaded" ] && kill -0 "$pid" 2>/dev/null; then
+	pass "SIGHUP reloads (systemd ExecReload)"
+else
+	cat "$work/serve1.log"
+	fail "SIGHUP reloads"
+fi
+
+if stop_serve "$work/serve1.log"; then
+	pass "SIGTERM: clean exit, status 0"
+else
+	fail "SIGTERM: clean exit"
+fi
+
+if start_serve "$work/serve2.log" && as_inkan queue list 2>&1 | grep -q 'rcpt@example.net' && stop_serve "$work/serve2.log"; then
+	pass "restart as uid $uid finds the queued message again"
+else
+	fail "restart finds the queued message again"
+fi
+
+# --- systemd ----------------------------------------------------------------
+if command -v systemd-analyze >/dev/null 2>&1; then
+	unitdir=$work/systemd
+	mkdir -p "$unitdir/inkan.service.d"
+	sed "s#/usr/local/bin/inkan#$bin#g" deploy/systemd/inkan.service >"$unitdir/inkan.service"
+	cp deploy/systemd/opendkim-keys.conf "$unitdir/inkan.service.d/"
+	# verify exits 0 on unknown keys and bad values: any output is a failure.
+	out=$(SYSTEMD_UNIT_PATH="$unitdir:" systemd-analyze verify "$unitdir/inkan.service" 2>&1 || echo "exit status $?")
+	if [ -z "$out" ]; then
+		pass "systemd-analyze verify inkan.service (+ opendkim-keys.conf drop-in)"
+	else
+		echo "$out"
+		fail "systemd-analyze verify inkan.service"
+	fi
+	if out=$(systemd-analyze security --offline=yes --threshold=20 "$unitdir/inkan.service" 2>&1); then
+		pass "systemd-analyze security: $(grep -o 'exposure level.*' <<<"$out")"
+	else
+		echo "$out" | grep -E '✗|exposure'
+		fail "systemd-analyze security: exposure above 2.0"
+	fi
+else
+	skip "systemd-analyze not installed: unit not verified"
+fi
+if command -v systemd-sysusers >/dev/null 2>&1; then
+	mkdir -p "$work/sysroot/etc"
+	if systemd-sysusers --root="$work/sysroot" deploy/systemd/inkan.sysusers >/dev/null 2>&1 &&
+		grep -q '^inkan:x:[0-9]*:[0-9]*:.*:/var/lib/inkan:/usr/sbin/nologin$' "$work/sysroot/etc/passwd"; then
+		pass "systemd-sysusers creates the inkan user"
+	else
+		fail "systemd-sysusers creates the inkan user"
+	fi
+else
+	skip "systemd-sysusers not installed"
+fi
+
+# --- Dockerfile and manifests -----------------------------------------------
+df_ok=1
+grep -qx 'USER 65532:65532' Dockerfile || df_ok=""
+grep -qx 'EXPOSE 2465 2587 2525 8025' Dockerfile || df_ok=""
+grep -q '^HEALTHCHECK .*CMD \["/inkan", "health"\]$' Dockerfile || df_ok=""
+grep -q 'sh deploy/build.sh /out/inkan' Dockerfile || df_ok=""
+if [ -n "$df_ok" ]; then
+	pass "Dockerfile: USER 65532:65532, EXPOSE 2465 2587 2525 8025, HEALTHCHECK inkan health, builds with deploy/build.sh"
+else
+	fail "Dockerfile: USER/EXPOSE/HEALTHCHECK/build.sh lines"
+fi
+
+if go test -count=1 ./deploy/ >"$work/gotest.log" 2>&1; then
+	pass "go test ./deploy/ (Kubernetes, Compose, Dockerfile, .dockerignore, systemd, Grafana)"
+else
+	cat "$work/gotest.log"
+	fail "go test ./deploy/"
+fi
+
+if [ "$failures" -gt 0 ]; then
+	echo "deploy checks: $failures failed"
+	exit 1
+fi
+echo "deploy checks: all passed"

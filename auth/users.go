@@ -1,0 +1,271 @@
+package auth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Users is the set of accounts of a users file. It is safe for concurrent
+// use; a reload swaps the whole set at once, so a Verify sees either the old
+// file or the new one.
+type Users struct {
+	path     string
+	db       atomic.Pointer[userDB]
+	reloadMu sync.Mutex
+}
+
+type userDB struct {
+	hashes map[string]passwordHash
+	names  []string
+	decoy  passwordHash // checked for unknown users
+	id     fileID
+	cache  *verifyCache
+}
+
+// LoadUsers reads the users file at path: "name:hash" lines, '#' comments
+// and blank lines. It refuses a file that group or others may access, and
+// names file:line for a bad line.
+func LoadUsers(path string) (*Users, error) {
+	if path == "" {
+		return nil, errors.New("no users file configured (auth.users_file)")
+	}
+	db, err := readUsers(path)
+	if err != nil {
+		return nil, err
+	}
+	u := &Users{path: path}
+	u.db.Store(db)
+	return u, nil
+}
+
+func readUsers(path string) (*userDB, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open users file: %w (create it with `inkan user add NAME`)", err)
+		}
+		return nil, fmt.Errorf("open users file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat users file: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("users file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("users file %s is accessible by group or others (mode %04o): run chmod 600 %s", path, perm, path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxUsersFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read users file: %w", err)
+	}
+	if len(data) > maxUsersFile {
+		return nil, fmt.Errorf("users file %s is larger than %d bytes", path, maxUsersFile)
+	}
+	lines, err := parseUsers(data, path)
+	if err != nil {
+		return nil, err
+	}
+	db := newUserDB(lines)
+	db.id = fileIDOf(fi)
+	return db, nil
+}
+
+func newUserDB(lines []userLine) *userDB {
+	db := &userDB{hashes: map[string]passwordHash{}, cache: newVerifyCache(), decoy: bcryptHash(dummyHash)}
+	first := true
+	for _, l := range lines {
+		if l.name != "" {
+			if first {
+				db.decoy, first = l.ph.decoy(), false
+			}
+			db.hashes[l.name] = l.ph
+			db.names = append(db.names, l.name)
+		}
+	}
+	sort.Strings(db.names)
+	return db
+}
+
+// Path returns the file the users were loaded from.
+func (u *Users) Path() string { return u.path }
+
+// Names returns the user names, sorted.
+func (u *Users) Names() []string {
+	return append([]string(nil), u.db.Load().names...)
+}
+
+// Len returns the number of users.
+func (u *Users) Len() int { return len(u.db.Load().names) }
+
+// Has reports whether name is a user.
+func (u *Users) Has(name string) bool {
+	_, ok := u.db.Load().hashes[name]
+	return ok
+}
+
+// Verify reports whether password is name's password. Unknown users cost a
+// hash comparison too (of the first user's kind and cost), so timing does not
+// tell which names exist.
+// Successful checks are remembered for a few minutes (until the next reload)
+// so a client that logs in for every message costs one hash, not one each.
+func (u *Users) Verify(name, password string) bool {
+	if u == nil {
+		return false
+	}
+	db := u.db.Load()
+	h, ok := db.hashes[name]
+	if !ok || password == "" {
+		db.decoy.verify(password)
+		return false
+	}
+	key := db.cache.key(name, password)
+	if db.cache.hit(key) {
+		return true
+	}
+	if !h.verify(password) {
+		return false
+	}
+	db.cache.add(key)
+	return true
+}
+
+// ReloadIfChanged re-reads the file when its inode, size, mode or times
+// changed. On error the current users stay in force and the error is
+// returned; changed reports whether new users were installed.
+func (u *Users) ReloadIfChanged() (changed bool, err error) {
+	u.reloadMu.Lock()
+	defer u.reloadMu.Unlock()
+	fi, err := os.Stat(u.path)
+	if err != nil {
+		return false, fmt.Errorf("stat users file: %w", err)
+	}
+	if fileIDOf(fi) == u.db.Load().id {
+		return false, nil
+	}
+	db, err := readUsers(u.path)
+	if err != nil {
+		return false, err
+	}
+	u.db.Store(db)
+	return true, nil
+}
+
+// Reload re-reads the file unconditionally; on error nothing changes.
+func (u *Users) Reload() error {
+	u.reloadMu.Lock()
+	defer u.reloadMu.Unlock()
+	db, err := readUsers(u.path)
+	if err != nil {
+		return err
+	}
+	u.db.Store(db)
+	return nil
+}
+
+// Watch calls ReloadIfChanged every interval until ctx is done, logging
+// reloads and errors (interval <= 0 means 5s). It blocks; the caller owns
+// the goroutine.
+func (u *Users) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		changed, err := u.ReloadIfChanged()
+		switch {
+		case err != nil:
+			log.Error("users file not reloaded, keeping current users", "file", u.path, "err", err)
+		case changed:
+			log.Info("users file reloaded", "file", u.path, "users", u.Len())
+		}
+	}
+}
+
+// Verification cache. Keys are HMAC-SHA256(pepper, name ":" password) with a
+// random per-process pepper: no password is kept, and a key means nothing
+// outside this process.
+const (
+	cacheTTL        = 5 * time.Minute
+	maxCacheEntries = 4096
+)
+
+var pepper = func() []byte {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return b
+}()
+
+type verifyCache struct {
+	mu sync.Mutex
+	m  map[[sha256.Size]byte]time.Time // key → expiry
+}
+
+func newVerifyCache() *verifyCache {
+	return &verifyCache{m: map[[sha256.Size]byte]time.Time{}}
+}
+
+func (c *verifyCache) key(name, password string) (k [sha256.Size]byte) {
+	h := hmac.New(sha256.New, pepper)
+	io.WriteString(h, name)
+	io.WriteString(h, ":")
+	io.WriteString(h, password)
+	h.Sum(k[:0])
+	return k
+}
+
+func (c *verifyCache) hit(k [sha256.Size]byte) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.m[k]
+	if ok && now().After(exp) {
+		delete(c.m, k)
+		return false
+	}
+	return ok
+}
+
+func (c *verifyCache) add(k [sha256.Size]byte) {
+	t := now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxCacheEntries {
+		for k, exp := range c.m {
+			if t.After(exp) {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= maxCacheEntries {
+			evictOne(c.m)
+		}
+	}
+	c.m[k] = t.Add(cacheTTL)
+}
+
+func (c *verifyCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}

@@ -1,0 +1,217 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strings"
+)
+
+var (
+	deliveryTLS  = []string{"none", "may", "encrypt", "verify"}
+	smarthostTLS = []string{"none", "may", "encrypt", "verify", "implicit"}
+)
+
+func (k *checker) dkim() {
+	d := k.c.DKIM
+	if _, _, err := ParseCanonicalization(d.Canonicalization); err != nil {
+		k.bad("dkim.canonicalization", fmt.Sprintf("invalid value %q", d.Canonicalization), "use header/body with simple or relaxed, e.g. relaxed/relaxed")
+	}
+	if d.OpenDKIMConf == "" {
+		switch {
+		case d.KeyTable != "" && d.SigningTable == "":
+			k.bad("dkim.signing_table", "is empty while key_table is set", "set both tables, or opendkim_conf")
+		case d.KeyTable == "" && d.SigningTable != "":
+			k.bad("dkim.key_table", "is empty while signing_table is set", "set both tables, or opendkim_conf")
+		}
+	}
+	k.table("dkim.key_table", d.KeyTable)
+	k.table("dkim.signing_table", d.SigningTable)
+	for i, key := range d.Keys {
+		p := fmt.Sprintf("dkim.keys[%d]", i)
+		if !validHostname(key.Domain) {
+			k.bad(p+".domain", fmt.Sprintf("%q is not a valid domain", key.Domain), "write the signing domain, e.g. example.com")
+		}
+		if !validHostname(key.Selector) {
+			k.bad(p+".selector", fmt.Sprintf("%q is not a valid selector", key.Selector), "write the DNS selector, e.g. 2024a")
+		}
+		if key.KeyFile == "" {
+			k.bad(p+".key_file", "is empty", "set the path of the PEM private key")
+		}
+		k.senders(p+".senders", key.Senders)
+	}
+	k.headerNames("dkim.sign_headers", d.SignHeaders)
+	k.headerNames("dkim.oversign_headers", d.OversignHeaders)
+	if len(d.SignHeaders) > 0 && !containsFold(d.SignHeaders, "From") {
+		k.bad("dkim.sign_headers", "does not include From, which DKIM requires", "add From, or leave the list empty for the default set")
+	}
+	if d.Expiration < 0 {
+		k.bad("dkim.expiration", "is negative", "use 0 for no expiry")
+	}
+}
+
+// table checks an OpenDKIM table reference: "/path", "file:/path" or
+// "refile:/path". Other OpenDKIM data set types (db:, ldap:...) are refused;
+// the OpenDKIM parsers in this package read the files themselves.
+func (k *checker) table(key, v string) {
+	scheme, path, ok := strings.Cut(strings.TrimSpace(v), ":")
+	if !ok || strings.HasPrefix(v, "/") {
+		return
+	}
+	switch strings.ToLower(scheme) {
+	case "file", "refile":
+		if path == "" {
+			k.bad(key, "names no file", "write "+scheme+":/path/to/table")
+		}
+	case "csl", "db", "dsn", "ldap", "ldaps", "ldapi", "lua", "mdb", "redis", "memcache", "socket", "erlang":
+		k.bad(key, fmt.Sprintf("OpenDKIM data set type %q is not supported", scheme), "export the table to a flat file and use file:/path or refile:/path")
+	}
+}
+
+func (k *checker) headerNames(key string, names []string) {
+	for i, n := range names {
+		ok := n != ""
+		for j := 0; j < len(n); j++ {
+			if n[j] <= ' ' || n[j] > '~' || n[j] == ':' {
+				ok = false
+			}
+		}
+		if !ok {
+			k.bad(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("%q is not a header field name", n), "write names like From or Subject")
+		}
+	}
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (k *checker) delivery() {
+	d := k.c.Delivery
+	k.enum("delivery.tls", d.TLS, deliveryTLS...)
+	if d.TLS == "none" {
+		k.warn("delivery.tls", "mail is sent without encryption even when the receiver offers it", "use may")
+	}
+	for _, dom := range sortedKeys(d.TLSPolicy) {
+		key := "delivery.tls_policy." + dom
+		if !validDomain(dom, true) {
+			k.bad(key, fmt.Sprintf("%q is not a domain or .domain", dom), "use recipient domains as keys: example.com, or .example.com for its subdomains")
+		}
+		k.enum(key, d.TLSPolicy[dom], deliveryTLS...)
+	}
+	if d.MXPort < 1 || d.MXPort > 65535 {
+		k.bad("delivery.mx_port", fmt.Sprintf("invalid port %d", d.MXPort), "use 1..65535, normally 25")
+	}
+	if d.Resolver != "" {
+		host, port, err := net.SplitHostPort(d.Resolver)
+		if _, perr := parsePort(port, false); err != nil || !isIP(host) || perr != nil {
+			k.bad("delivery.resolver", fmt.Sprintf("%q is not ip:port", d.Resolver), `write e.g. "127.0.0.1:53" or "[::1]:53"; "" uses the system resolver`)
+		}
+	}
+	for _, dom := range sortedKeys(d.Transport) {
+		key := "delivery.transport." + dom
+		if !validDomain(dom, true) {
+			k.bad(key, fmt.Sprintf("%q is not a domain or .domain", dom), "use recipient domains as keys: example.com, or .example.com for its subdomains")
+		}
+		if _, err := ParseRoute(d.Transport[dom]); err != nil {
+			k.bad(key, err.Error(), `write "[host]:port", "[host]", "host:port" or "host"`)
+		}
+	}
+	if d.Smarthost != nil {
+		k.smarthost("delivery.smarthost", d.Smarthost)
+	}
+	for _, pat := range sortedKeys(d.SenderRelay) {
+		key := "delivery.sender_relay." + pat
+		if err := checkSenderPattern(pat); err != nil {
+			k.bad(key, err.Error(), `use a sender address or "@domain" as the key`)
+		}
+		s := d.SenderRelay[pat]
+		k.smarthost(key, &s)
+	}
+	k.positive("delivery.connect_timeout", d.ConnectTimeout)
+	k.positive("delivery.command_timeout", d.CommandTimeout)
+	k.positive("delivery.data_timeout", d.DataTimeout)
+	k.atLeast("delivery.max_concurrent", d.MaxConcurrent, 1)
+	k.atLeast("delivery.max_per_domain", d.MaxPerDomain, 1)
+	if d.MaxPerDomain > d.MaxConcurrent && d.MaxConcurrent > 0 {
+		k.warn("delivery.max_per_domain", "is larger than max_concurrent, which caps it", "lower it to max_concurrent or less")
+	}
+}
+
+func (k *checker) smarthost(key string, s *Smarthost) {
+	if s.Address == "" {
+		k.bad(key+".address", "is empty", `set the relay, e.g. "[smtp.example.net]:587"`)
+	} else if _, err := ParseRoute(s.Address); err != nil {
+		k.bad(key+".address", err.Error(), `write "[host]:port", e.g. "[smtp.example.net]:587"`)
+	}
+	k.enum(key+".tls", s.TLS, smarthostTLS...)
+	switch {
+	case s.Password != "" && s.PasswordFile != "":
+		k.bad(key+".password", "is set together with password_file", "keep only one")
+	case s.Username != "" && s.Password == "" && s.PasswordFile == "":
+		k.bad(key+".username", "is set but there is no password", "set password_file (or password)")
+	case s.Username == "" && (s.Password != "" || s.PasswordFile != ""):
+		k.bad(key+".username", "is empty but a password is set", "set the user name to log in as")
+	}
+	if s.Password != "" {
+		k.warn(key+".password", "the password is written in the configuration", "put it in a file and use password_file")
+	}
+	if s.Username != "" && (s.TLS == "none" || s.TLS == "may") {
+		k.warn(key+".tls", fmt.Sprintf("%q may send the password unencrypted", s.TLS), "use encrypt, verify or implicit")
+	}
+	for i, d := range s.Domains {
+		if !validDomain(d, true) {
+			k.bad(fmt.Sprintf("%s.domains[%d]", key, i), fmt.Sprintf("%q is not a domain or .domain", d), "write example.com, or .example.com for its subdomains")
+		}
+	}
+}
+
+func (k *checker) queue() {
+	q := k.c.Queue
+	k.positive("queue.max_lifetime", q.MaxLifetime)
+	k.positive("queue.retry_min", q.RetryMin)
+	k.positive("queue.retry_max", q.RetryMax)
+	if q.RetryMin > q.RetryMax {
+		k.bad("queue.retry_min", fmt.Sprintf("%s is more than retry_max %s", q.RetryMin, q.RetryMax), "make retry_min at most retry_max")
+	}
+	if q.DelayWarning < 0 {
+		k.bad("queue.delay_warning", "is negative", "use 0 for no delay notice")
+	}
+	if q.DelayWarning > 0 && q.DelayWarning >= q.MaxLifetime {
+		k.warn("queue.delay_warning", "is not shorter than max_lifetime, so no delay notice is ever sent", "lower it, e.g. 4h, or use 0")
+	}
+}
+
+func (k *checker) limits() {
+	l := k.c.Limits
+	if l.MaxMessageSize <= 0 {
+		k.bad("limits.max_message_size", "must be positive", "set it to e.g. 25MB")
+	}
+	if l.MaxHeaderSize <= 0 {
+		k.bad("limits.max_header_size", "must be positive", "set it to e.g. 1MB")
+	}
+	k.atLeast("limits.max_recipients", l.MaxRecipients, 1)
+	k.atLeast("limits.max_connections", l.MaxConnections, 1)
+	k.atLeast("limits.max_connections_per_ip", l.MaxConnectionsPerIP, 1)
+	k.positive("limits.command_timeout", l.CommandTimeout)
+	k.positive("limits.data_timeout", l.DataTimeout)
+	if l.MaxConnectionsPerIP > l.MaxConnections && l.MaxConnections > 0 {
+		k.warn("limits.max_connections_per_ip", "is larger than max_connections, which caps it", "lower it")
+	}
+	if l.MaxHeaderSize > l.MaxMessageSize && l.MaxMessageSize > 0 {
+		k.warn("limits.max_header_size", "is larger than max_message_size, which caps it", "lower it")
+	}
+}
+
+func (k *checker) misc() {
+	c := k.c
+	k.enum("log.format", c.Log.Format, "text", "json")
+	k.enum("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	if c.Listen.HTTP == "" && (c.HTTP.Metrics || c.HTTP.Autoconfig) {
+		k.warn("listen.http", "is empty, so http.metrics and http.autoconfig are not served", "set listen.http, e.g. 127.0.0.1:8025")
+	}
+}

@@ -1,0 +1,302 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// applyResults records the transport's answers in r.st and logs one line per
+// recipient. It returns the positions of recipients that failed permanently.
+func (q *Queue) applyResults(ctx context.Context, r *round, run []*group, results [][]Result) []int {
+	t := now()
+	interrupted := ctx.Err() != nil
+	var failed []int
+	for gi, g := range run {
+		byRcpt := make(map[string]*Result, len(results[gi]))
+		for k := range results[gi] {
+			byRcpt[results[gi][k].Rcpt] = &results[gi][k]
+		}
+		for _, addr := range g.rcpts {
+			res := findResult(byRcpt, addr)
+			if res == nil {
+				// Errors are temporary by default.
+				res = &Result{Rcpt: addr, Status: Deferred, Message: "no result from the transport"}
+				if interrupted {
+					res.Message = "delivery interrupted by shutdown"
+				}
+			}
+			status := "deferred"
+			switch res.Status {
+			case Sent:
+				status = "sent"
+			case Failed:
+				status = "bounced"
+			}
+			var rc *rcptState
+			for _, i := range g.idx[addr] {
+				rc = &r.st.Rcpts[i]
+				rc.Code, rc.Enhanced, rc.Remote = res.Code, res.Enhanced, res.Remote
+				rc.Reply = replyText(res)
+				switch res.Status {
+				case Sent:
+					rc.Status = Sent
+				case Failed:
+					rc.Status = Failed
+					failed = append(failed, i)
+				default:
+					if interrupted {
+						rc.Next = t // abandoned, not tried: retry soon after restart
+					}
+				}
+			}
+			deliveriesTotal.WithLabelValues(status).Inc()
+			r.log.Info("delivery", "to", addr, "relay", res.Remote, "tls", res.TLS,
+				"delay", t.Sub(r.arrival).Round(time.Millisecond).String(),
+				"attempt", rc.Attempts, "status", status, "reply", rc.Reply)
+		}
+	}
+	return failed
+}
+
+func findResult(m map[string]*Result, addr string) *Result {
+	if res := m[addr]; res != nil {
+		return res
+	}
+	for k, res := range m {
+		if strings.EqualFold(k, addr) {
+			return res
+		}
+	}
+	return nil
+}
+
+// conclude bounces failed and expired recipients, sends a delay warning if
+// due, and saves the state (or removes the finished message). it.mu is held.
+func (q *Queue) conclude(it *item, r *round, failed []int) (time.Time, bool) {
+	t := now()
+	var expired []int
+	if !t.Before(r.arrival.Add(q.opts.MaxLifetime)) {
+		for i, rc := range r.st.Rcpts {
+			if rc.Status == Pending {
+				expired = append(expired, i)
+			}
+		}
+	}
+	if len(failed)+len(expired) > 0 {
+		q.bounceFailed(r, failed, expired, t)
+	}
+	if q.opts.DelayWarning > 0 && !r.st.Warned && r.st.pending() &&
+		t.Sub(r.arrival) >= q.opts.DelayWarning {
+		if err := q.warnDelay(r, t); err != nil {
+			r.log.Error("cannot queue delay warning; will try again", "err", err)
+		} else {
+			r.st.Warned = true
+		}
+	}
+	q.mu.Lock()
+	r.st.Held = it.held
+	q.mu.Unlock()
+	if !r.st.pending() {
+		if err := q.finish(r); err != nil {
+			return t.Add(q.opts.RetryMin), true
+		}
+		return time.Time{}, false
+	}
+	if err := q.writeState(r.id, r.st); err != nil {
+		// The state saved before delivery stays: at worst a duplicate.
+		r.log.Error("cannot save delivery results", "err", err)
+	}
+	n, _ := r.st.nextAttempt()
+	return n, true
+}
+
+// bounceFailed sends one DSN for the failed and expired recipients, then
+// marks them failed. If the DSN cannot be queued they stay pending, so the
+// failure is reported later rather than lost.
+func (q *Queue) bounceFailed(r *round, failed, expired []int, t time.Time) {
+	var rcpts []DSNRcpt
+	for _, i := range failed {
+		rcpts = append(rcpts, dsnRcpt(&r.st.Rcpts[i], ActionFailed, "5.0.0"))
+	}
+	for _, i := range expired {
+		d := dsnRcpt(&r.st.Rcpts[i], ActionFailed, "4.4.7")
+		if d.Diagnostic == "" {
+			d.DiagnosticType, d.Diagnostic = "X-Inkan", "delivery time expired"
+		}
+		rcpts = append(rcpts, d)
+	}
+	reason := "failed"
+	if len(failed) == 0 {
+		reason = "expired"
+	}
+	if err := q.sendDSN(r, rcpts, reason); err != nil {
+		r.log.Error("cannot queue bounce; recipients stay pending", "err", err)
+		for _, i := range append(failed, expired...) {
+			r.st.Rcpts[i].Status = Pending
+			r.st.Rcpts[i].Next = t.Add(q.opts.RetryMin)
+		}
+		return
+	}
+	for _, i := range expired {
+		rc := &r.st.Rcpts[i]
+		rc.Status = Failed
+		deliveriesTotal.WithLabelValues("expired").Inc()
+		r.log.Info("delivery", "to", rc.Addr, "relay", rc.Remote, "tls", "",
+			"delay", t.Sub(r.arrival).Round(time.Millisecond).String(),
+			"attempt", rc.Attempts, "status", "expired", "reply", rc.Reply)
+	}
+}
+
+// dsnRcpt describes a recipient for a DSN; status is used when the remote
+// gave no enhanced code.
+func dsnRcpt(rc *rcptState, action, status string) DSNRcpt {
+	d := DSNRcpt{
+		Addr: rc.Addr, Action: action, Status: status,
+		RemoteMTA: remoteHost(rc.Remote), Diagnostic: rc.Reply, LastAttempt: rc.Last,
+	}
+	if statusRE.MatchString(rc.Enhanced) && rc.Enhanced[0] == status[0] {
+		d.Status = rc.Enhanced
+	}
+	if rc.Code == 0 && rc.Reply != "" {
+		d.DiagnosticType = "X-Inkan" // a local error, not an SMTP reply
+	}
+	return d
+}
+
+// remoteHost turns "mx.example.com[192.0.2.1]:25" into "mx.example.com".
+func remoteHost(remote string) string {
+	if i := strings.IndexByte(remote, '['); i > 0 {
+		return remote[:i]
+	} else if i == 0 {
+		if j := strings.IndexByte(remote, ']'); j > 0 {
+			return remote[1:j]
+		}
+	}
+	if i := strings.LastIndexByte(remote, ':'); i > 0 && !strings.Contains(remote[:i], ":") {
+		return remote[:i]
+	}
+	return remote
+}
+
+// warnDelay queues a "delayed" DSN for the pending recipients.
+func (q *Queue) warnDelay(r *round, t time.Time) error {
+	var rcpts []DSNRcpt
+	until := r.arrival.Add(q.opts.MaxLifetime)
+	for i := range r.st.Rcpts {
+		rc := &r.st.Rcpts[i]
+		if rc.Status == Pending {
+			d := dsnRcpt(rc, ActionDelayed, "4.0.0")
+			d.WillRetryUntil = until
+			rcpts = append(rcpts, d)
+		}
+	}
+	return q.sendDSN(r, rcpts, "delay")
+}
+
+// sendDSN queues a DSN about r to its sender. Mail from the null sender is
+// never bounced: that is logged and counts as done.
+func (q *Queue) sendDSN(r *round, rcpts []DSNRcpt, reason string) error {
+	if r.rec.Env.From == "" {
+		for _, d := range rcpts {
+			r.log.Warn("not bouncing mail from the null sender; dropped", "to", d.Addr,
+				"action", d.Action, "reply", d.Diagnostic)
+		}
+		return nil
+	}
+	hdr, err := q.readHeader(r.id, r.rec)
+	if err != nil {
+		return fmt.Errorf("read original header: %w", err)
+	}
+	msg, err := BuildDSN(&DSN{
+		ReportingMTA: q.opts.Hostname, From: q.opts.BounceFrom, To: r.rec.Env.From,
+		QueueID: r.id, Arrival: r.arrival, Rcpts: rcpts, Header: hdr,
+	})
+	if err != nil {
+		return err
+	}
+	id, err := q.queueDSN(msg, r.rec.Env.From, r.rec.Env.SMTPUTF8)
+	if err != nil {
+		return err
+	}
+	bouncesTotal.WithLabelValues(reason).Inc()
+	r.log.Info("bounce queued", "dsn_id", id, "to", r.rec.Env.From, "reason", reason, "rcpts", len(rcpts))
+	return nil
+}
+
+// queueDSN stores a DSN from <> to the given address as a new message.
+func (q *Queue) queueDSN(msg []byte, to string, utf8 bool) (string, error) {
+	var prefix []byte
+	if q.opts.SignBounce != nil {
+		p, err := q.opts.SignBounce(msg)
+		if err != nil {
+			q.log.Warn("cannot sign bounce; sending it unsigned", "err", err)
+		} else {
+			prefix = p
+		}
+	}
+	d, err := q.NewDraft(&Envelope{
+		To: []string{to}, Received: now(), Helo: q.opts.Hostname,
+		SMTPUTF8: utf8 || !isASCII(to) || !isASCII(string(msg)),
+	})
+	if err != nil {
+		return "", err
+	}
+	if _, err := d.Write(msg); err != nil {
+		d.Abort()
+		return "", err
+	}
+	if err := d.Commit(prefix); err != nil {
+		return "", err
+	}
+	return d.ID(), nil
+}
+
+// finish removes a message whose recipients are all done.
+func (q *Queue) finish(r *round) error {
+	if err := q.removeMessage(r.id); err != nil {
+		r.log.Error("cannot remove finished message", "err", err)
+		return err
+	}
+	r.log.Info("removed", "reason", "done")
+	return nil
+}
+
+// readHeader returns the header section of a stored message.
+func (q *Queue) readHeader(id string, rec *record) ([]byte, error) {
+	rc, err := q.opener(id, rec)()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return readHeaderSection(rc)
+}
+
+// opener returns Delivery.Open for a message: prefix, then body.
+func (q *Queue) opener(id string, rec *record) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		f, err := os.Open(q.msgPath(id))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("open message %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open message %s: %w", id, err)
+		}
+		return &messageReader{
+			Reader: io.MultiReader(bytes.NewReader(rec.Prefix), io.NewSectionReader(f, 0, rec.BodyLen)),
+			f:      f,
+		}, nil
+	}
+}
+
+type messageReader struct {
+	io.Reader
+	f *os.File
+}
+
+func (m *messageReader) Close() error { return m.f.Close() }

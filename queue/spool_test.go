@@ -1,0 +1,313 @@
+package queue
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestIDs(t *testing.T) {
+	seen := map[string]bool{}
+	prev := ""
+	for range 10000 {
+		id := newID()
+		if !validID(id) {
+			t.Fatalf("invalid ID %q", id)
+		}
+		if seen[id] || id <= prev {
+			t.Fatalf("ID %q not unique and increasing after %q", id, prev)
+		}
+		seen[id], prev = true, id
+	}
+	at, ok := idTime(prev)
+	if !ok || time.Since(at) > time.Minute || time.Since(at) < -time.Minute {
+		t.Errorf("idTime(%q) = %v, %v", prev, at, ok)
+	}
+	for _, bad := range []string{"", "../../etc/passw", "0123456789abcdef", "ALL", "0123456789ABCDEW"} {
+		if validID(bad) {
+			t.Errorf("validID(%q) = true", bad)
+		}
+	}
+}
+
+func TestCommitReopen(t *testing.T) {
+	dir := t.TempDir()
+	opts, _ := testOptions(t, dir, nil)
+	q := openQueue(t, opts)
+	id := commit(t, q, "alice@example.com", "bob@example.org", "carol@example.net")
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	q2 := openQueue(t, opts)
+	info, err := q2.Get(id)
+	if err != nil {
+		t.Fatalf("Get after reopen: %v", err)
+	}
+	if info.From != "alice@example.com" || len(info.Rcpts) != 2 || info.Rcpts[1].Addr != "carol@example.net" ||
+		info.Rcpts[0].Status != Pending || info.User != "alice" {
+		t.Errorf("info = %+v", info)
+	}
+	want := "Received: from test\r\n" + testBody
+	if info.Size != int64(len(want)) {
+		t.Errorf("size = %d, want %d", info.Size, len(want))
+	}
+	rc, err := q2.Body(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if string(got) != want {
+		t.Errorf("body = %q, want %q", got, want)
+	}
+	if n, oldest := q2.Stats(); n != 1 || oldest.IsZero() {
+		t.Errorf("Stats = %d, %v", n, oldest)
+	}
+	if _, err := q2.Get("0000000000000000"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(unknown) = %v", err)
+	}
+}
+
+func TestLocked(t *testing.T) {
+	opts, _ := testOptions(t, t.TempDir(), nil)
+	openQueue(t, opts)
+	if _, err := Open(opts); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open = %v, want ErrLocked", err)
+	}
+}
+
+func TestAbortAndTmpCleanup(t *testing.T) {
+	dir := t.TempDir()
+	opts, _ := testOptions(t, dir, nil)
+	q := openQueue(t, opts)
+	d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Write([]byte("x\r\n"))
+	d.Abort()
+	d.Abort()
+	d2, _ := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+	d2.Write([]byte("left behind by a crash\r\n"))
+	q.Close()
+	q2 := openQueue(t, opts)
+	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
+		t.Errorf("tmp not cleaned: %v", ents)
+	}
+	if n, _ := q2.Stats(); n != 0 {
+		t.Errorf("%d messages after aborted drafts", n)
+	}
+}
+
+// failingWriter fails like a full disk.
+type failingWriter struct{}
+
+func (failingWriter) Write(p []byte) (int, error) {
+	return 0, &os.PathError{Op: "write", Path: "draft", Err: syscall.ENOSPC}
+}
+
+func TestDraftDiskFull(t *testing.T) {
+	opts, _ := testOptions(t, t.TempDir(), nil)
+	q := openQueue(t, opts)
+
+	// Error while streaming the body.
+	d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.w.Reset(failingWriter{})
+	_, err = d.Write(make([]byte, 200<<10))
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Write error = %v, want ENOSPC", err)
+	}
+	if err := d.Commit(nil); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Commit error = %v, want ENOSPC", err)
+	}
+
+	// Error while flushing at Commit.
+	d, _ = q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+	d.Write([]byte("small\r\n"))
+	d.w.Reset(failingWriter{})
+	if err := d.Commit(nil); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Commit error = %v, want ENOSPC", err)
+	}
+	d.Abort()
+	if ents, _ := os.ReadDir(q.tmpDir); len(ents) != 0 {
+		t.Errorf("failed drafts left files: %v", ents)
+	}
+	if n, _ := q.Stats(); n != 0 {
+		t.Errorf("failed drafts were queued")
+	}
+}
+
+func TestConcurrentCommits(t *testing.T) {
+	dir := t.TempDir()
+	opts, _ := testOptions(t, dir, nil)
+	q := openQueue(t, opts)
+	const n = 64
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			d.Write([]byte(strings.Repeat("x", i*100) + "\r\n"))
+			if err := d.Commit(nil); err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = d.ID()
+		}()
+	}
+	wg.Wait()
+	q.Close()
+	q2 := openQueue(t, opts)
+	for i, id := range ids {
+		info, err := q2.Get(id)
+		if err != nil || info.Size != int64(i*100+2) {
+			t.Errorf("message %d (%s): %+v, %v", i, id, info, err)
+		}
+	}
+}
+
+func TestGroupCommit(t *testing.T) {
+	opts, _ := testOptions(t, t.TempDir(), nil)
+	q := openQueue(t, opts)
+	const n = 20
+	var mu sync.Mutex
+	syncs := 0
+	release := make(chan struct{})
+	q.syncDir = func() error {
+		mu.Lock()
+		syncs++
+		first := syncs == 1
+		mu.Unlock()
+		if first {
+			<-release // hold the first fsync while the others queue up
+		}
+		return nil
+	}
+	errs := make(chan error, n)
+	commitOne := func() {
+		d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+		if err == nil {
+			d.Write([]byte("hello\r\n"))
+			err = d.Commit(nil)
+		}
+		errs <- err
+	}
+	go commitOne()
+	waitFor(t, "first fsync", func() bool { mu.Lock(); defer mu.Unlock(); return syncs == 1 })
+	for range n - 1 {
+		go commitOne()
+	}
+	waitFor(t, "queued commits", func() bool { return len(q.commitc) == n-1 })
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("Commit: %v", err)
+		}
+	}
+	if syncs != 2 {
+		t.Errorf("%d directory fsyncs for %d commits, want 2", syncs, n)
+	}
+	if c, _ := q.Stats(); c != n {
+		t.Errorf("%d messages queued, want %d", c, n)
+	}
+}
+
+func TestGroupCommitError(t *testing.T) {
+	opts, _ := testOptions(t, t.TempDir(), nil)
+	q := openQueue(t, opts)
+	errSync := errors.New("injected fsync failure")
+	q.syncDir = func() error { return &os.PathError{Op: "fsync", Path: "msg", Err: errSync} }
+	const n = 8
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+			if err == nil {
+				d.Write([]byte("hello\r\n"))
+				err = d.Commit(nil)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; !errors.Is(err, errSync) {
+			t.Errorf("Commit = %v, want the fsync error", err)
+		}
+	}
+	if c, _ := q.Stats(); c != 0 {
+		t.Errorf("%d messages queued although none was durable", c)
+	}
+	if ents, _ := os.ReadDir(q.msgDir); len(ents) != 0 {
+		t.Errorf("files left in msg/: %v", ents)
+	}
+}
+
+func TestCommitAfterClose(t *testing.T) {
+	opts, _ := testOptions(t, t.TempDir(), nil)
+	q := openQueue(t, opts)
+	d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Write([]byte("x\r\n"))
+	q.Close()
+	if err := d.Commit(nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Commit after Close = %v, want ErrClosed", err)
+	}
+	if _, err := q.NewDraft(&Envelope{To: []string{"b@example.org"}}); !errors.Is(err, ErrClosed) {
+		t.Errorf("NewDraft after Close = %v", err)
+	}
+}
+
+func TestCorruptFilesMovedAside(t *testing.T) {
+	clock := useFakeClock(t)
+	_ = clock
+	dir := t.TempDir()
+	tr := &fakeTransport{}
+	opts, lb := testOptions(t, dir, tr)
+	q := openQueue(t, opts)
+	good := commit(t, q, "alice@example.com", "bob@example.org")
+	q.Close()
+
+	bad := newID()
+	os.WriteFile(filepath.Join(dir, "msg", bad), []byte("not a queue file"), 0o600)
+	os.WriteFile(filepath.Join(dir, "msg", good+".state"), []byte("{broken"), 0o600)
+	os.WriteFile(filepath.Join(dir, "msg", "stray.txt"), []byte("?"), 0o600)
+	orphan := newID()
+	os.WriteFile(filepath.Join(dir, "msg", orphan+".state"), []byte(`{"v":1}`), 0o600)
+
+	q = openQueue(t, opts)
+	runQueue(t, q)
+	waitFor(t, "good message delivered", func() bool { return !inQueue(q, good) && len(tr.callsTo("bob@example.org")) == 1 })
+	waitFor(t, "bad message moved", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "corrupt", bad))
+		return err == nil
+	})
+	for _, name := range []string{good + ".state", "stray.txt"} {
+		if _, err := os.Stat(filepath.Join(dir, "corrupt", name)); err != nil {
+			t.Errorf("%s not in corrupt/: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "msg", orphan+".state")); !os.IsNotExist(err) {
+		t.Errorf("orphan state not removed: %v", err)
+	}
+	if !strings.Contains(lb.String(), "moved corrupt file aside") || !strings.Contains(lb.String(), bad) {
+		t.Errorf("no log line for the corrupt file:\n%s", lb)
+	}
+}
