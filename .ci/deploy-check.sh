@@ -19,8 +19,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 failures=0
-pass() { printf 'PASS  %s\n' "$*"; }
-fail() { printf 'FAIL  %s\n' "$*"; failures=$((failures + 1)); }
+start=$(date +%s)
+t() { echo "t+$(($(date +%s) - start))s"; }
+pass() { printf 'PASS  %s (%s)\n' "$*" "$(t)"; }
+fail() { printf 'FAIL  %s (%s)\n' "$*" "$(t)"; failures=$((failures + 1)); }
 skip() { printf 'SKIP  %s\n' "$*"; }
 
 # need CMD PACKAGE: install PACKAGE when CMD is missing.
@@ -71,20 +73,19 @@ else
 fi
 
 # --- run as the image's user ------------------------------------------------
-# free_port: a loopback port nothing listens on now.
-free_port() {
-	local p
-	for _ in $(seq 50); do
+# pick_ports: five distinct loopback ports nothing listens on now (in this
+# shell: $RANDOM repeats itself in $(...) subshells).
+pick_ports() {
+	local p ports=()
+	while [ ${#ports[@]} -lt 5 ]; do
 		p=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
+		[[ " ${ports[*]} " == *" $p "* ]] && continue
+		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+		ports+=("$p")
 	done
-	echo "no free port" >&2
-	return 1
+	p_smtps=${ports[0]} p_sub=${ports[1]} p_relay=${ports[2]} p_http=${ports[3]} p_closed=${ports[4]}
 }
-p_smtps=$(free_port) p_sub=$(free_port) p_relay=$(free_port) p_http=$(free_port) p_closed=$(free_port)
+pick_ports
 run=$work/run
 mkdir "$run"
 uid=65532
@@ -98,19 +99,22 @@ else
 fi
 # The image's settings (INKAN_DATA_DIR, every listener on), on loopback. The
 # smarthost and resolver are closed loopback ports: nothing leaves the host.
-inkan_env=(
-	PATH=/usr/bin:/bin HOME=/nonexistent
-	INKAN_HOSTNAME=inkan-ci.example.com
-	INKAN_DATA_DIR="$run/data"
-	INKAN_LISTEN_SMTPS="127.0.0.1:$p_smtps"
-	INKAN_LISTEN_SUBMISSION="127.0.0.1:$p_sub"
-	INKAN_LISTEN_RELAY="127.0.0.1:$p_relay"
-	INKAN_LISTEN_HTTP="127.0.0.1:$p_http"
-	INKAN_HTTP_METRICS=true
-	INKAN_DELIVERY_SMARTHOST_ADDRESS="[127.0.0.1]:$p_closed"
-	INKAN_DELIVERY_RESOLVER="127.0.0.1:$p_closed"
-	INKAN_QUEUE_RETRY_MIN=1h
-)
+set_env() {
+	inkan_env=(
+		PATH=/usr/bin:/bin HOME=/nonexistent
+		INKAN_HOSTNAME=inkan-ci.example.com
+		INKAN_DATA_DIR="$run/data"
+		INKAN_LISTEN_SMTPS="127.0.0.1:$p_smtps"
+		INKAN_LISTEN_SUBMISSION="127.0.0.1:$p_sub"
+		INKAN_LISTEN_RELAY="127.0.0.1:$p_relay"
+		INKAN_LISTEN_HTTP="127.0.0.1:$p_http"
+		INKAN_HTTP_METRICS=true
+		INKAN_DELIVERY_SMARTHOST_ADDRESS="[127.0.0.1]:$p_closed"
+		INKAN_DELIVERY_RESOLVER="127.0.0.1:$p_closed"
+		INKAN_QUEUE_RETRY_MIN=1h
+	)
+}
+set_env
 as_inkan() { "${as_user[@]}" env -i "${inkan_env[@]}" "$bin" "$@"; }
 
 # start_serve LOG: starts `inkan serve`, sets pid, waits for `inkan health`.
@@ -150,7 +154,15 @@ http_get() {
 	exec 3<&-
 }
 
-if start_serve "$work/serve1.log"; then
+# A port picked above may have been taken since: pick again, twice at most.
+started=""
+for _ in 1 2 3; do
+	if start_serve "$work/serve1.log"; then started=1; break; fi
+	grep -q 'address already in use' "$work/serve1.log" || break
+	pick_ports
+	set_env
+done
+if [ -n "$started" ]; then
 	pass "inkan serve as uid $uid is ready (inkan health, as the image's HEALTHCHECK runs it)"
 else
 	fail "inkan serve as uid $uid is ready"
@@ -237,7 +249,7 @@ else
 fi
 if command -v systemd-sysusers >/dev/null 2>&1; then
 	mkdir -p "$work/sysroot/etc"
-	if systemd-sysusers --root="$work/sysroot" deploy/systemd/inkan.sysusers >/dev/null 2>&1 &&
+	if systemd-sysusers --root="$work/sysroot" "$PWD/deploy/systemd/inkan.sysusers" >/dev/null 2>&1 &&
 		grep -q '^inkan:x:[0-9]*:[0-9]*:.*:/var/lib/inkan:/usr/sbin/nologin$' "$work/sysroot/etc/passwd"; then
 		pass "systemd-sysusers creates the inkan user"
 	else

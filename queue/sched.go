@@ -193,7 +193,10 @@ func (q *Queue) attempt(ctx context.Context, rs *runState, it *item) (time.Time,
 	}
 
 	// Save the next attempt before calling out, so a crash or a hang during
-	// delivery does not turn into a tight retry loop.
+	// delivery does not turn into a tight retry loop (not needed for a
+	// fresh message: see item.fresh).
+	first := it.fresh && r.st.Attempts == 0
+	it.fresh = false
 	r.st.Attempts++
 	for _, g := range run {
 		for _, is := range g.idx {
@@ -205,7 +208,9 @@ func (q *Queue) attempt(ctx context.Context, rs *runState, it *item) (time.Time,
 			}
 		}
 	}
-	if err := q.writeState(it.id, r.st); err != nil {
+	if first {
+		// skip: nothing on disk to update yet
+	} else if err := q.writeState(it.id, r.st); err != nil {
 		for _, g := range run {
 			q.releaseDomain(g.domain)
 		}

@@ -285,10 +285,16 @@ func TestNextAttemptSavedBeforeDelivery(t *testing.T) {
 	tr.block = func(ctx context.Context, d *Delivery) {
 		saved, _ = q.readState(d.ID) // what a crash right now would leave
 	}
-	opts, _ := testOptions(t, t.TempDir(), tr)
+	dir := t.TempDir()
+	opts, _ := testOptions(t, dir, tr)
+	// A message found at Open (here: committed by an earlier process) gets
+	// its state saved before its first attempt; only a message committed by
+	// this process may skip that write (item.fresh).
+	q0 := openQueue(t, opts)
+	id := commit(t, q0, "s@example.com", "r@example.org")
+	q0.Close()
 	q = openQueue(t, opts)
 	runQueue(t, q)
-	id := commit(t, q, "s@example.com", "r@example.org")
 	waitFor(t, "delivery", func() bool { return !inQueue(q, id) })
 	if saved == nil {
 		t.Fatal("no state file during delivery")

@@ -72,9 +72,14 @@ type item struct {
 	next int64 // Unix nanoseconds of the next attempt
 	idx  int   // position in Queue.due; -1 when not there
 	held bool
-	busy bool       // a worker owns it
-	gone bool       // deleted or finished
-	mu   sync.Mutex // serializes changes to this message's files
+	busy bool // a worker owns it
+	gone bool // deleted or finished
+	// fresh: committed by this process and never attempted. Its first
+	// attempt skips the pre-delivery state write (one fsync less per
+	// message); a crash during that attempt only means a retry, and a
+	// message found at Open is never fresh, so no crash loop can form.
+	fresh bool
+	mu    sync.Mutex // serializes changes to this message's files
 }
 
 // fileOwner is who should own files that root creates in someone else's spool
