@@ -2,8 +2,9 @@
 # Deployment checks that need no Docker engine. Runs from the repository root
 # as root on a bare Debian machine (installs what it lacks with apt-get):
 #
-#   - builds with deploy/build.sh, the command the Dockerfile runs, and checks
-#     the binary is static and carries the version;
+#   - builds with deploy/build.sh, as the Dockerfile does, from a copy of
+#     the files .dockerignore lets into the build context, and checks the
+#     binary is static and carries the version;
 #   - runs it as uid/gid 65532 (the image's USER) with the image's kind of
 #     settings on loopback ports: ready per `inkan health` (the HEALTHCHECK),
 #     accepts a message, reloads on SIGHUP, stops cleanly on SIGTERM and finds
@@ -48,11 +49,14 @@ trap cleanup EXIT
 
 # --- build ------------------------------------------------------------------
 version=ci-deploy-check
-if VERSION=$version deploy/build.sh "$bin" >"$work/build.log" 2>&1; then
-	pass "deploy/build.sh builds the binary"
+# Build as the Dockerfile does: `sh deploy/build.sh` inside a copy of the
+# files .dockerignore lets into the build context.
+if go run ./deploy/internal/dockerctx -o "$work/context" >"$work/build.log" 2>&1 &&
+	(cd "$work/context" && VERSION=$version sh deploy/build.sh "$bin") >>"$work/build.log" 2>&1; then
+	pass "sh deploy/build.sh builds the binary from the Docker build context ($(grep -o '[0-9]* files' "$work/build.log"))"
 else
 	cat "$work/build.log"
-	fail "deploy/build.sh builds the binary"
+	fail "sh deploy/build.sh builds the binary from the Docker build context"
 	echo "deploy checks: cannot go on without a binary"
 	exit 1
 fi

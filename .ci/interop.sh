@@ -84,7 +84,14 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'echo "interrupted or out of time (limit ${LIMIT}s)"; FAILED=$((FAILED + 1)); exit 124' TERM INT
+on_term() {
+  trap '' TERM INT # timeout(1) signals both its child and the process group: act once
+  fail "run: finished within ${LIMIT}s" "interrupted or out of time; checks after this point did not run"
+  echo
+  echo "$PASSED passed, $FAILED failed ($(($(date +%s) - START))s)"
+  exit 124
+}
+trap on_term TERM INT
 
 finish() {
   echo

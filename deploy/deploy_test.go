@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/deploy/internal/dockerignore"
 )
 
 // The tests run in deploy/; the repository root is one up.
@@ -311,67 +312,6 @@ func TestDockerfile(t *testing.T) {
 
 // .dockerignore
 
-type ignoreRule struct {
-	re     *regexp.Regexp
-	negate bool
-}
-
-// parseDockerignore follows Docker's rules: patterns are paths relative to
-// the context, * and ? stay within one path element, ** spans any number, a
-// pattern that matches a directory excludes what is below it, "!" re-includes
-// and the last matching pattern wins.
-func parseDockerignore(data []byte) ([]ignoreRule, error) {
-	var rules []ignoreRule
-	for _, line := range strings.Split(string(data), "\n") {
-		p := strings.TrimSpace(line)
-		if p == "" || strings.HasPrefix(p, "#") {
-			continue
-		}
-		r := ignoreRule{}
-		if p, r.negate = strings.CutPrefix(p, "!"); r.negate {
-			p = strings.TrimSpace(p)
-		}
-		p = strings.TrimPrefix(filepath.ToSlash(filepath.Clean(p)), "/")
-		var re strings.Builder
-		re.WriteString("^")
-		for i := 0; i < len(p); i++ {
-			switch c := p[i]; {
-			case strings.HasPrefix(p[i:], "**/"):
-				re.WriteString("(.*/)?")
-				i += 2
-			case strings.HasPrefix(p[i:], "**"):
-				re.WriteString(".*")
-				i++
-			case c == '*':
-				re.WriteString("[^/]*")
-			case c == '?':
-				re.WriteString("[^/]")
-			case c == '[' || c == '\\':
-				return nil, fmt.Errorf("pattern %q: the test's matcher does not support [ or \\", p)
-			default:
-				re.WriteString(regexp.QuoteMeta(string(c)))
-			}
-		}
-		re.WriteString("$")
-		r.re = regexp.MustCompile(re.String())
-		rules = append(rules, r)
-	}
-	return rules, nil
-}
-
-func ignored(rules []ignoreRule, path string) bool {
-	out := false
-	for _, r := range rules {
-		for p := path; p != "." && p != "/"; p = filepath.Dir(p) {
-			if r.re.MatchString(p) {
-				out = !r.negate
-				break
-			}
-		}
-	}
-	return out
-}
-
 // buildInputs lists, relative to the root, the files `go build ./cmd/inkan`
 // reads from this module, using go list.
 func buildInputs(t *testing.T) []string {
@@ -421,17 +361,16 @@ func buildInputs(t *testing.T) []string {
 }
 
 func TestDockerignore(t *testing.T) {
-	rules, err := parseDockerignore(readFile(t, ".dockerignore"))
+	m, err := dockerignore.Parse(readFile(t, ".dockerignore"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The matcher itself, on Docker's documented behaviour.
 	for path, want := range map[string]bool{
 		".git/config": true, "relay/signing/testdata/k.pem": true, "queue/spool_test.go": true,
 		"deploy/kubernetes/sidecar.yaml": true, "deploy/build.sh": false, "cmd/inkan/main.go": false,
 	} {
-		if got := ignored(rules, path); got != want {
-			t.Errorf("ignored(%s) = %v, want %v", path, got, want)
+		if got := m.Ignored(path); got != want {
+			t.Errorf("Ignored(%s) = %v, want %v", path, got, want)
 		}
 	}
 	inputs := buildInputs(t)
@@ -439,7 +378,7 @@ func TestDockerignore(t *testing.T) {
 		t.Fatalf("go list found only %v", inputs)
 	}
 	for _, f := range inputs {
-		if ignored(rules, f) {
+		if m.Ignored(f) {
 			t.Errorf("%s is needed by the build but .dockerignore leaves it out of the context", f)
 		}
 	}

@@ -20,9 +20,6 @@ var (
 	refused = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "inkan_messages_refused_total", Help: "Commands or messages refused, by reason.",
 	}, []string{"reason"})
-	authLockouts = promauto.NewCounter(prometheus.CounterOpts{
-		Name: "inkan_auth_lockout_refusals_total", Help: "AUTH attempts refused because the client IP is locked out.",
-	})
 	submitSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "inkan_submission_duration_seconds",
 		Help:    "Time from DATA to the 250 reply (reading, signing, fsync).",

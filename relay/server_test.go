@@ -76,7 +76,7 @@ func start(t testing.TB, mutate func(*config.Config)) *env {
 	}
 
 	for _, u := range []string{"alice", "bob@example.net"} {
-		h, err := auth.HashPassword(testPassword)
+		h, err := auth.HashPasswordCost(testPassword, 4)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -433,7 +433,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 	}
 	// A new user appears on disk; swapping in a new State picks it up while
 	// the open session keeps working.
-	h, _ := auth.HashPassword("newpass")
+	h, _ := auth.HashPasswordCost("newpass", 4)
 	auth.SetUser(e.cfg.Auth.UsersFile, "carol@example.com", h)
 	st := *e.srv.Current()
 	users, err := auth.LoadUsers(e.cfg.Auth.UsersFile)

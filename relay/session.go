@@ -70,7 +70,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	}
 	if err := s.srv.limiter.Check(s.ip); err != nil {
 		s.log.Warn("auth refused", "reason", "locked out")
-		authLockouts.Inc()
+		auth.ObserveAuth(auth.ResultLocked)
 		return nil, err
 	}
 	verify := func(user, pass string) error {
@@ -79,11 +79,13 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 			s.user = user
 			s.log = s.log.With("user", user)
 			s.log.Info("auth ok", "mech", mech)
-			auth.ObserveAuth("success")
+			auth.ObserveAuth(auth.ResultSuccess)
 			return nil
 		}
-		s.srv.limiter.Failure(s.ip)
-		auth.ObserveAuth("failure")
+		if s.srv.limiter.Failure(s.ip) {
+			auth.ObserveLockout()
+		}
+		auth.ObserveAuth(auth.ResultFailure)
 		s.log.Warn("auth failed", "mech", mech, "user", user)
 		// Slow down guessing; the delay grows with each failure.
 		if d := s.srv.limiter.Delay(s.ip); d > 0 {

@@ -72,6 +72,9 @@ func (b *bench) summarize(sys string) *summary {
 			s.problems = append(s.problems, r.check.problems...)
 		}
 	}
+	if s.okRuns == 0 {
+		s.verified = false
+	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	s.accept, s.e2e, s.cpuMs = median(acc), median(e2e), median(cpu)
 	s.acceptMin, s.acceptMax = minMax(acc)
