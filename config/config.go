@@ -173,4 +173,15 @@ type Log struct {
 type HTTP struct {
 	Metrics    bool `yaml:"metrics"`
 	Autoconfig bool `yaml:"autoconfig"`
+	// Thunderbird's autoconfig format requires an incoming server: where
+	// users read their mail ("host:port"; 993 = SSL, 143 = STARTTLS).
+	AutoconfigIMAP string `yaml:"autoconfig_imap"`
+	// Name and ports clients should use when they differ from hostname and
+	// the listening ports (NAT, container port mapping). 0 = the listener's.
+	AutoconfigHost           string `yaml:"autoconfig_host"`
+	AutoconfigSMTPSPort      int    `yaml:"autoconfig_smtps_port"`
+	AutoconfigSubmissionPort int    `yaml:"autoconfig_submission_port"`
+	// Go's pprof handlers at /debug/pprof/ (for profiling; keep the
+	// listener on loopback).
+	Pprof bool `yaml:"pprof"`
 }

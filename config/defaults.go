@@ -76,6 +76,10 @@ func defaultHostname(hostname func() (string, error)) string {
 }
 
 func defaultDataDir(euid int, env func(string) (string, bool)) string {
+	// systemd's StateDirectory= tells the service where its state lives.
+	if d, ok := env("STATE_DIRECTORY"); ok && filepath.IsAbs(d) {
+		return d
+	}
 	if euid == 0 {
 		return "/var/lib/inkan"
 	}

@@ -214,4 +214,19 @@ func (k *checker) misc() {
 	if c.Listen.HTTP == "" && (c.HTTP.Metrics || c.HTTP.Autoconfig) {
 		k.warn("listen.http", "is empty, so http.metrics and http.autoconfig are not served", "set listen.http, e.g. 127.0.0.1:8025")
 	}
+	if h := c.HTTP.AutoconfigIMAP; h != "" {
+		if _, port, err := net.SplitHostPort(h); err != nil || port == "" {
+			k.bad("http.autoconfig_imap", fmt.Sprintf("%q is not host:port", h), "write it like imap.example.com:993")
+		}
+	} else if c.HTTP.Autoconfig {
+		k.warn("http.autoconfig_imap", "is empty: Thunderbird refuses an autoconfig document without an incoming server", "set it to your IMAP server, e.g. imap.example.com:993")
+	}
+	for _, p := range []struct {
+		key string
+		n   int
+	}{{"http.autoconfig_smtps_port", c.HTTP.AutoconfigSMTPSPort}, {"http.autoconfig_submission_port", c.HTTP.AutoconfigSubmissionPort}} {
+		if p.n < 0 || p.n > 65535 {
+			k.bad(p.key, fmt.Sprintf("%d is not a port", p.n), "use 1-65535, or 0 for the listener's port")
+		}
+	}
 }

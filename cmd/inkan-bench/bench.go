@@ -67,6 +67,7 @@ type bench struct {
 	results    map[string][]*runResult
 	profile    *profileResult
 	hz         int64
+	commit     string // inkan source the binary was built from
 }
 
 func newBench(opt *options, reg *registry) (*bench, error) {
@@ -141,6 +142,8 @@ func (b *bench) setup(ctx context.Context) error {
 			if err := buildInkan(o.repo, b.bin); err != nil {
 				return err
 			}
+			b.commit = gitDescribe(o.repo)
+			logf("inkan built from %s", b.commit)
 		}
 		var err error
 		if b.rsaKey, b.edKey, err = inkanKeys(b.bin, filepath.Join(o.work, "inkan-keys")); err != nil {

@@ -47,6 +47,20 @@ func buildInkan(repo, out string) error {
 	return nil
 }
 
+// gitDescribe names the source a build came from: commit, plus "+dirty"
+// when the work tree has uncommitted changes.
+func gitDescribe(repo string) string {
+	out, err := runCmd(30*time.Second, "", "git", "-C", repo, "rev-parse", "--short", "HEAD")
+	if err != nil {
+		return "unknown commit"
+	}
+	c := strings.TrimSpace(out)
+	if st, err := runCmd(30*time.Second, "", "git", "-C", repo, "status", "--porcelain", "--untracked-files=no"); err == nil && strings.TrimSpace(st) != "" {
+		c += "+dirty"
+	}
+	return c
+}
+
 // inkanKeys creates (once) the RSA-2048 and Ed25519 keys with
 // `inkan dkim keygen`. The TXT value is derived from the key file itself, so
 // the check does not depend on how keygen prints its record.

@@ -105,6 +105,9 @@ func (b *bench) report(stdout io.Writer) {
 	o := b.opt
 	fmt.Fprintf(&w, "\ninkan-bench %s: N=%d sessions=%d size=%d runs=%d warmup=%d; %d cores (%s); %s; fsync on (both systems)\n",
 		b.stamp, o.n, o.sessions, o.size, o.runs, o.warmup, runtime.NumCPU(), cpuModel(), runtime.Version())
+	if b.commit != "" {
+		fmt.Fprintf(&w, "inkan built from %s\n", b.commit)
+	}
 	fmt.Fprintf(&w, "Go signing in this process, 2 goroutines: RSA-2048 %.0f/s before the runs, %.0f/s after (targets use %.0f); Ed25519 %.0f/s\n",
 		b.goRSA2pre, b.goRSA2post, b.goRSA2, b.goEd2)
 	fmt.Fprintf(&w, "load average at the end: %s\n\n", loadAvg())

@@ -33,7 +33,12 @@ func runCheck(args []string) int {
 	}
 	failed := false
 	// Load what the config names, as serve would, to catch missing files.
-	if _, err := auth.NewNetworks(cfg.Auth, nil); err != nil {
+	authCfg, err := withInternalHosts(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		failed = true
+	}
+	if _, err := auth.NewNetworks(authCfg, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		failed = true
 	}

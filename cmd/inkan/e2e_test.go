@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/xml"
 	"fmt"
 	"io"
 	"net"
@@ -169,6 +170,8 @@ listen:
 http:
   metrics: true
   autoconfig: true
+  autoconfig_imap: "imap.example.com:993"
+  autoconfig_submission_port: 587
 auth:
   trusted_networks: [127.0.0.0/8]
 delivery:
@@ -410,4 +413,43 @@ func TestSendmailLikeCronAndPHP(t *testing.T) {
 		t.Fatalf("no recipients: %v, want exit 64", err)
 	}
 	_ = context.Background
+}
+
+func TestAutoconfig(t *testing.T) {
+	s := startSink(t)
+	in := startInkan(t, s.addr, "")
+	for _, path := range []string{"/.well-known/autoconfig/mail/config-v1.1.xml", "/mail/config-v1.1.xml"} {
+		resp, err := http.Get("http://" + in.http + path + "?emailaddress=alice%40example.com")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Provider struct {
+				Domain   []string `xml:"domain"`
+				Incoming []struct {
+					Type     string `xml:"type,attr"`
+					Hostname string `xml:"hostname"`
+					Port     int    `xml:"port"`
+					Socket   string `xml:"socketType"`
+				} `xml:"incomingServer"`
+				Outgoing []struct {
+					Hostname string `xml:"hostname"`
+					Port     int    `xml:"port"`
+					Socket   string `xml:"socketType"`
+					Auth     string `xml:"authentication"`
+				} `xml:"outgoingServer"`
+			} `xml:"emailProvider"`
+		}
+		err = xml.NewDecoder(resp.Body).Decode(&doc)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		p := doc.Provider
+		if len(p.Domain) != 1 || p.Domain[0] != "example.com" || len(p.Incoming) != 1 || p.Incoming[0].Port != 993 ||
+			len(p.Outgoing) != 2 || p.Outgoing[0].Socket != "SSL" || p.Outgoing[1].Port != 587 || p.Outgoing[1].Socket != "STARTTLS" ||
+			p.Outgoing[0].Hostname != "relay.test.example" || p.Outgoing[0].Auth != "password-cleartext" {
+			t.Fatalf("%s: unexpected document %+v", path, p)
+		}
+	}
 }

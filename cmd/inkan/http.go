@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +38,12 @@ func (d *daemon) startHTTP(cfg *config.Config) error {
 	mux.HandleFunc("/readyz", d.readyz)
 	if cfg.HTTP.Metrics {
 		mux.Handle("/metrics", promhttp.Handler())
+	}
+	if cfg.HTTP.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	if cfg.HTTP.Autoconfig {
 		mux.HandleFunc("/.well-known/autoconfig/mail/config-v1.1.xml", d.autoconfig)
@@ -121,8 +128,9 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintln(w, "ready")
 }
 
-// autoconfig describes the outgoing server in Thunderbird's format
+// autoconfig describes the account in Thunderbird's format
 // (https://wiki.mozilla.org/Thunderbird:Autoconfiguration:ConfigFileFormat).
+// Thunderbird requires an incoming server: http.autoconfig_imap names it.
 func (d *daemon) autoconfig(w http.ResponseWriter, r *http.Request) {
 	cfg := d.cfg.Load()
 	type server struct {
@@ -137,6 +145,7 @@ func (d *daemon) autoconfig(w http.ResponseWriter, r *http.Request) {
 		ID          string   `xml:"id,attr"`
 		Domain      []string `xml:"domain"`
 		DisplayName string   `xml:"displayName"`
+		Incoming    []server `xml:"incomingServer"`
 		Outgoing    []server `xml:"outgoingServer"`
 	}
 	type clientConfig struct {
@@ -144,25 +153,43 @@ func (d *daemon) autoconfig(w http.ResponseWriter, r *http.Request) {
 		Version  string   `xml:"version,attr"`
 		Provider provider `xml:"emailProvider"`
 	}
-	domain := r.URL.Query().Get("emailaddress")
-	if _, dom, ok := cutLast(domain, "@"); ok {
-		domain = dom
-	} else {
-		domain = cfg.Hostname
+	if cfg.HTTP.AutoconfigIMAP == "" {
+		http.Error(w, "autoconfig needs http.autoconfig_imap (the incoming IMAP server)", http.StatusNotFound)
+		return
 	}
-	p := provider{ID: cfg.Hostname, Domain: []string{domain}, DisplayName: "inkan relay " + cfg.Hostname}
-	add := func(listen, socket string) {
+	domain := cfg.Hostname
+	if _, dom, ok := cutLast(r.URL.Query().Get("emailaddress"), "@"); ok && dom != "" {
+		domain = dom
+	}
+	host := cfg.HTTP.AutoconfigHost
+	if host == "" {
+		host = cfg.Hostname
+	}
+	p := provider{ID: host, Domain: []string{domain}, DisplayName: domain + " (inkan " + host + ")"}
+	if h, port, err := net.SplitHostPort(cfg.HTTP.AutoconfigIMAP); err == nil {
+		n, _ := strconv.Atoi(port)
+		socket := "SSL"
+		if n == 143 {
+			socket = "STARTTLS"
+		}
+		p.Incoming = append(p.Incoming, server{Type: "imap", Hostname: h, Port: n, SocketType: socket,
+			Authentication: "password-cleartext", Username: "%EMAILADDRESS%"})
+	}
+	add := func(listen string, public int, socket string) {
 		for _, a := range config.SplitAddrs(listen) {
 			if _, port, err := net.SplitHostPort(a); err == nil {
 				n, _ := strconv.Atoi(port)
-				p.Outgoing = append(p.Outgoing, server{Type: "smtp", Hostname: cfg.Hostname, Port: n,
+				if public > 0 {
+					n = public
+				}
+				p.Outgoing = append(p.Outgoing, server{Type: "smtp", Hostname: host, Port: n,
 					SocketType: socket, Authentication: "password-cleartext", Username: "%EMAILADDRESS%"})
 				return
 			}
 		}
 	}
-	add(cfg.Listen.SMTPS, "SSL")
-	add(cfg.Listen.Submission, "STARTTLS")
+	add(cfg.Listen.SMTPS, cfg.HTTP.AutoconfigSMTPSPort, "SSL")
+	add(cfg.Listen.Submission, cfg.HTTP.AutoconfigSubmissionPort, "STARTTLS")
 	w.Header().Set("Content-Type", "application/xml")
 	w.Write([]byte(xml.Header))
 	enc := xml.NewEncoder(w)
