@@ -74,7 +74,7 @@ func DNSMain(cfgLoad func() (*config.Config, error), args []string, stdout, stde
 	only := fs.String("d", "", "only this `domain`")
 	resolver := ""
 	if cmd == "check" {
-		fs.StringVar(&resolver, "resolver", "", "DNS resolver `host:port` (default: first nameserver in /etc/resolv.conf)")
+		fs.StringVar(&resolver, "resolver", "", "DNS resolver `host:port` (default: delivery.resolver, else the first nameserver in /etc/resolv.conf)")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
@@ -100,6 +100,9 @@ func DNSMain(cfgLoad func() (*config.Config, error), args []string, stdout, stde
 			printDomainRecords(stdout, cfg, s, d, ips)
 		}
 		return 0
+	}
+	if resolver == "" {
+		resolver = cfg.Delivery.Resolver // the resolver delivery uses, if set
 	}
 	c, err := dnscheck.New(resolver)
 	if err != nil {

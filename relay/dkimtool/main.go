@@ -259,7 +259,7 @@ func rotateCheck(cfgLoad func() (*config.Config, error), args []string, stdout, 
 	domain := fs.String("d", "", "signing `domain`")
 	selector := fs.String("s", "", "`selector` to check")
 	keyFile := fs.String("k", "", "private key `file` (default: from the configuration or DOMAIN.SELECTOR.key)")
-	resolver := fs.String("resolver", "", "DNS resolver `host:port` (default: first nameserver in /etc/resolv.conf)")
+	resolver := fs.String("resolver", "", "DNS resolver `host:port` (default: delivery.resolver, else the first nameserver in /etc/resolv.conf)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -281,6 +281,9 @@ func rotateCheck(cfgLoad func() (*config.Config, error), args []string, stdout, 
 	if err != nil {
 		fmt.Fprintln(stderr, "inkan dkim rotate check:", err)
 		return 1
+	}
+	if *resolver == "" {
+		*resolver = cfg.Delivery.Resolver
 	}
 	c, err := dnscheck.New(*resolver)
 	if err != nil {
