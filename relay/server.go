@@ -394,8 +394,33 @@ func (st *State) Warnings() []string {
 	}
 	if st.Signer != nil {
 		w = append(w, st.Signer.Warnings()...)
+		w = append(w, st.Signer.CheckDomains(senderDomains(st.Config))...)
 	}
 	return w
+}
+
+// senderDomains lists the domains the sender policy lets clients use, so
+// that a domain nobody signs is reported at start instead of discovered in a
+// DMARC report.
+func senderDomains(cfg *config.Config) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(pats []string) {
+		for _, p := range pats {
+			if d := strings.ToLower(auth.Domain(p)); d != "" && !seen[d] {
+				seen[d] = true
+				out = append(out, d)
+			}
+		}
+	}
+	for _, pats := range cfg.Auth.Senders {
+		add(pats)
+	}
+	add(cfg.Auth.TrustedSenders)
+	for _, n := range cfg.Auth.Networks {
+		add(n.Senders)
+	}
+	return out
 }
 
 // ListenConfig is the listener configuration the server was started with;
