@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Interop checks: real mail software against a built inkan, all on loopback.
 #
-#   clients  swaks, msmtp, Python smtplib and Postfix (as a smarthost client)
-#            submit through inkan's smtps / submission / relay listeners;
+#   clients  swaks, msmtp, Python smtplib and Postfix (as a smarthost client,
+#            a private instance: /etc/postfix and the system queue are not
+#            touched) submit through inkan's smtps / submission / relay listeners;
 #   DNS      dnsmasq serves the DKIM, SPF, DMARC and MX records (a second
 #            dnsmasq answers on port 53 of a loopback address for the OpenDKIM
 #            tools, which cannot use another port);
@@ -280,7 +281,6 @@ dkim:
   keys:
     - {domain: example.com, selector: ed1, key_file: $ED_KEY}
     - {domain: example.com, selector: rsa1, key_file: $RSA_KEY}
-  multiple_signatures: true
   canonicalization: relaxed/relaxed
 delivery:
   tls: may

@@ -287,7 +287,15 @@ func (t *SigningTable) Match(addr string, all bool) []SigningMatch {
 		return !all
 	}
 	if t.Regex {
+		// OpenDKIM keeps only the first line of a pattern listed twice
+		// (seen with MultipleSignatures: the repeat never signs).
+		seen := map[string]bool{}
 		for _, r := range t.Rules {
+			p := strings.ToLower(r.Pattern)
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
 			if r.re.MatchString(addr) && hit(r, r.Pattern) {
 				break
 			}

@@ -299,3 +299,19 @@ localhost
 		}
 	}
 }
+
+// OpenDKIM 2.11 (checked with opendkim -t in .ci/interop.sh) uses only the
+// first line of a refile pattern that appears twice.
+func TestSigningTableRepeatedPattern(t *testing.T) {
+	dir := t.TempDir()
+	p := dir + "/SigningTable"
+	os.WriteFile(p, []byte("*@example.com excom\n*@Example.com excom2\n* catchall\n"), 0o644)
+	st, err := ParseSigningTable("refile:" + p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := st.Lookup("alice@example.com", true)
+	if len(got) != 2 || got[0] != "excom" || got[1] != "catchall" {
+		t.Fatalf("Lookup = %v, want [excom catchall]", got)
+	}
+}

@@ -32,6 +32,7 @@ type runResult struct {
 	rssKB, pssKB int64 // sampled peak of the sum over the system's processes
 	hwmKB        int64 // VmHWM of the main process
 	busyPct      float64
+	loadCPU      time.Duration // smtp-source + smtp-sink
 	client       clientResult
 	check        check
 	health       string
@@ -237,23 +238,32 @@ func (b *bench) phaseTimeout(n int) time.Duration {
 	return 2*time.Minute + time.Duration(n)*40*time.Millisecond
 }
 
+// phase is what one smtp-source run took.
+type phase struct {
+	accept, e2e time.Duration // smtp-source exit; sink has all n
+	loadCPU     time.Duration // smtp-source and smtp-sink CPU time
+}
+
 // sourcePhase runs smtp-source with n messages and waits until the sink has
-// them all; it returns the accept and end-to-end times.
-func (b *bench) sourcePhase(ctx context.Context, srv server, n int, out, dump string) (accept, e2e time.Duration, err error) {
+// them all.
+func (b *bench) sourcePhase(ctx context.Context, srv server, n int, out, dump string) (ph phase, err error) {
 	base, err := b.sink.count()
 	if err != nil {
-		return 0, 0, err
+		return ph, err
 	}
+	sink0 := b.sink.cpuTicks()
 	t0 := time.Now()
-	accept, err = runSource(ctx, srv.loadPort(), n, b.opt.sessions, b.opt.size, out, b.phaseTimeout(n))
+	var srcCPU time.Duration
+	ph.accept, srcCPU, err = runSource(ctx, srv.loadPort(), n, b.opt.sessions, b.opt.size, out, b.phaseTimeout(n))
 	if err != nil {
-		return accept, 0, err
+		return ph, err
 	}
 	at, got, err := b.sink.waitCount(ctx, base+n, b.phaseTimeout(n)-time.Since(t0))
 	if err != nil {
-		return accept, 0, fmt.Errorf("end-to-end: %w; %s", err, srv.health())
+		return ph, fmt.Errorf("end-to-end: %w; %s", err, srv.health())
 	}
-	e2e = at.Sub(t0)
+	ph.e2e = at.Sub(t0)
+	ph.loadCPU = srcCPU + time.Duration(b.sink.cpuTicks()-sink0)*time.Second/time.Duration(b.hz)
 	// A duplicate delivery shows as a counter above base+n shortly after.
 	time.Sleep(300 * time.Millisecond)
 	if now, _ := b.sink.count(); now != base+n {
@@ -262,7 +272,7 @@ func (b *bench) sourcePhase(ctx context.Context, srv server, n int, out, dump st
 	if derr := b.sink.takeDump(dump); derr != nil && err == nil {
 		err = derr
 	}
-	return accept, e2e, err
+	return ph, err
 }
 
 // runSystem starts srv fresh, warms it up, measures one smtp-source run and
@@ -279,7 +289,7 @@ func (b *bench) runSystem(ctx context.Context, srv server, r int) *runResult {
 	}
 	defer srv.stop()
 	if o.warmup > 0 {
-		if _, _, err := b.sourcePhase(ctx, srv, o.warmup, filepath.Join(o.work, "source-warmup.out"), filepath.Join(dir, "warmup")); err != nil {
+		if _, err := b.sourcePhase(ctx, srv, o.warmup, filepath.Join(o.work, "source-warmup.out"), filepath.Join(dir, "warmup")); err != nil {
 			res.err = fmt.Errorf("warm-up: %w", err)
 			logf("%s: %v", srv.name(), res.err)
 			return res
@@ -288,14 +298,14 @@ func (b *bench) runSystem(ctx context.Context, srv server, r int) *runResult {
 	cpu0 := srv.cpuTicks()
 	busy0, idle0 := sysBusy()
 	mem := startMemSampler(srv.pids, 100*time.Millisecond)
-	acc, e2e, err := b.sourcePhase(ctx, srv, o.n, filepath.Join(o.work, "source-"+srv.name()+".out"), filepath.Join(dir, "source"))
+	ph, err := b.sourcePhase(ctx, srv, o.n, filepath.Join(o.work, "source-"+srv.name()+".out"), filepath.Join(dir, "source"))
 	cpu1 := srv.cpuTicks()
 	busy1, idle1 := sysBusy()
 	res.rssKB, res.pssKB = mem.stop()
 	if v, err := statusKB(srv.mainPID(), "VmHWM"); err == nil {
 		res.hwmKB = v["VmHWM"]
 	}
-	res.accept, res.e2e, res.cpuTicks = acc, e2e, cpu1-cpu0
+	res.accept, res.e2e, res.cpuTicks, res.loadCPU = ph.accept, ph.e2e, cpu1-cpu0, ph.loadCPU
 	if db, di := busy1-busy0, idle1-idle0; db+di > 0 {
 		res.busyPct = 100 * float64(db) / float64(db+di)
 	}
@@ -305,9 +315,10 @@ func (b *bench) runSystem(ctx context.Context, srv server, r int) *runResult {
 		logf("%s: %v", srv.name(), err)
 		return res
 	}
-	logf("%s run %d: accept %.2fs (%.0f msgs/s) e2e %.2fs (%.0f msgs/s) cpu %.2fs (%.2f ms/msg) peak rss %.1f MB pss %.1f MB, system busy %.0f%%",
-		srv.name(), r, acc.Seconds(), float64(o.n)/acc.Seconds(), e2e.Seconds(), float64(o.n)/e2e.Seconds(),
-		float64(res.cpuTicks)/float64(b.hz), b.cpuMsPerMsg(res), float64(res.rssKB)/1024, float64(res.pssKB)/1024, res.busyPct)
+	logf("%s run %d: accept %.2fs (%.0f msgs/s) e2e %.2fs (%.0f msgs/s) cpu %.2fs (%.2f ms/msg) peak rss %.1f MB pss %.1f MB, system busy %.0f%%, smtp-source+sink cpu %.2f ms/msg",
+		srv.name(), r, ph.accept.Seconds(), float64(o.n)/ph.accept.Seconds(), ph.e2e.Seconds(), float64(o.n)/ph.e2e.Seconds(),
+		float64(res.cpuTicks)/float64(b.hz), b.cpuMsPerMsg(res), float64(res.rssKB)/1024, float64(res.pssKB)/1024, res.busyPct,
+		ms(res.loadCPU)/float64(o.n))
 
 	// Latency: the Go client, after the smtp-source run, same shape.
 	base, _ := b.sink.count()

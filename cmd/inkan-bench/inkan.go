@@ -126,6 +126,7 @@ type inkanServer struct {
 	keys      []dkimKey
 	port      int // plain relay port (trusted network, no AUTH)
 	smtpsPort int
+	httpPort  int // >0: HTTP listener with Go's pprof handlers (profile run only)
 	sinkPort  int
 	logLevel  string
 	password  string
@@ -153,7 +154,14 @@ func (s *inkanServer) expectAlgs() []string {
 func (s *inkanServer) config() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "hostname: relay.example.test\ndata_dir: %s\n", s.dataDir())
-	fmt.Fprintf(&b, "listen:\n  smtps: \"127.0.0.1:%d\"\n  submission: \"\"\n  relay: \"127.0.0.1:%d\"\n  http: \"\"\n", s.smtpsPort, s.port)
+	http := ""
+	if s.httpPort > 0 {
+		http = fmt.Sprintf("127.0.0.1:%d", s.httpPort)
+	}
+	fmt.Fprintf(&b, "listen:\n  smtps: \"127.0.0.1:%d\"\n  submission: \"\"\n  relay: \"127.0.0.1:%d\"\n  http: \"%s\"\n", s.smtpsPort, s.port, http)
+	if s.httpPort > 0 {
+		fmt.Fprintf(&b, "http:\n  pprof: true\n")
+	}
 	fmt.Fprintf(&b, "auth:\n  trusted_networks: [\"127.0.0.0/8\"]\n")
 	if len(s.keys) > 0 {
 		fmt.Fprintf(&b, "dkim:\n  canonicalization: relaxed/relaxed\n  keys:\n")
@@ -171,8 +179,8 @@ func (s *inkanServer) config() string {
 // start writes the config, recreates the data directory, adds the AUTH user
 // and starts `inkan serve`.
 func (s *inkanServer) start(ctx context.Context) error {
-	for _, p := range []int{s.port, s.smtpsPort} {
-		if listening(p) {
+	for _, p := range []int{s.port, s.smtpsPort, s.httpPort} {
+		if p > 0 && listening(p) {
 			return fmt.Errorf("127.0.0.1:%d is already in use", p)
 		}
 	}
@@ -206,7 +214,10 @@ func (s *inkanServer) start(ctx context.Context) error {
 		return err
 	}
 	alive := func() bool { return !s.proc.exited() }
-	for _, p := range []int{s.port, s.smtpsPort} {
+	for _, p := range []int{s.port, s.smtpsPort, s.httpPort} {
+		if p == 0 {
+			continue
+		}
 		if err := waitListen(ctx, p, 30*time.Second, alive); err != nil {
 			s.stop()
 			return fmt.Errorf("inkan serve (log %s): %w", filepath.Join(s.dir, "inkan.log"), err)

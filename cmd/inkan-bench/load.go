@@ -20,13 +20,13 @@ import (
 
 // runSource runs Postfix's smtp-source: n messages of size bytes over up to
 // sessions parallel sessions (one message per session, as smtp-source does),
-// and returns its wall time.
-func runSource(ctx context.Context, port, n, sessions, size int, out string, timeout time.Duration) (time.Duration, error) {
+// and returns its wall time and CPU time.
+func runSource(ctx context.Context, port, n, sessions, size int, out string, timeout time.Duration) (wall, cpu time.Duration, err error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	f, err := os.Create(out)
 	if err != nil {
-		return 0, fmt.Errorf("create smtp-source output: %w", err)
+		return 0, 0, fmt.Errorf("create smtp-source output: %w", err)
 	}
 	defer f.Close()
 	cmd := exec.CommandContext(ctx, "/usr/sbin/smtp-source", "-c", "-l", strconv.Itoa(size), "-m", strconv.Itoa(n),
@@ -35,13 +35,16 @@ func runSource(ctx context.Context, port, n, sessions, size int, out string, tim
 	t0 := time.Now()
 	err = cmd.Run()
 	el := time.Since(t0)
+	if ps := cmd.ProcessState; ps != nil {
+		cpu = ps.UserTime() + ps.SystemTime()
+	}
 	if ctx.Err() != nil {
-		return el, fmt.Errorf("smtp-source did not finish within %s (output %s)", timeout, out)
+		return el, cpu, fmt.Errorf("smtp-source did not finish within %s (output %s)", timeout, out)
 	}
 	if err != nil {
-		return el, fmt.Errorf("smtp-source: %w (output %s)", err, out)
+		return el, cpu, fmt.Errorf("smtp-source: %w (output %s)", err, out)
 	}
-	return el, nil
+	return el, cpu, nil
 }
 
 // clientResult is what the Go client mode measured.

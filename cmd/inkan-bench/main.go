@@ -47,7 +47,7 @@ type options struct {
 	timeout                         time.Duration
 	sinkPort, postfixPort           int
 	milterPort, relayPort           int
-	smtpsPort                       int
+	smtpsPort, httpPort             int
 }
 
 var allSystems = []string{"inkan-rsa", "inkan-dual", "inkan-ed25519", "inkan-nodkim", "postfix-opendkim", "postfix"}
@@ -69,7 +69,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.sharedBench, "shared-bench", "", "shared/bench directory with dkim_verify.py (default: REPO/../shared/bench)")
 	fs.IntVar(&o.verifySample, "verify-sample", 200, "messages per system whose signatures are verified (0 = all)")
 	fs.IntVar(&o.idleConns, "idle-conns", 1000, "authenticated idle connections for the memory test (0 = skip)")
-	fs.BoolVar(&o.profile, "profile", true, "after measuring, profile one extra inkan-rsa run with perf (if installed)")
+	fs.BoolVar(&o.profile, "profile", true, "after measuring, profile one extra inkan-rsa run with perf (if installed) and inkan's pprof")
 	fs.DurationVar(&o.profileSecs, "profile-max", 60*time.Second, "longest perf recording")
 	fs.BoolVar(&o.install, "install", true, "apt-get install postfix/opendkim/python3-dkim when missing")
 	fs.StringVar(&o.logLevel, "inkan-log-level", "info", "inkan log.level during the runs (Postfix logs every message too)")
@@ -79,6 +79,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.milterPort, "milter-port", 8891, "OpenDKIM milter port")
 	fs.IntVar(&o.relayPort, "inkan-port", 10525, "inkan plain relay port (load)")
 	fs.IntVar(&o.smtpsPort, "inkan-smtps-port", 10465, "inkan implicit-TLS port (idle connections)")
+	fs.IntVar(&o.httpPort, "inkan-http-port", 10880, "inkan HTTP port with pprof, profile run only")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -231,6 +231,24 @@ func TestParsePerfAndGroups(t *testing.T) {
 	}
 }
 
+func TestParsePprofTop(t *testing.T) {
+	txt := `File: inkan
+Type: cpu
+Showing nodes accounting for 5.20s, 80.00% of 6.50s total
+      flat  flat%   sum%        cum   cum%
+     1.20s 18.46% 18.46%      1.30s 20.00%  crypto/internal/fips140/bigmod.addMulVVW1024
+     980ms 15.08% 33.54%      4.10s 63.08%  github.com/emersion/go-smtp.(*Conn).handle
+`
+	flat := parsePprofTop(txt, false)
+	cum := parsePprofTop(txt, true)
+	if len(flat) != 2 || flat[0].pct != 18.46 || flat[1].sym != "github.com/emersion/go-smtp.(*Conn).handle" {
+		t.Fatalf("flat %+v", flat)
+	}
+	if cum[1].pct != 63.08 {
+		t.Fatalf("cum %+v", cum)
+	}
+}
+
 func TestRegistryLIFO(t *testing.T) {
 	var r registry
 	var order []string

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,10 +17,12 @@ import (
 	"time"
 )
 
-// profileResult is what perf saw of inkan during one extra, unmeasured
-// smtp-source run (perf itself costs CPU, so it never runs during the
-// measured ones). inkan has no pprof endpoint; perf samples it from outside
-// with frame-pointer call graphs, which Go keeps on amd64.
+// profileResult is what perf and Go's pprof saw of inkan during one extra,
+// unmeasured smtp-source run (profilers cost CPU, so they never run during
+// the measured ones). perf samples from outside with frame-pointer call
+// graphs (Go keeps them on amd64) and sees the kernel; pprof, from inkan's
+// /debug/pprof (http.pprof), sees Go code without the VM's sampling
+// artefacts.
 type profileResult struct {
 	sys                       string
 	data, flatFile, childFile string
@@ -26,6 +30,9 @@ type profileResult struct {
 	n                         int
 	flat                      []perfLine // self time, highest first
 	children                  []perfLine // inclusive time
+	pprofFile, pprofTop       string     // raw profile, `go tool pprof -top` text
+	pprofFlat, pprofCum       []perfLine
+	pprofErr                  error
 	groups                    []groupShare
 	frames                    []groupShare
 	err                       error
@@ -85,44 +92,57 @@ type groupShare struct {
 
 func (b *bench) profileRun(ctx context.Context, srv *inkanServer) *profileResult {
 	res := &profileResult{sys: srv.name(), n: b.opt.n}
-	perf, err := exec.LookPath("perf")
-	if err != nil {
-		res.err = fmt.Errorf("perf not installed (apt-get install linux-perf), and inkan has no pprof endpoint")
-		return res
-	}
 	srv.dir = filepath.Join(b.opt.work, "inkan-profile")
-	logf("== profile: %s under perf record (unmeasured run)", srv.name())
-	if res.err = srv.start(ctx); res.err != nil {
+	srv.httpPort = b.opt.httpPort
+	logf("== profile: %s under perf record and pprof (unmeasured run)", srv.name())
+	if err := srv.start(ctx); err != nil {
+		res.err, res.pprofErr = err, err
 		return res
 	}
 	defer srv.stop()
 	dump := filepath.Join(b.opt.work, "dumps", "profile")
 	if b.opt.warmup > 0 {
-		if _, _, err := b.sourcePhase(ctx, srv, b.opt.warmup, filepath.Join(b.opt.work, "source-warmup.out"), dump); err != nil {
+		if _, err := b.sourcePhase(ctx, srv, b.opt.warmup, filepath.Join(b.opt.work, "source-warmup.out"), dump); err != nil {
 			res.err = fmt.Errorf("warm-up: %w", err)
+			res.pprofErr = res.err
 			return res
 		}
 	}
-	res.data = filepath.Join(b.opt.results, fmt.Sprintf("perf-%s-%s.data", srv.name(), b.stamp))
-	cmd := exec.Command(perf, "record", "-F", "999", "-g", "-p", strconv.Itoa(srv.mainPID()), "-o", res.data)
-	p, err := startChild(b.reg, "perf record", cmd, filepath.Join(b.opt.work, "perf.out"))
+	// perf is optional (pprof alone still profiles the Go code).
+	perf, err := exec.LookPath("perf")
+	var p *child
 	if err != nil {
-		res.err = err
+		res.err = fmt.Errorf("perf not installed (apt-get install linux-perf)")
+	} else {
+		res.data = filepath.Join(b.opt.results, fmt.Sprintf("perf-%s-%s.data", srv.name(), b.stamp))
+		cmd := exec.Command(perf, "record", "-F", "999", "-g", "-p", strconv.Itoa(srv.mainPID()), "-o", res.data)
+		if p, res.err = startChild(b.reg, "perf record", cmd, filepath.Join(b.opt.work, "perf.out")); res.err == nil {
+			time.Sleep(500 * time.Millisecond) // let perf attach to every thread
+		}
+	}
+	pctx, cancel := context.WithTimeout(ctx, b.opt.profileSecs)
+	res.pprofFile = filepath.Join(b.opt.results, fmt.Sprintf("pprof-%s-%s.pb.gz", srv.name(), b.stamp))
+	pprofDone := make(chan error, 1)
+	go func() { pprofDone <- fetchPprof(pctx, srv.httpPort, b.pprofSeconds(), res.pprofFile) }()
+	ph, err := b.sourcePhase(pctx, srv, b.opt.n, filepath.Join(b.opt.work, "source-profile.out"), dump)
+	res.e2e = ph.e2e
+	res.pprofErr = <-pprofDone
+	cancel()
+	if err != nil {
+		logf("profile run: %v (the profiles still cover what ran)", err)
+	}
+	if res.pprofErr == nil {
+		res.pprofTop, res.pprofFlat, res.pprofCum, res.pprofErr = pprofTop(b.bin, res.pprofFile)
+	}
+	if p == nil {
 		return res
 	}
-	time.Sleep(500 * time.Millisecond) // let perf attach to every thread
-	pctx, cancel := context.WithTimeout(ctx, b.opt.profileSecs)
-	_, res.e2e, err = b.sourcePhase(pctx, srv, b.opt.n, filepath.Join(b.opt.work, "source-profile.out"), dump)
-	cancel()
 	_ = p.cmd.Process.Signal(syscall.SIGINT) // perf writes its data on SIGINT
 	select {
 	case <-p.done:
 	case <-time.After(30 * time.Second):
 	}
 	p.stop()
-	if err != nil {
-		logf("profile run: %v (the profile still covers what ran)", err)
-	}
 	res.flatFile = strings.TrimSuffix(res.data, ".data") + "-self.txt"
 	res.childFile = strings.TrimSuffix(res.data, ".data") + "-children.txt"
 	if res.flat, res.err = perfReport(perf, res.data, res.flatFile, "--no-children", "0.01"); res.err != nil {
@@ -132,6 +152,92 @@ func (b *bench) profileRun(ctx context.Context, srv *inkanServer) *profileResult
 	res.groups = groupProfile(res.flat)
 	res.frames = keyFrameShares(res.children)
 	return res
+}
+
+// pprofSeconds covers the measured run's length of an inkan-rsa run (from
+// this benchmark's results, when there are some) plus a margin.
+func (b *bench) pprofSeconds() int {
+	secs := 15
+	if rs := b.results["inkan-rsa"]; len(rs) > 0 {
+		var e []float64
+		for _, r := range rs {
+			if r.ok() {
+				e = append(e, r.e2e.Seconds())
+			}
+		}
+		if len(e) > 0 {
+			secs = int(median(e)) + 2
+		}
+	}
+	return min(secs, int(b.opt.profileSecs.Seconds()))
+}
+
+// fetchPprof saves a CPU profile of secs seconds from inkan's pprof handler.
+func fetchPprof(ctx context.Context, port, secs int, out string) error {
+	url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", port, secs)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("pprof request: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("fetch %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return fmt.Errorf("save pprof profile: %w", err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		return fmt.Errorf("save pprof profile: %w", err)
+	}
+	return f.Close()
+}
+
+// pprofTop runs `go tool pprof -top` (flat and cumulative) on the profile.
+func pprofTop(bin, file string) (string, []perfLine, []perfLine, error) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("go tool pprof: %w", err)
+	}
+	flat, err := runCmd(2*time.Minute, "", gobin, "tool", "pprof", "-top", "-nodecount=40", bin, file)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cum, err := runCmd(2*time.Minute, "", gobin, "tool", "pprof", "-top", "-cum", "-nodecount=60", bin, file)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	txt := flat + "\n" + cum
+	_ = os.WriteFile(strings.TrimSuffix(file, ".pb.gz")+"-top.txt", []byte(txt), 0o644)
+	return txt, parsePprofTop(flat, false), parsePprofTop(cum, true), nil
+}
+
+// pprofRowRE matches a -top row: "flat flat% sum% cum cum% name".
+var pprofRowRE = regexp.MustCompile(`^\s*[\d.]+\w*\s+([\d.]+)%\s+[\d.]+%\s+[\d.]+\w*\s+([\d.]+)%\s+(.+?)\s*$`)
+
+func parsePprofTop(txt string, cum bool) []perfLine {
+	var out []perfLine
+	for _, l := range strings.Split(txt, "\n") {
+		m := pprofRowRE.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		v := m[1]
+		if cum {
+			v = m[2]
+		}
+		pct, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, perfLine{pct: pct, sym: m[3]})
+	}
+	return out
 }
 
 // perfReport runs perf report by symbol, saves its text and parses it.

@@ -21,6 +21,7 @@ type summary struct {
 	e2eMin, e2eMax       float64
 	p50, p99             float64 // ms, pooled over runs
 	rssMB, pssMB, hwmMB  float64
+	loadMs, busyPct      float64 // smtp-source+sink CPU ms/msg; system busy %
 	verified             bool
 	problems             []string
 }
@@ -50,7 +51,7 @@ func minMax(v []float64) (float64, float64) {
 
 func (b *bench) summarize(sys string) *summary {
 	s := &summary{sys: sys, verified: true}
-	var acc, e2e, cpu, rss, pss, hwm []float64
+	var acc, e2e, cpu, rss, pss, hwm, load, busy []float64
 	var lat []time.Duration
 	for _, r := range b.results[sys] {
 		s.runs++
@@ -66,6 +67,8 @@ func (b *bench) summarize(sys string) *summary {
 		rss = append(rss, float64(r.rssKB)/1024)
 		pss = append(pss, float64(r.pssKB)/1024)
 		hwm = append(hwm, float64(r.hwmKB)/1024)
+		load = append(load, ms(r.loadCPU)/float64(r.n))
+		busy = append(busy, r.busyPct)
 		lat = append(lat, r.client.lat...)
 		if !r.check.ok() {
 			s.verified = false
@@ -81,6 +84,7 @@ func (b *bench) summarize(sys string) *summary {
 	s.e2eMin, s.e2eMax = minMax(e2e)
 	s.p50, s.p99 = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99))
 	s.rssMB, s.pssMB, s.hwmMB = median(rss), median(pss), median(hwm)
+	s.loadMs, s.busyPct = median(load), median(busy)
 	return s
 }
 
@@ -133,6 +137,12 @@ func (b *bench) report(stdout io.Writer) {
 		fmt.Fprintf(&w, "; medians of %d runs, latency percentiles pooled", o.runs)
 	}
 	fmt.Fprintf(&w, ")\n")
+	fmt.Fprintf(&w, "during the smtp-source runs: load generators' CPU (smtp-source + smtp-sink) ms/msg, and whole-machine busy %%:\n")
+	for _, sys := range o.systems {
+		if s := sums[sys]; s.okRuns > 0 {
+			fmt.Fprintf(&w, "  %-17s %5.2f ms/msg, busy %3.0f%%\n", sys, s.loadMs, s.busyPct)
+		}
+	}
 	for _, base := range []string{"postfix-opendkim", "postfix"} {
 		p, ok := sums[base]
 		if !ok || p.okRuns == 0 || !b.hasInkan() {
@@ -154,8 +164,8 @@ func (b *bench) report(stdout io.Writer) {
 	var sum bytes.Buffer
 	for _, sys := range o.systems {
 		s := sums[sys]
-		fmt.Fprintf(&sum, "inkan-bench system=%s accept_msgs_per_s=%.1f e2e_msgs_per_s=%.1f cpu_ms_per_msg=%.3f p50_ms=%.2f p99_ms=%.2f peak_rss_mb=%.1f peak_pss_mb=%.1f vmhwm_mb=%.1f accept[min,max]=[%.1f,%.1f] e2e[min,max]=[%.1f,%.1f] verified=%t runs=%d ok_runs=%d N=%d sessions=%d size=%d\n",
-			sys, s.accept, s.e2e, s.cpuMs, s.p50, s.p99, s.rssMB, s.pssMB, s.hwmMB, s.acceptMin, s.acceptMax, s.e2eMin, s.e2eMax, s.verified, s.runs, s.okRuns, o.n, o.sessions, o.size)
+		fmt.Fprintf(&sum, "inkan-bench system=%s accept_msgs_per_s=%.1f e2e_msgs_per_s=%.1f cpu_ms_per_msg=%.3f p50_ms=%.2f p99_ms=%.2f peak_rss_mb=%.1f peak_pss_mb=%.1f vmhwm_mb=%.1f loadgen_cpu_ms_per_msg=%.3f sys_busy_pct=%.0f accept[min,max]=[%.1f,%.1f] e2e[min,max]=[%.1f,%.1f] verified=%t runs=%d ok_runs=%d N=%d sessions=%d size=%d\n",
+			sys, s.accept, s.e2e, s.cpuMs, s.p50, s.p99, s.rssMB, s.pssMB, s.hwmMB, s.loadMs, s.busyPct, s.acceptMin, s.acceptMax, s.e2eMin, s.e2eMax, s.verified, s.runs, s.okRuns, o.n, o.sessions, o.size)
 	}
 	fmt.Fprintf(&sum, "inkan-bench go_rsa2048_2goroutines_signs_per_s=%.0f before=%.0f after=%.0f go_ed25519_2goroutines_signs_per_s=%.0f\n", b.goRSA2, b.goRSA2pre, b.goRSA2post, b.goEd2)
 	if b.idle != nil {
@@ -213,15 +223,41 @@ func (b *bench) profileText(w io.Writer) {
 	if p == nil {
 		return
 	}
-	fmt.Fprintf(w, "\nprofile of %s (perf record -F 999 -g, one extra unmeasured run of %d messages", p.sys, p.n)
+	fmt.Fprintf(w, "\nprofile of %s (perf record -F 999 -g and /debug/pprof, one extra unmeasured run of %d messages", p.sys, p.n)
 	if p.e2e > 0 {
-		fmt.Fprintf(w, ", e2e %.0f msgs/s under perf", float64(p.n)/p.e2e.Seconds())
+		fmt.Fprintf(w, ", e2e %.0f msgs/s under the profilers", float64(p.n)/p.e2e.Seconds())
 	}
 	fmt.Fprintf(w, "):\n")
 	if p.err != nil {
-		fmt.Fprintf(w, "  not available: %v\n", p.err)
+		fmt.Fprintf(w, "  perf: not available: %v\n", p.err)
+	} else {
+		b.perfText(w, p)
+	}
+	if p.pprofErr != nil {
+		fmt.Fprintf(w, "  pprof: not available: %v\n", p.pprofErr)
 		return
 	}
+	fmt.Fprintf(w, "  pprof (Go code only, from /debug/pprof/profile), top flat:\n")
+	for _, l := range p.pprofFlat[:min(12, len(p.pprofFlat))] {
+		fmt.Fprintf(w, "    %5.1f%%  %s\n", l.pct, l.sym)
+	}
+	fmt.Fprintf(w, "  pprof top cumulative:\n")
+	for _, l := range p.pprofCum[:min(25, len(p.pprofCum))] {
+		fmt.Fprintf(w, "    %5.1f%%  %s\n", l.pct, l.sym)
+	}
+	fmt.Fprintf(w, "  pprof profile: %s (browse: go tool pprof -http=127.0.0.1:0 %s %s)\n", p.pprofFile, b.bin, p.pprofFile)
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	return strings.Join(f[:min(3, len(f))], " ")
+}
+
+func (b *bench) perfText(w io.Writer, p *profileResult) {
 	fmt.Fprintf(w, "  by area (self time, %% of inkan's samples):\n")
 	for _, g := range p.groups {
 		fmt.Fprintf(w, "    %5.1f%%  %s\n", g.pct, g.name)
@@ -235,15 +271,6 @@ func (b *bench) profileText(w io.Writer) {
 		fmt.Fprintf(w, "    %5.1f%%  %s\n", g.pct, g.name)
 	}
 	fmt.Fprintf(w, "  full reports: %s, %s (data %s)\n", p.flatFile, p.childFile, p.data)
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	return strings.Join(f[:min(3, len(f))], " ")
 }
 
 func cpuModel() string {

@@ -138,3 +138,12 @@ func (s *sink) takeDump(dst string) error {
 	}
 	return nil
 }
+
+// cpuTicks is smtp-sink's CPU time so far, in clock ticks.
+func (s *sink) cpuTicks() int64 {
+	st, err := readStat(s.proc.pid())
+	if err != nil {
+		return 0
+	}
+	return st.utime + st.stime
+}
