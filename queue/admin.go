@@ -289,7 +289,7 @@ func (q *Queue) Bounce(id string) error {
 
 // bounceNow does Bounce's work; keep reports whether the message remains.
 func (q *Queue) bounceNow(id string) (keep bool, err error) {
-	r, err := q.loadRound(id)
+	r, err := q.loadRound(id, false)
 	if err != nil {
 		return !errors.Is(err, ErrNotFound) && !errors.Is(err, errCorrupt), err
 	}

@@ -80,7 +80,7 @@ func (d *Draft) Commit(prefix []byte) error {
 	d.release()
 	q := d.q
 	q.mu.Lock()
-	it := &item{id: d.id, next: now().UnixNano(), idx: -1, fresh: true}
+	it := &item{id: d.id, next: now().UnixNano(), idx: -1, fresh: true, noState: true}
 	q.items[d.id] = it
 	q.schedule(it)
 	q.mu.Unlock()

@@ -166,7 +166,10 @@ type round struct {
 func (q *Queue) attempt(ctx context.Context, rs *runState, it *item) (time.Time, bool) {
 	it.mu.Lock()
 	defer it.mu.Unlock()
-	r, err := q.loadRound(it.id)
+	q.mu.Lock()
+	noState := it.noState
+	q.mu.Unlock()
+	r, err := q.loadRound(it.id, noState)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errCorrupt) {
 		return time.Time{}, false
 	}
@@ -230,7 +233,7 @@ func (q *Queue) attempt(ctx context.Context, rs *runState, it *item) (time.Time,
 
 // loadRound reads a message's trailer and state. Errors wrap ErrNotFound
 // when the message is gone and errCorrupt when it was moved to corrupt/.
-func (q *Queue) loadRound(id string) (*round, error) {
+func (q *Queue) loadRound(id string, noState bool) (*round, error) {
 	log := q.log.With("queue_id", id)
 	rec, err := q.loadRecord(id)
 	if errors.Is(err, errCorrupt) {
@@ -240,7 +243,10 @@ func (q *Queue) loadRound(id string) (*round, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := q.readState(id)
+	var st *state
+	if !noState {
+		st, err = q.readState(id)
+	}
 	if errors.Is(err, errCorrupt) {
 		// Retrying every recipient risks duplicates, never a loss.
 		q.moveCorrupt(id+".state", id, err)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,6 +50,11 @@ func runServe(args []string) int {
 	}
 	logger := newLogger(os.Stderr, cfg.Log)
 	slog.SetDefault(logger)
+	if os.Getenv("GOGC") == "" {
+		// The live heap is a few MB; collecting less often costs little
+		// memory and saves several percent of CPU per message.
+		debug.SetGCPercent(400)
+	}
 
 	d, err := startDaemon(cfg, *cfgPath, logger)
 	if err != nil {

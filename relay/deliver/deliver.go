@@ -78,7 +78,9 @@ func New(opts Options) (*Transport, error) {
 		opts.IdleTimeout = defaultIdleTimeout
 	}
 	if opts.MaxIdle <= 0 {
-		opts.MaxIdle = defaultMaxIdle
+		// As many idle connections as deliveries may run to one domain, so
+		// a busy destination never has to dial again.
+		opts.MaxIdle = max(defaultMaxIdle, opts.Config.MaxPerDomain)
 	}
 	c := opts.Config
 	t := &Transport{
