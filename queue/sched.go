@@ -211,14 +211,13 @@ func (q *Queue) attempt(ctx context.Context, rs *runState, it *item) (time.Time,
 			}
 		}
 	}
-	if first {
-		// skip: nothing on disk to update yet
-	} else if err := q.writeState(it.id, r.st); err != nil {
-		for _, g := range run {
-			q.releaseDomain(g.domain)
+	if !first {
+		if err := q.writeState(it.id, r.st); err != nil {
+			// Deliver anyway: on a full disk, delivering is what frees space,
+			// and the write only guards against a tight retry loop after a
+			// crash. The results are saved (or the message removed) below.
+			r.log.Warn("cannot save state before delivery; delivering anyway", "err", err)
 		}
-		r.log.Error("cannot save state before delivery; will retry", "err", err)
-		return t.Add(q.opts.RetryMin), true
 	}
 
 	it.mu.Unlock()

@@ -154,23 +154,35 @@ type field struct {
 	Value string
 }
 
-// parseFields splits a normalised header section into fields.
+// parseFields splits a normalised header section into fields. Folded
+// continuations are joined once per field, so the cost stays linear in the
+// header size however long one field is.
 func parseFields(hdr []byte) []field {
 	var fields []field
+	var parts []string
+	flush := func() {
+		if len(fields) > 0 && len(parts) > 0 {
+			f := &fields[len(fields)-1]
+			f.Value = strings.TrimSpace(f.Value + strings.Join(parts, ""))
+		}
+		parts = parts[:0]
+	}
 	for _, line := range strings.SplitAfter(string(hdr), "\r\n") {
 		if line == "" || line == "\r\n" {
 			continue
 		}
 		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
-			fields[len(fields)-1].Value += strings.TrimRight(line, "\r\n")
+			parts = append(parts, strings.TrimRight(line, "\r\n"))
 			continue
 		}
 		name, value, ok := strings.Cut(line, ":")
 		if !ok {
 			continue
 		}
+		flush()
 		fields = append(fields, field{Name: strings.TrimSpace(name), Value: strings.TrimSpace(strings.TrimRight(value, "\r\n"))})
 	}
+	flush()
 	return fields
 }
 

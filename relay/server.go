@@ -377,11 +377,12 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// slogWriter sends go-smtp's internal log lines to slog.
+// slogWriter sends go-smtp's internal log lines (accept errors, failed TLS
+// handshakes, recovered panics) to slog, where an operator sees them.
 type slogWriter struct{ l *slog.Logger }
 
 func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Debug("smtp", "msg", strings.TrimSpace(string(p)))
+	w.l.Warn("smtp", "msg", strings.TrimSpace(string(p)))
 	return len(p), nil
 }
 

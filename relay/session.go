@@ -115,6 +115,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		if err := auth.CheckSender(from); err != nil {
 			return err
 		}
+		if !isASCII(from) && (opts == nil || !opts.UTF8) {
+			return ErrNeedSMTPUTF8
+		}
 	}
 	var err error
 	if s.user != "" {
@@ -162,6 +165,9 @@ func (s *session) maxRcpts() int {
 func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !s.hasFrom {
 		return ErrNoMailFrom
+	}
+	if !s.utf8 && !isASCII(to) {
+		return ErrNeedSMTPUTF8
 	}
 	if err := auth.CheckRecipient(to); err != nil {
 		refused.WithLabelValues("bad_recipient").Inc()
@@ -451,3 +457,12 @@ type writeError struct{ err error }
 
 func (w *writeError) Error() string { return w.err.Error() }
 func (w *writeError) Unwrap() error { return w.err }
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
