@@ -30,7 +30,7 @@ unused example.com:old:/nonexistent/old.private
 `)
 	writeFile(t, dir, "SigningTable", `# refile: patterns in file order
 *@example.com       mail._domainkey.example.com
-*@example.com       ed
+*@example.c*        ed
 ceo@*               mail._domainkey.example.com:ceo@example.com
 *@example.org       any
 *@*.example.net     any:@%
