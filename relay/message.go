@@ -84,44 +84,50 @@ var errHeaderTooLarge = errors.New("header too large")
 func readHeader(r *bufio.Reader, max int) (hdr []byte, bodyStart []byte, err error) {
 	var buf bytes.Buffer
 	norm := &crlfWriter{w: &buf}
+	// end closes the header: a pending bare CR becomes CRLF, and a header
+	// cut by EOF still ends with CRLF.
+	end := func() []byte {
+		norm.finish(true)
+		if buf.Len() > 0 && !bytes.HasSuffix(buf.Bytes(), []byte("\r\n")) {
+			buf.WriteString("\r\n")
+		}
+		return buf.Bytes()
+	}
 	first := true
+	midLine := false // the previous piece did not end its line
 	for {
 		line, err := r.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			err = nil // an over-long line: keep reading it in pieces
+		partial := err == bufio.ErrBufferFull // an over-long line comes in pieces
+		if partial {
+			err = nil
 		}
 		if len(line) == 0 && err != nil {
 			if err == io.EOF {
-				// Header only, no body: make sure it is terminated.
-				if buf.Len() > 0 && !bytes.HasSuffix(buf.Bytes(), []byte("\r\n")) {
-					buf.WriteString("\r\n")
-				}
-				return buf.Bytes(), nil, nil
+				return end(), nil, nil // header only, no body
 			}
 			return nil, nil, err
 		}
-		if first && !looksLikeField(line) {
-			cp := append([]byte("\r\n"), line...)
-			return nil, cp, nil
-		}
-		first = false
-		if !isContinuationOrField(line) {
-			// Not a header line and no blank separator: body starts here.
-			norm.Write([]byte("\r\n"))
-			return buf.Bytes(), append([]byte(nil), line...), nil
+		if !midLine {
+			if first && !looksLikeField(line) {
+				return nil, append([]byte("\r\n"), line...), nil
+			}
+			first = false
+			if !isContinuationOrField(line) {
+				// Not a header line and no blank separator: body starts here.
+				norm.Write([]byte("\r\n"))
+				return buf.Bytes(), append([]byte(nil), line...), nil
+			}
 		}
 		norm.Write(line)
 		if buf.Len() > max {
 			return nil, nil, errHeaderTooLarge
 		}
-		if isBlank(line) {
-			return buf.Bytes(), nil, nil
+		if !midLine && !partial && isBlank(line) {
+			return end(), nil, nil
 		}
+		midLine = partial
 		if err == io.EOF {
-			if !bytes.HasSuffix(buf.Bytes(), []byte("\r\n")) {
-				buf.WriteString("\r\n")
-			}
-			return buf.Bytes(), nil, nil
+			return end(), nil, nil
 		}
 	}
 }
