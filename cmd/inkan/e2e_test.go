@@ -6,7 +6,6 @@ package main_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -412,7 +411,6 @@ func TestSendmailLikeCronAndPHP(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 64 {
 		t.Fatalf("no recipients: %v, want exit 64", err)
 	}
-	_ = context.Background
 }
 
 func TestAutoconfig(t *testing.T) {

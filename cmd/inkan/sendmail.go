@@ -26,7 +26,6 @@ const (
 	exDataErr     = 65
 	exNoUser      = 67
 	exUnavailable = 69
-	exSoftware    = 70
 	exTempFail    = 75
 	exConfig      = 78
 )
@@ -287,5 +286,3 @@ func stripBcc(msg []byte, hdrEnd int) []byte {
 	out.Write(msg[hdrEnd+2:])
 	return out.Bytes()
 }
-
-var _ = exSoftware

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -303,7 +302,7 @@ func (d *daemon) reload() {
 	d.tlsSetup = setup
 	d.srv.Swap(st)
 	d.cfg.Store(cfg)
-	if cfg.Listen != old2listen(d) {
+	if cfg.Listen != d.srv.ListenConfig() {
 		d.log.Warn("listener addresses changed; restart inkan to apply them")
 	}
 	for _, w := range st.Warnings() {
@@ -311,8 +310,6 @@ func (d *daemon) reload() {
 	}
 	d.log.Info("reloaded", "config", sourceName(cfg))
 }
-
-func old2listen(d *daemon) config.Listen { return d.srv.ListenConfig() }
 
 // wait runs until SIGTERM/SIGINT, reloading on SIGHUP.
 func (d *daemon) wait() int {
@@ -437,11 +434,9 @@ func printBanner(w io.Writer, d *daemon) {
 		}
 	}
 	if addrs := d.srv.Addrs(relay.KindRelay); len(addrs) > 0 {
-		fmt.Fprintf(w, "  Try it:  swaks --server %s --from you@example.com --to someone@example.net\n", hostPort(addrs[0]))
+		fmt.Fprintf(w, "  Try it:  swaks --server %s --from you@example.com --to someone@example.net\n", addrs[0])
 	} else if addrs := d.srv.Addrs(relay.KindSubmission); len(addrs) > 0 {
-		fmt.Fprintf(w, "  Try it:  swaks --server %s -tls --auth-user NAME --from you@example.com --to someone@example.net\n", hostPort(addrs[0]))
+		fmt.Fprintf(w, "  Try it:  swaks --server %s -tls --auth-user NAME --from you@example.com --to someone@example.net\n", addrs[0])
 	}
 	fmt.Fprintln(w)
 }
-
-func hostPort(a net.Addr) string { return a.String() }
