@@ -15,6 +15,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/idna"
+
+	"github.com/inkan-relay/inkan/relay/dnsutil"
 )
 
 const (
@@ -113,7 +115,7 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	var last error
 	for range dnsAttempts {
 		for _, srv := range r.servers() {
-			resp, err := exchange(ctx, m, srv)
+			resp, err := dnsutil.Exchange(ctx, m, srv, dnsTimeout)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
@@ -130,19 +132,6 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 		}
 	}
 	return nil, last
-}
-
-func exchange(ctx context.Context, m *dns.Msg, srv string) (*dns.Msg, error) {
-	c := &dns.Client{Net: "udp", Timeout: dnsTimeout, UDPSize: 1232}
-	resp, _, err := c.ExchangeContext(ctx, m, srv)
-	if err == nil && resp.Truncated {
-		c.Net = "tcp"
-		resp, _, err = c.ExchangeContext(ctx, m, srv)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("query %s: %w", srv, err)
-	}
-	return resp, nil
 }
 
 // store caches an answer for its smallest TTL (negative answers for the SOA
@@ -300,18 +289,7 @@ func (r *resolver) addrs(ctx context.Context, host string) ([]netip.Addr, *verdi
 	wg.Wait()
 	var out []netip.Addr
 	for _, list := range rrs {
-		for _, rr := range list {
-			var ip net.IP
-			switch v := rr.(type) {
-			case *dns.AAAA:
-				ip = v.AAAA
-			case *dns.A:
-				ip = v.A
-			}
-			if a, ok := netip.AddrFromSlice(ip); ok {
-				out = append(out, a.Unmap())
-			}
-		}
+		out = append(out, dnsutil.Addrs(list)...)
 	}
 	if len(out) > 0 {
 		return out, nil

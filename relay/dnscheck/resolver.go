@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/inkan-relay/inkan/relay/dnsutil"
 )
 
 // Status grades a Finding.
@@ -46,7 +48,6 @@ func (f Finding) String() string { return f.Status.String() + " " + f.Check + ":
 type Checker struct {
 	Resolver string        // "host:port"
 	Timeout  time.Duration // per query
-	udp, tcp *dns.Client
 }
 
 // New returns a Checker using resolver ("host:port"); "" means the first
@@ -65,10 +66,7 @@ func New(resolver string) (*Checker, error) {
 	if _, _, err := net.SplitHostPort(resolver); err != nil {
 		return nil, fmt.Errorf("resolver %q: %v (fix: write host:port, e.g. 127.0.0.1:53)", resolver, err)
 	}
-	c := &Checker{Resolver: resolver, Timeout: 5 * time.Second}
-	c.udp = &dns.Client{Net: "udp", Timeout: c.Timeout}
-	c.tcp = &dns.Client{Net: "tcp", Timeout: c.Timeout}
-	return c, nil
+	return &Checker{Resolver: resolver, Timeout: 5 * time.Second}, nil
 }
 
 // errNXDomain marks a name that does not exist (a "void" answer for SPF).
@@ -92,11 +90,8 @@ func (c *Checker) query(ctx context.Context, name string, qtype uint16) ([]dns.R
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
-	m.SetEdns0(4096, false)
-	r, _, err := c.udp.ExchangeContext(ctx, m, c.Resolver)
-	if err == nil && r.Truncated {
-		r, _, err = c.tcp.ExchangeContext(ctx, m, c.Resolver)
-	}
+	m.SetEdns0(1232, false) // the size dnsutil.Exchange reads; larger answers come over TCP
+	r, err := dnsutil.Exchange(ctx, m, c.Resolver, c.Timeout)
 	if err != nil {
 		return nil, &tempError{fmt.Errorf("query %s %s: %w", strings.TrimSuffix(name, "."), dns.TypeToString[qtype], err)}
 	}
@@ -140,20 +135,7 @@ func (c *Checker) addrs(ctx context.Context, name string, v4 bool) ([]netip.Addr
 	if err != nil {
 		return nil, err
 	}
-	out := make([]netip.Addr, 0, len(rrs))
-	for _, rr := range rrs {
-		var ip net.IP
-		switch rr := rr.(type) {
-		case *dns.A:
-			ip = rr.A
-		case *dns.AAAA:
-			ip = rr.AAAA
-		}
-		if a, ok := netip.AddrFromSlice(ip); ok {
-			out = append(out, a.Unmap())
-		}
-	}
-	return out, nil
+	return dnsutil.Addrs(rrs), nil
 }
 
 // mx returns the exchange host names of name.

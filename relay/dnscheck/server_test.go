@@ -97,7 +97,6 @@ func startDNS(t *testing.T, lines []string, extra ...dns.RR) (*Checker, *testZon
 		t.Fatal(err)
 	}
 	c.Timeout = 2 * time.Second
-	c.udp.Timeout, c.tcp.Timeout = c.Timeout, c.Timeout
 	return c, z
 }
 
