@@ -174,6 +174,7 @@ http:
 auth:
   trusted_networks: [127.0.0.0/8]
 delivery:
+  resolver: "127.0.0.1:9"   # never the machine's resolver: tests stay on loopback
   transport:
     example.net: "[127.0.0.1]:%s"
 queue:
