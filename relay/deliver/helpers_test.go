@@ -29,6 +29,7 @@ import (
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue"
 	"github.com/inkan-relay/inkan/relay/deliver"
+	"github.com/inkan-relay/inkan/relay/dnsutil/dnstest"
 )
 
 // ---- DNS ----
@@ -47,38 +48,7 @@ type zone struct {
 func startDNS(t testing.TB) (*zone, string) {
 	t.Helper()
 	z := &zone{rrs: map[string][]dns.RR{}, rcode: map[string]int{}}
-	var pc net.PacketConn
-	var ln net.Listener
-	for range 20 {
-		var err error
-		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
-			break
-		}
-		pc.Close()
-		pc = nil
-	}
-	if pc == nil {
-		t.Fatal("no free port for UDP and TCP")
-	}
-	var wg sync.WaitGroup
-	var servers []*dns.Server
-	for _, s := range []*dns.Server{{PacketConn: pc, Handler: z}, {Listener: ln, Handler: z}} {
-		started := make(chan struct{})
-		s.NotifyStartedFunc = func() { close(started) }
-		servers = append(servers, s)
-		wg.Go(func() { s.ActivateAndServe() })
-		<-started
-	}
-	t.Cleanup(func() {
-		for _, s := range servers {
-			s.Shutdown()
-		}
-		wg.Wait()
-	})
-	return z, pc.LocalAddr().String()
+	return z, dnstest.Serve(t, z)
 }
 
 // add adds records in zone-file syntax: "mx.test. 300 IN MX 10 mx1.mx.test.".

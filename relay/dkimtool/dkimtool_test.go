@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rsa"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/dnsutil/dnstest"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -151,23 +151,7 @@ func (z *zoneServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 func startZone(t *testing.T) (*zoneServer, string) {
 	t.Helper()
 	z := &zoneServer{txt: map[string][]string{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: z, NotifyStartedFunc: func() { close(started) }}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.ActivateAndServe()
-	}()
-	<-started
-	t.Cleanup(func() {
-		srv.Shutdown()
-		<-done
-	})
-	return z, pc.LocalAddr().String()
+	return z, dnstest.Serve(t, z)
 }
 
 // testConfig has one native RSA key for example.com in dir.

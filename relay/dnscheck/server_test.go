@@ -2,12 +2,12 @@ package dnscheck
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/inkan-relay/inkan/relay/dnsutil/dnstest"
 	"github.com/miekg/dns"
 )
 
@@ -76,23 +76,7 @@ func startDNS(t *testing.T, lines []string, extra ...dns.RR) (*Checker, *testZon
 		z.rrs = append(z.rrs, rr)
 	}
 	z.rrs = append(z.rrs, extra...)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: z, NotifyStartedFunc: func() { close(started) }}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.ActivateAndServe()
-	}()
-	<-started
-	t.Cleanup(func() {
-		srv.Shutdown()
-		<-done
-	})
-	c, err := New(pc.LocalAddr().String())
+	c, err := New(dnstest.Serve(t, z))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package dnsutil_test
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -11,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/inkan-relay/inkan/relay/dnsutil"
+	"github.com/inkan-relay/inkan/relay/dnsutil/dnstest"
 )
 
 // A server that truncates every UDP answer: Exchange must retry over TCP.
@@ -26,24 +26,11 @@ func TestExchangeRetriesTruncatedOverTCP(t *testing.T) {
 		}
 		w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	udp := &dns.Server{PacketConn: pc, Handler: handler}
-	tcp := &dns.Server{Listener: ln, Handler: handler}
-	go udp.ActivateAndServe()
-	go tcp.ActivateAndServe()
-	defer udp.Shutdown()
-	defer tcp.Shutdown()
+	addr := dnstest.Serve(t, handler)
 
 	m := new(dns.Msg)
 	m.SetQuestion("a.example.", dns.TypeA)
-	resp, err := dnsutil.Exchange(context.Background(), m, pc.LocalAddr().String(), 2*time.Second)
+	resp, err := dnsutil.Exchange(context.Background(), m, addr, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
