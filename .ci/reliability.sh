@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reliability and security proof, bounded for CI (well under 4 minutes):
-# builds cmd/inkan-torture and runs it with -quick. It builds inkan, runs
+# builds test/torture and runs it with -quick. It builds inkan, runs
 # the crash, full-disk, delivery-fault, load, abuse and secrets scenarios
 # against the real binary over loopback only, prints one table row per
 # scenario (attempts, accepted, delivered, bounced, lost, duplicated,
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/inkan-torture" ./cmd/inkan-torture
+go build -o "$work/inkan-torture" ./test/torture
 go build -o "$work/inkan" ./cmd/inkan
 # The program stops itself (and everything it started) after -timeout; the
 # outer timeout is only a backstop if the program itself hangs.

@@ -15,7 +15,7 @@
 //
 // Usage (from the repository root):
 //
-//	go run ./cmd/inkan-bench [-n 3000] [-sessions 20] [-size 4096] [-runs 1]
+//	go run ./test/bench [-n 3000] [-sessions 20] [-size 4096] [-runs 1]
 //	    [-systems inkan-rsa,inkan-dual,postfix-opendkim,postfix] [-quick]
 package main
 

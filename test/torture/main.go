@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	go run ./cmd/inkan-torture [-quick] [-only SCENARIO[,SCENARIO]] [-keep] [-v] [-bin INKAN] [-timeout D]
+//	go run ./test/torture [-quick] [-only SCENARIO[,SCENARIO]] [-keep] [-v] [-bin INKAN] [-timeout D]
 //
 // A scenario is crash, disk, fault, load, abuse or secrets; a single row of
 // one can be named too: fault/null-mx, abuse/smuggling, secrets/logs.
