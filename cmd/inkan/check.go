@@ -9,10 +9,11 @@ import (
 	"os"
 
 	"github.com/inkan-relay/inkan/auth"
-	"github.com/inkan-relay/inkan/auth/usercli"
+	"github.com/inkan-relay/inkan/cmd/inkan/dkimcmd"
+	"github.com/inkan-relay/inkan/cmd/inkan/dnscmd"
+	"github.com/inkan-relay/inkan/cmd/inkan/queuecmd"
+	"github.com/inkan-relay/inkan/cmd/inkan/usercmd"
 	"github.com/inkan-relay/inkan/config"
-	"github.com/inkan-relay/inkan/queue/queuecli"
-	"github.com/inkan-relay/inkan/relay/dkimtool"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -109,17 +110,17 @@ func runUser(args []string) int {
 		printConfigError(os.Stderr, err)
 		return 78
 	}
-	return usercli.Main(usersPath(cfg), rest, os.Stdin, os.Stdout, os.Stderr)
+	return usercmd.Main(usersPath(cfg), rest, os.Stdin, os.Stdout, os.Stderr)
 }
 
 func runDKIM(args []string) int {
 	path, rest := splitConfigFlag(args)
-	return dkimtool.Main(loadConfigFor(path), rest, os.Stdout, os.Stderr)
+	return dkimcmd.Main(loadConfigFor(path), rest, os.Stdout, os.Stderr)
 }
 
 func runDNS(args []string) int {
 	path, rest := splitConfigFlag(args)
-	return dkimtool.DNSMain(loadConfigFor(path), rest, os.Stdout, os.Stderr)
+	return dnscmd.Main(loadConfigFor(path), rest, os.Stdout, os.Stderr)
 }
 
 func runQueue(args []string) int {
@@ -129,5 +130,5 @@ func runQueue(args []string) int {
 		printConfigError(os.Stderr, err)
 		return 78
 	}
-	return queuecli.Main(queueDir(cfg), rest, os.Stdout, os.Stderr)
+	return queuecmd.Main(queueDir(cfg), rest, os.Stdout, os.Stderr)
 }

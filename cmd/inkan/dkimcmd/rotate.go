@@ -1,121 +1,22 @@
-package dkimtool
+package dkimcmd
 
 import (
 	"context"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/inkan-relay/inkan/cmd/inkan/dnscheck"
 	"github.com/inkan-relay/inkan/config"
-	"github.com/inkan-relay/inkan/relay/dnscheck"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
-const dkimUsage = `usage: inkan dkim COMMAND
-
-  keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519] [-b 2048] [-o DIR]
-        create a key and print its DNS record
-  explain ADDRESS...
-        say which keys sign mail whose header From is ADDRESS, and why
-  records
-        print the DNS records of every configured key
-  rotate next -d DOMAIN -s NEWSELECTOR [-a rsa|ed25519] [-o DIR]
-        step 1 of a key rotation: new key, its record, what to change
-  rotate check -d DOMAIN -s SELECTOR [-k KEYFILE] [-resolver HOST:PORT]
-        step 2: is the record published and equal to the private key?
-  rotate retire -d DOMAIN -s OLDSELECTOR
-        last step: the record that revokes the old key
-`
-
-// Main runs "inkan dkim keygen|explain|records|rotate ...". cfgLoad loads
-// the inkan configuration; it is only called by commands that need it.
-func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, dkimUsage)
-		return 2
-	}
-	switch args[0] {
-	case "keygen":
-		return Keygen(args[1:], stdout, stderr)
-	case "explain":
-		return explain(cfgLoad, args[1:], stdout, stderr)
-	case "records":
-		return records(cfgLoad, args[1:], stdout, stderr)
-	case "rotate":
-		return rotate(cfgLoad, args[1:], stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, dkimUsage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "inkan dkim: unknown command %q\n\n%s", args[0], dkimUsage)
-	return 2
-}
-
-// loadSigner loads the configuration and its keys, as the server would.
-func loadSigner(cfgLoad func() (*config.Config, error)) (*config.Config, *signing.Signer, error) {
-	cfg, err := cfgLoad()
-	if err != nil {
-		return nil, nil, fmt.Errorf("load configuration: %w", err)
-	}
-	s, err := signing.New(cfg.DKIM, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		return nil, nil, err
-	}
-	return cfg, s, nil
-}
-
-func explain(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: inkan dkim explain ADDRESS... (a header From address, e.g. alice@example.com)")
-		return 2
-	}
-	_, s, err := loadSigner(cfgLoad)
-	if err != nil {
-		fmt.Fprintln(stderr, "inkan dkim explain:", err)
-		return 1
-	}
-	for _, a := range args {
-		fmt.Fprintf(stdout, "%s:\n", a)
-		for _, l := range s.Explain(a) {
-			fmt.Fprintf(stdout, "  %s\n", l)
-		}
-	}
-	for _, w := range s.Warnings() {
-		fmt.Fprintf(stdout, "warning: %s\n", w)
-	}
-	return 0
-}
-
-func records(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintln(stderr, "usage: inkan dkim records")
-		return 2
-	}
-	_, s, err := loadSigner(cfgLoad)
-	if err != nil {
-		fmt.Fprintln(stderr, "inkan dkim records:", err)
-		return 1
-	}
-	ds := s.Domains()
-	if len(ds) == 0 {
-		fmt.Fprintln(stderr, "inkan dkim records: no DKIM keys configured (create one with inkan dkim keygen)")
-		return 1
-	}
-	for i, d := range ds {
-		if i > 0 {
-			fmt.Fprintln(stdout)
-		}
-		fmt.Fprintf(stdout, "== %s, selector %s (%s) ==\n", d.Name, d.Selector, d.Algorithm)
-		printRecord(stdout, d.Name, d.Selector, d.PublicKey)
-	}
-	return 0
-}
-
+// rotate runs "inkan dkim rotate next|check|retire": the steps of a key
+// rotation, each printing the next one.
 func rotate(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, dkimUsage)
@@ -133,22 +34,11 @@ func rotate(cfgLoad func() (*config.Config, error), args []string, stdout, stder
 	return 2
 }
 
-// current lists the configured keys of domain.
-func current(s *signing.Signer, domain string) []signing.Domain {
-	var out []signing.Domain
-	for _, d := range s.Domains() {
-		if strings.EqualFold(d.Name, domain) {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
 // keyDirs lists where keys of domain are expected: next to its current
 // keys, then DataDir/dkim, then the working directory.
 func keyDirs(cfg *config.Config, s *signing.Signer, domain string) []string {
 	var dirs []string
-	for _, d := range current(s, domain) {
+	for _, d := range Keys(s, domain) {
 		if d.KeyFile != "" {
 			dirs = append(dirs, filepath.Dir(d.KeyFile))
 		}
@@ -167,13 +57,13 @@ func rotateNext(cfgLoad func() (*config.Config, error), args []string, stdout, s
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, s, err := loadSigner(cfgLoad)
+	cfg, s, err := LoadSigner(cfgLoad)
 	if err != nil {
 		fmt.Fprintln(stderr, "inkan dkim rotate next:", err)
 		return 1
 	}
 	o.domain = strings.ToLower(strings.TrimSuffix(o.domain, "."))
-	old := current(s, o.domain)
+	old := Keys(s, o.domain)
 	for _, d := range old {
 		if strings.EqualFold(d.Selector, o.selector) {
 			fmt.Fprintf(stderr, "inkan dkim rotate next: selector %s is already in use for %s: pick a new one (e.g. %s)\n", o.selector, o.domain, suggestSelector(o.selector))
@@ -239,7 +129,7 @@ func findKey(cfg *config.Config, s *signing.Signer, domain, selector, flagPath s
 	if flagPath != "" {
 		return flagPath, nil
 	}
-	for _, d := range current(s, domain) {
+	for _, d := range Keys(s, domain) {
 		if strings.EqualFold(d.Selector, selector) && d.KeyFile != "" {
 			return d.KeyFile, nil
 		}
@@ -267,7 +157,7 @@ func rotateCheck(cfgLoad func() (*config.Config, error), args []string, stdout, 
 		fmt.Fprintln(stderr, "usage: inkan dkim rotate check -d DOMAIN -s SELECTOR [-k KEYFILE] [-resolver HOST:PORT]")
 		return 2
 	}
-	cfg, s, err := loadSigner(cfgLoad)
+	cfg, s, err := LoadSigner(cfgLoad)
 	if err != nil {
 		fmt.Fprintln(stderr, "inkan dkim rotate check:", err)
 		return 1
@@ -316,12 +206,12 @@ func rotateRetire(cfgLoad func() (*config.Config, error), args []string, stdout,
 		return 2
 	}
 	d := strings.ToLower(*domain)
-	cfg, s, err := loadSigner(cfgLoad)
+	cfg, s, err := LoadSigner(cfgLoad)
 	if err != nil {
 		fmt.Fprintln(stderr, "inkan dkim rotate retire:", err)
 		return 1
 	}
-	for _, x := range current(s, d) {
+	for _, x := range Keys(s, d) {
 		if strings.EqualFold(x.Selector, *selector) {
 			fmt.Fprintf(stderr, "inkan dkim rotate retire: %s selector %s still signs mail: remove it from the configuration, reload, and wait 7 days first\n", d, *selector)
 			return 1

@@ -1,4 +1,4 @@
-package dkimtool
+package dkimcmd
 
 import (
 	"bytes"
@@ -247,55 +247,5 @@ func TestRotate(t *testing.T) {
 	})
 	if code != 0 || !strings.Contains(out, "\nv=DKIM1; k=rsa; p=\n") || !strings.Contains(out, "rm "+filepath.Join(dir, "example.com.rsa1.key")) {
 		t.Errorf("retire: %d %s\n%s", code, errs, out)
-	}
-}
-
-func TestDNSMain(t *testing.T) {
-	dir := t.TempDir()
-	load := testConfig(t, dir)
-	code, out, errs := run(func(o, e *bytes.Buffer) int {
-		return DNSMain(load, []string{"records", "-ip", "203.0.113.5,2001:db8::5"}, o, e)
-	})
-	for _, want := range []string{
-		"== example.com ==", "DKIM, selector rsa1 (rsa-sha256):", "v=spf1 mx ip4:203.0.113.5 ip6:2001:db8::5 -all",
-		"TXT record at _dmarc.example.com\n  v=DMARC1; p=none; rua=mailto:dmarc-reports@example.com",
-		"PTR: the reverse DNS of 203.0.113.5 should be mail.example.com",
-		"== example.org ==", "DKIM: no key signs mail from example.org yet",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("records lacks %q (exit %d %s):\n%s", want, code, errs, out)
-		}
-	}
-	code, out, _ = run(func(o, e *bytes.Buffer) int { return DNSMain(load, []string{"records", "-d", "example.com"}, o, e) })
-	if code != 0 || !strings.Contains(out, "v=spf1 mx a:mail.example.com -all") || strings.Contains(out, "example.org") {
-		t.Errorf("records without -ip: %d\n%s", code, out)
-	}
-
-	z, resolver := startZone(t)
-	key, _, _ := signing.LoadPrivateKey(filepath.Join(dir, "example.com.rsa1.key"))
-	rec, _ := signing.PublicKeyRecord(key.Public())
-	z.set("rsa1._domainkey.example.com", rec)
-	z.set("example.com", "v=spf1 ip4:203.0.113.5 -all")
-	z.set("_dmarc.example.com", "v=DMARC1; p=reject; rua=mailto:d@example.com")
-	args := []string{"check", "-d", "example.com", "-ip", "203.0.113.5", "-resolver", resolver}
-	code, out, _ = run(func(o, e *bytes.Buffer) int { return DNSMain(load, args, o, e) })
-	if code != 0 || strings.Count(out, "PASS ") != 3 {
-		t.Errorf("check good: %d\n%s", code, out)
-	}
-	z.set("example.com", "v=spf1 ip4:198.51.100.1 -all")
-	code, out, _ = run(func(o, e *bytes.Buffer) int { return DNSMain(load, args, o, e) })
-	if code != 1 || !strings.Contains(out, "FAIL spf example.com: 203.0.113.5 is not authorized: fail") {
-		t.Errorf("check bad SPF: %d\n%s", code, out)
-	}
-	code, out, _ = run(func(o, e *bytes.Buffer) int {
-		return DNSMain(load, []string{"check", "-resolver", resolver}, o, e)
-	})
-	if code != 1 || !strings.Contains(out, "FAIL dkim example.org: no key signs mail from example.org") || !strings.Contains(out, "FAIL dmarc _dmarc.example.org") {
-		t.Errorf("check all: %d\n%s", code, out)
-	}
-	for _, a := range [][]string{nil, {"nope"}, {"records", "-ip", "not-an-ip"}} {
-		if code, _, _ := run(func(o, e *bytes.Buffer) int { return DNSMain(load, a, o, e) }); code != 2 {
-			t.Errorf("%q: exit %d", a, code)
-		}
 	}
 }

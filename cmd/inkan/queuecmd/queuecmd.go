@@ -1,8 +1,8 @@
-// Package queuecli implements `inkan queue`: list, show, retry, delete,
+// Package queuecmd implements `inkan queue`: list, show, retry, delete,
 // bounce, hold and release queued messages. It talks to a running server
 // through the queue's control socket and, when no server holds the spool
 // lock, opens the spool itself, so it also works on a stopped server.
-package queuecli
+package queuecmd
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package queuecli_test
+package queuecmd_test
 
 import (
 	"bytes"
@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/inkan-relay/inkan/cmd/inkan/queuecmd"
 	"github.com/inkan-relay/inkan/queue"
-	"github.com/inkan-relay/inkan/queue/queuecli"
 )
 
 // deferAll defers every recipient, so messages stay queued.
@@ -62,7 +62,7 @@ func commit(t *testing.T, q *queue.Queue, from string, to ...string) string {
 func run(t *testing.T, dir string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := queuecli.Main(dir, args, &out, &errb)
+	code := queuecmd.Main(dir, args, &out, &errb)
 	return out.String(), errb.String(), code
 }
 

@@ -1,12 +1,4 @@
-// Package dkimtool implements the "inkan dkim" and "inkan dns" commands:
-// key generation, rotation in stages, explaining signing decisions, and
-// printing and checking the DNS records a sending domain needs.
-//
-// Promises: a key file is written once (never overwritten) with mode 0600;
-// nothing here probes the network except "check" subcommands, which ask only
-// the resolver given with -resolver (default: /etc/resolv.conf); every
-// command returns 0 on success, 1 on failure, 2 on a usage error.
-package dkimtool
+package dkimcmd
 
 import (
 	"crypto"
@@ -182,11 +174,12 @@ func printKey(w io.Writer, o keyOpts, path string, pub crypto.PublicKey) {
 	fmt.Fprintf(w, "Domain:      %s\n", o.domain)
 	fmt.Fprintf(w, "Selector:    %s (the s= tag of signatures; not the s=email service tag)\n", o.selector)
 	fmt.Fprintf(w, "Algorithm:   %s\n\n", alg)
-	printRecord(w, o.domain, o.selector, pub)
+	PrintRecord(w, o.domain, o.selector, pub)
 }
 
-// printRecord prints the DKIM TXT record in both forms.
-func printRecord(w io.Writer, domain, selector string, pub crypto.PublicKey) {
+// PrintRecord prints the DKIM TXT record of pub at selector._domainkey.domain,
+// in both forms: one line for a web DNS panel, and BIND zone-file text.
+func PrintRecord(w io.Writer, domain, selector string, pub crypto.PublicKey) {
 	txt, err := signing.PublicKeyRecord(pub)
 	if err != nil {
 		fmt.Fprintf(w, "cannot format the public key: %v\n", err)

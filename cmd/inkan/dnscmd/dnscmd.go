@@ -1,4 +1,13 @@
-package dkimtool
+// Package dnscmd implements "inkan dns": print the DKIM, SPF and DMARC
+// records each sending domain needs (records), and look them up and check
+// them (check, through package dnscheck).
+//
+// Promises: only "check" touches the network, and it asks only one
+// resolver (-resolver, else delivery.resolver, else /etc/resolv.conf);
+// inkan never probes the network for this host's addresses (-ip gives them);
+// the exit status is 0 on success, 1 when a check FAILs or the configuration
+// cannot be loaded, 2 on a usage error.
+package dnscmd
 
 import (
 	"context"
@@ -10,8 +19,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inkan-relay/inkan/cmd/inkan/dkimcmd"
+	"github.com/inkan-relay/inkan/cmd/inkan/dnscheck"
 	"github.com/inkan-relay/inkan/config"
-	"github.com/inkan-relay/inkan/relay/dnscheck"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -25,6 +35,9 @@ const dnsUsage = `usage: inkan dns COMMAND
 -ip gives this host's public addresses; inkan never probes the network to
 find them.
 `
+
+// now is the clock, a variable so that tests can replace it.
+var now = time.Now
 
 // ipList is a repeatable, comma-separated -ip flag.
 type ipList []netip.Addr
@@ -51,8 +64,9 @@ func (l *ipList) Set(v string) error {
 	return nil
 }
 
-// DNSMain runs "inkan dns records" and "inkan dns check".
-func DNSMain(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
+// Main runs "inkan dns records" and "inkan dns check". cfgLoad loads the
+// inkan configuration.
+func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, dnsUsage)
 		return 2
@@ -79,7 +93,7 @@ func DNSMain(cfgLoad func() (*config.Config, error), args []string, stdout, stde
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
-	cfg, s, err := loadSigner(cfgLoad)
+	cfg, s, err := dkimcmd.LoadSigner(cfgLoad)
 	if err != nil {
 		fmt.Fprintf(stderr, "inkan dns %s: %v\n", cmd, err)
 		return 1
@@ -160,13 +174,13 @@ func spfRecord(hostname string, ips []netip.Addr) string {
 
 func printDomainRecords(w io.Writer, cfg *config.Config, s *signing.Signer, domain string, ips []netip.Addr) {
 	fmt.Fprintf(w, "== %s ==\n\n", domain)
-	keys := current(s, domain)
+	keys := dkimcmd.Keys(s, domain)
 	if len(keys) == 0 {
 		fmt.Fprintf(w, "DKIM: no key signs mail from %s yet. Create one:\n  inkan dkim keygen -d %s -s %s\n\n", domain, domain, "rsa"+now().Format("2006"))
 	}
 	for _, k := range keys {
 		fmt.Fprintf(w, "DKIM, selector %s (%s):\n", k.Selector, k.Algorithm)
-		printRecord(w, domain, k.Selector, k.PublicKey)
+		dkimcmd.PrintRecord(w, domain, k.Selector, k.PublicKey)
 		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "SPF: TXT record at %s (only one SPF record per name: merge with any existing one)\n  %s\n", domain, spfRecord(cfg.Hostname, ips))
@@ -201,7 +215,7 @@ func check(c *dnscheck.Checker, s *signing.Signer, domains []string, ips []netip
 		failed = failed || f.Status == dnscheck.Fail
 	}
 	for _, d := range domains {
-		keys := current(s, d)
+		keys := dkimcmd.Keys(s, d)
 		if len(keys) == 0 {
 			report(dnscheck.Finding{Check: "dkim " + d, Status: dnscheck.Fail,
 				Detail: fmt.Sprintf("no key signs mail from %s: inkan dkim keygen -d %s -s SELECTOR", d, d)})

@@ -1,9 +1,9 @@
-// Package usercli implements `inkan user`: add, change, delete and list the
+// Package usercmd implements `inkan user`: add, change, delete and list the
 // accounts of the users file. Passwords are read from the terminal without
 // echo, or as one line from standard input, never from the command line. The
 // file is rewritten atomically with mode 0600; a running server picks the
 // change up when it next checks the file or on SIGHUP.
-package usercli
+package usercmd
 
 import (
 	"bufio"

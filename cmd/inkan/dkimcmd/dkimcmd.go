@@ -1,0 +1,132 @@
+// Package dkimcmd implements "inkan dkim": key generation, rotation in
+// stages, explaining signing decisions and printing the DKIM records of the
+// configured keys. "inkan dns" (package dnscmd) prints and checks them with
+// the SPF and DMARC records, through LoadSigner, Keys and PrintRecord.
+//
+// Promises: a key file is written once (never overwritten) with mode 0600;
+// nothing here probes the network except "rotate check", which asks only
+// the resolver given with -resolver (default: delivery.resolver, else
+// /etc/resolv.conf); every command returns 0 on success, 1 on failure, 2 on
+// a usage error.
+package dkimcmd
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/signing"
+)
+
+const dkimUsage = `usage: inkan dkim COMMAND
+
+  keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519] [-b 2048] [-o DIR]
+        create a key and print its DNS record
+  explain ADDRESS...
+        say which keys sign mail whose header From is ADDRESS, and why
+  records
+        print the DNS records of every configured key
+  rotate next -d DOMAIN -s NEWSELECTOR [-a rsa|ed25519] [-o DIR]
+        step 1 of a key rotation: new key, its record, what to change
+  rotate check -d DOMAIN -s SELECTOR [-k KEYFILE] [-resolver HOST:PORT]
+        step 2: is the record published and equal to the private key?
+  rotate retire -d DOMAIN -s OLDSELECTOR
+        last step: the record that revokes the old key
+`
+
+// Main runs "inkan dkim keygen|explain|records|rotate ...". cfgLoad loads
+// the inkan configuration; it is only called by commands that need it.
+func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, dkimUsage)
+		return 2
+	}
+	switch args[0] {
+	case "keygen":
+		return Keygen(args[1:], stdout, stderr)
+	case "explain":
+		return explain(cfgLoad, args[1:], stdout, stderr)
+	case "records":
+		return records(cfgLoad, args[1:], stdout, stderr)
+	case "rotate":
+		return rotate(cfgLoad, args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, dkimUsage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "inkan dkim: unknown command %q\n\n%s", args[0], dkimUsage)
+	return 2
+}
+
+// LoadSigner loads the configuration and its keys, as the server would.
+func LoadSigner(cfgLoad func() (*config.Config, error)) (*config.Config, *signing.Signer, error) {
+	cfg, err := cfgLoad()
+	if err != nil {
+		return nil, nil, fmt.Errorf("load configuration: %w", err)
+	}
+	s, err := signing.New(cfg.DKIM, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, s, nil
+}
+
+func explain(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: inkan dkim explain ADDRESS... (a header From address, e.g. alice@example.com)")
+		return 2
+	}
+	_, s, err := LoadSigner(cfgLoad)
+	if err != nil {
+		fmt.Fprintln(stderr, "inkan dkim explain:", err)
+		return 1
+	}
+	for _, a := range args {
+		fmt.Fprintf(stdout, "%s:\n", a)
+		for _, l := range s.Explain(a) {
+			fmt.Fprintf(stdout, "  %s\n", l)
+		}
+	}
+	for _, w := range s.Warnings() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	return 0
+}
+
+func records(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintln(stderr, "usage: inkan dkim records")
+		return 2
+	}
+	_, s, err := LoadSigner(cfgLoad)
+	if err != nil {
+		fmt.Fprintln(stderr, "inkan dkim records:", err)
+		return 1
+	}
+	ds := s.Domains()
+	if len(ds) == 0 {
+		fmt.Fprintln(stderr, "inkan dkim records: no DKIM keys configured (create one with inkan dkim keygen)")
+		return 1
+	}
+	for i, d := range ds {
+		if i > 0 {
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprintf(stdout, "== %s, selector %s (%s) ==\n", d.Name, d.Selector, d.Algorithm)
+		PrintRecord(stdout, d.Name, d.Selector, d.PublicKey)
+	}
+	return 0
+}
+
+// Keys lists the configured keys of domain (case-insensitive).
+func Keys(s *signing.Signer, domain string) []signing.Domain {
+	var out []signing.Domain
+	for _, d := range s.Domains() {
+		if strings.EqualFold(d.Name, domain) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
