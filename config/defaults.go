@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // Default returns the built-in configuration used when no file is given. It
@@ -58,6 +60,7 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 			CommandTimeout:      Duration(5 * time.Minute),
 			DataTimeout:         Duration(10 * time.Minute),
 			MaxHeaderSize:       1000 * 1000,
+			MaxHops:             50,
 		},
 		Headers: Headers{AddMessageID: yes(), AddDate: yes()},
 		Log:     Log{Format: "text", Level: "info"},
@@ -69,7 +72,7 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 func defaultHostname(hostname func() (string, error)) string {
 	h, err := hostname()
 	h = strings.TrimSuffix(strings.ToLower(h), ".")
-	if err != nil || !validHostname(h) {
+	if err != nil || !mailsyntax.ValidDomain(h, mailsyntax.HostName) {
 		return "localhost"
 	}
 	return h

@@ -31,6 +31,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // OpenDKIMError is a mistake in an OpenDKIM file: where it is, what is wrong
@@ -101,12 +103,12 @@ func opendkimParseKeyTable(data []byte, file string) ([]KeyTableEntry, error) {
 			return bad(fmt.Sprintf("key %q: value %q is not domain:selector:keyfile", key, value), form)
 		}
 		e := KeyTableEntry{Name: key, Domain: strings.ToLower(parts[0]), Selector: parts[1], File: file, Line: n}
-		if e.Domain != "%" && !opendkimValidDomain(e.Domain) {
-			return bad(fmt.Sprintf("key %q: %q is not a domain name", key, parts[0]),
+		if err := mailsyntax.CheckDomain(e.Domain, mailsyntax.SigningDomain); e.Domain != "%" && err != nil {
+			return bad(fmt.Sprintf("key %q: %q is not a domain name (%v)", key, parts[0], err),
 				`the first field is the d= domain, e.g. example.com, or "%" for the From domain`)
 		}
-		if !opendkimValidSelector(e.Selector) {
-			return bad(fmt.Sprintf("key %q: %q is not a valid selector", key, e.Selector),
+		if err := mailsyntax.CheckDomain(e.Selector, mailsyntax.Selector); err != nil {
+			return bad(fmt.Sprintf("key %q: %q is not a valid selector (%v)", key, e.Selector, err),
 				"a selector is letters, digits, '-' and '.', e.g. mail or rsa2024")
 		}
 		if err := opendkimKeyRef(&e, parts[2]); err != nil {
@@ -400,26 +402,3 @@ func opendkimIOReason(err error) string {
 	}
 	return err.Error()
 }
-
-// opendkimValidDomain accepts DNS names made of letters, digits, '-' and '_'
-// labels (underscore allowed for service names), without empty labels.
-func opendkimValidDomain(d string) bool {
-	if d == "" || len(d) > 253 || strings.HasPrefix(d, ".") || strings.HasSuffix(d, ".") {
-		return false
-	}
-	for _, label := range strings.Split(d, ".") {
-		if label == "" || len(label) > 63 {
-			return false
-		}
-		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c > 0x7f) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// opendkimValidSelector accepts RFC 6376 selectors: dot-separated labels of
-// letters, digits and '-' (underscore tolerated, as many published selectors use it).
-func opendkimValidSelector(s string) bool { return opendkimValidDomain(s) }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // OpenDKIMPos is where a setting was read: file and line.
@@ -195,9 +197,9 @@ func (c *OpenDKIMConf) Domains() ([]string, error) {
 	}
 	for i, d := range list {
 		list[i] = strings.ToLower(d)
-		if !opendkimValidDomain(list[i]) {
+		if err := mailsyntax.CheckDomain(list[i], mailsyntax.SigningDomain); err != nil {
 			p := c.Line["Domain"]
-			return nil, &OpenDKIMError{File: p.File, Line: p.Line, Problem: fmt.Sprintf("Domain: %q is not a domain name", d),
+			return nil, &OpenDKIMError{File: p.File, Line: p.Line, Problem: fmt.Sprintf("Domain: %q is not a domain name (%v)", d, err),
 				Fix: "list domains separated by commas, e.g. example.com,example.org"}
 		}
 	}
@@ -333,13 +335,10 @@ func opendkimHost(e string) (string, error) {
 	if strings.HasPrefix(name, "*.") {
 		name = name[1:]
 	}
-	if strings.HasPrefix(name, ".") && opendkimValidDomain(name[1:]) {
-		return name, nil
+	if name != "" && opendkimLooksNumeric(name) {
+		return "", fmt.Errorf("%q is neither an IP address nor a host name", e)
 	}
-	if opendkimValidDomain(name) {
-		if opendkimLooksNumeric(name) {
-			return "", fmt.Errorf("%q is neither an IP address nor a host name", e)
-		}
+	if mailsyntax.ValidDomain(name, peerHost|mailsyntax.LeadingDot) {
 		return name, nil
 	}
 	return "", fmt.Errorf("%q is not an IP address, CIDR range or host name", e)

@@ -26,6 +26,8 @@ mail._domainkey.example.com example.com:mail:/etc/opendkim/keys/example.com/mail
 ed  example.com:ed2024:./keys/ed.key   # trailing comment
 wild %:default:/etc/opendkim/keys/%/default.private
 inline example.org:s1:MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7
+google example.net:20230601:/k/g
+under example.net:s_1.mail:/k/u
 `)
 	for _, spec := range []string{p, "file:" + p, "refile:" + p} {
 		got, err := ParseKeyTable(spec)
@@ -37,6 +39,8 @@ inline example.org:s1:MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7
 			{Name: "ed", Domain: "example.com", Selector: "ed2024", KeyFile: "./keys/ed.key", File: p, Line: 4},
 			{Name: "wild", Domain: "%", Selector: "default", KeyFile: "/etc/opendkim/keys/%/default.private", File: p, Line: 5},
 			{Name: "inline", Domain: "example.org", Selector: "s1", KeyData: "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7", File: p, Line: 6},
+			{Name: "google", Domain: "example.net", Selector: "20230601", KeyFile: "/k/g", File: p, Line: 7},
+			{Name: "under", Domain: "example.net", Selector: "s_1.mail", KeyFile: "/k/u", File: p, Line: 8},
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", spec, got, want)
@@ -54,6 +58,11 @@ func TestParseKeyTableErrors(t *testing.T) {
 		{"k exa mple.com:mail:/k", "is not a domain name"},
 		{"k ex!ample.com:mail:/k", "is not a domain name"},
 		{"k example.com:ma@il:/k", "is not a valid selector"},
+		// d= is an ASCII name of two labels at least (RFC 6376 §3.5), as in dkim.keys.
+		{"k exa_mple.com:mail:/k", "is not a domain name (invalid character '_'"},
+		{"k bücher.example:mail:/k", "is not a domain name"},
+		{"k localhost:mail:/k", "is not a domain name (domain has only one label)"},
+		{"k example.com:maïl:/k", "is not a valid selector"},
 		{"k example.com:a:/k\nk example.com:b:/k", "keytable:2: key name \"k\" already defined on line 1"},
 	}
 	for _, tt := range tests {
@@ -248,6 +257,13 @@ func TestParseOpenDKIMConfSingleKeyAndErrors(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(ds, []string{"example.com", "example.org"}) || !c.SubDomains || c.Selector != "mail" {
 		t.Errorf("single key: %+v %q %v", c, ds, err)
 	}
+	// The Domain data set names d= domains: the rule of dkim.keys and the KeyTable.
+	one := writeOpenDKIMFile(t, dir, "one.conf", "Domain example.com,localhost\nSelector mail\nKeyFile /k\n")
+	if c, err := ParseOpenDKIMConf(one); err != nil {
+		t.Fatal(err)
+	} else if _, err := c.Domains(); err == nil || !strings.Contains(err.Error(), `one.conf:1: Domain: "localhost" is not a domain name (domain has only one label)`) {
+		t.Errorf("one-label Domain: %v", err)
+	}
 	for text, want := range map[string]string{
 		"MultipleSignatures maybe":      "bad.conf:1: MultipleSignatures: \"maybe\" is not a boolean",
 		"\nSignatureTTL soon":           "bad.conf:2: SignatureTTL",
@@ -280,9 +296,10 @@ localhost
 [::1]
 2001:DB8::/32
 ::ffff:192.0.2.1
+printer_1.lan
 `)
 	got, err := ParseHostList("refile:" + p)
-	want := []string{"127.0.0.1", "localhost", "192.168.0.0/24", ".example.pw", ".example.hu", "::1", "2001:db8::/32", "192.0.2.1"}
+	want := []string{"127.0.0.1", "localhost", "192.168.0.0/24", ".example.pw", ".example.hu", "::1", "2001:db8::/32", "192.0.2.1", "printer_1.lan"}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("got %q, %v\nwant %q", got, err, want)
 	}
@@ -290,6 +307,8 @@ localhost
 		"10.0.0.1\n!10.0.0.2": "hosts:2: negated entry",
 		"192.0.2/24":          "not a valid CIDR range",
 		"10.1":                "neither an IP address nor a host name",
+		".10.1":               "neither an IP address nor a host name",
+		"-host.lan":           "not an IP address",
 		"bad!host":            "not an IP address",
 	} {
 		f := writeOpenDKIMFile(t, dir, "hosts", text)

@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // Route is a parsed delivery.transport value or smarthost address, in
@@ -53,8 +55,8 @@ func ParseRoute(s string) (Route, error) {
 	}
 	if ip, err := netip.ParseAddr(r.Host); err == nil && ip.Zone() == "" {
 		r.MX = false
-	} else if !validHostname(r.Host) {
-		return Route{}, fmt.Errorf("%q is not a valid host name or IP address", r.Host)
+	} else if err := mailsyntax.CheckDomain(r.Host, mailsyntax.HostName); err != nil {
+		return Route{}, fmt.Errorf("%q is not a valid host name or IP address (%v)", r.Host, err)
 	}
 	if hasPort {
 		p, err := parsePort(port, false)
@@ -91,52 +93,11 @@ func ParseCanonicalization(s string) (header, body string, err error) {
 	return header, body, nil
 }
 
-// validHostname reports whether s is a syntactically valid DNS host name
-// (letters, digits and hyphens; labels of 1..63; no trailing dot).
-func validHostname(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	// An all-numeric name would be read as an IPv4 address.
-	_, err := netip.ParseAddr(s)
-	return err != nil
-}
-
-// validDomain is the lenient check for mail domains used as data (sender
-// patterns, routing keys): like validHostname but case-insensitive, allowing
-// "_", non-ASCII (internationalised) labels and one trailing dot; with
-// dotPrefix a leading "." (".example.com": every subdomain) is allowed too.
-func validDomain(s string, dotPrefix bool) bool {
-	if dotPrefix {
-		s = strings.TrimPrefix(s, ".")
-	}
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r >= 0x80 && r != 0xfffd) {
-				return false
-			}
-		}
-	}
-	return true
-}
+// peerHost is the rule for names of other machines that inkan resolves
+// (trusted networks, OpenDKIM's InternalHosts and PeerList): host names, and
+// '_' too, which LAN names given by DHCP or Windows often have and OpenDKIM
+// accepts.
+const peerHost = mailsyntax.HostName | mailsyntax.Underscore
 
 // checkListenAddr checks one "host:port" listen address; host may be empty
 // (all interfaces), an IP or a host name, and port 0 picks a free port.
@@ -148,7 +109,7 @@ func checkListenAddr(a string) error {
 	if _, err := parsePort(port, true); err != nil {
 		return err
 	}
-	if host != "" && !validHostname(host) {
+	if host != "" && !mailsyntax.ValidDomain(host, mailsyntax.HostName) {
 		if _, err := netip.ParseAddr(host); err != nil {
 			return fmt.Errorf("%q is not an IP address or host name", host)
 		}
@@ -182,7 +143,7 @@ func checkNetwork(s string) (warn string, err error) {
 		}
 		return "", nil
 	}
-	if validHostname(v) {
+	if mailsyntax.ValidDomain(v, peerHost) {
 		return "", nil
 	}
 	return "", fmt.Errorf("%q is not a CIDR, IP address or host name", s)
@@ -195,8 +156,8 @@ func checkSenderPattern(s string) error {
 		return fmt.Errorf("%q is neither an address nor @domain", s)
 	}
 	local, domain := s[:i], s[i+1:]
-	if !validDomain(domain, false) {
-		return fmt.Errorf("%q has an invalid domain", s)
+	if err := mailsyntax.CheckDomain(domain, mailsyntax.MailDomain); err != nil {
+		return fmt.Errorf("%q has an invalid domain (%v)", s, err)
 	}
 	if len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"' {
 		return nil // quoted local part: anything goes

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // Validate checks every setting and returns all problems at once
@@ -72,8 +74,8 @@ func (k *checker) atLeast(key string, n, min int) {
 
 func (k *checker) hostnames(key string, names []string) {
 	for i, h := range names {
-		if !validHostname(h) {
-			k.bad(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("%q is not a valid domain name", h), "write a name like example.com")
+		if err := mailsyntax.CheckDomain(h, mailsyntax.HostName); err != nil {
+			k.bad(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("%q is not a valid domain name (%v)", h, err), "write a name like example.com")
 		}
 	}
 }
@@ -104,13 +106,14 @@ func (k *checker) networks(key string, nets []string) {
 
 func (k *checker) general() {
 	c := k.c
-	switch h := c.Hostname; {
+	h := c.Hostname
+	switch nameErr := mailsyntax.CheckDomain(h, mailsyntax.HostName); {
 	case h == "":
 		k.bad("hostname", "is empty", "set it to this server's DNS name, e.g. mail.example.com")
 	case isIP(h):
 		k.bad("hostname", fmt.Sprintf("%q is an IP address", h), "set it to this server's DNS name, e.g. mail.example.com")
-	case !validHostname(h):
-		k.bad("hostname", fmt.Sprintf("%q is not a valid host name", h), "use letters, digits, hyphens and dots, e.g. mail.example.com")
+	case nameErr != nil:
+		k.bad("hostname", fmt.Sprintf("%q is not a valid host name (%v)", h, nameErr), "use letters, digits, hyphens and dots, e.g. mail.example.com")
 	case !strings.Contains(h, "."):
 		k.warn("hostname", fmt.Sprintf("%q is not fully qualified; receiving servers may reject it in EHLO", h),
 			"set hostname to this server's public DNS name, e.g. mail.example.com")

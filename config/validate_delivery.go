@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 var (
@@ -28,11 +30,11 @@ func (k *checker) dkim() {
 	k.table("dkim.signing_table", d.SigningTable)
 	for i, key := range d.Keys {
 		p := fmt.Sprintf("dkim.keys[%d]", i)
-		if !validHostname(key.Domain) {
-			k.bad(p+".domain", fmt.Sprintf("%q is not a valid domain", key.Domain), "write the signing domain, e.g. example.com")
+		if err := mailsyntax.CheckDomain(key.Domain, mailsyntax.SigningDomain); err != nil {
+			k.bad(p+".domain", fmt.Sprintf("%q is not a valid domain (%v)", key.Domain, err), "write the signing domain, e.g. example.com")
 		}
-		if !validHostname(key.Selector) {
-			k.bad(p+".selector", fmt.Sprintf("%q is not a valid selector", key.Selector), "write the DNS selector, e.g. 2024a")
+		if err := mailsyntax.CheckDomain(key.Selector, mailsyntax.Selector); err != nil {
+			k.bad(p+".selector", fmt.Sprintf("%q is not a valid selector (%v)", key.Selector, err), "write the DNS selector, e.g. 2024a")
 		}
 		if key.KeyFile == "" {
 			k.bad(p+".key_file", "is empty", "set the path of the PEM private key")
@@ -98,7 +100,7 @@ func (k *checker) delivery() {
 	}
 	for _, dom := range sortedKeys(d.TLSPolicy) {
 		key := "delivery.tls_policy." + dom
-		if !validDomain(dom, true) {
+		if !mailsyntax.ValidDomain(dom, mailsyntax.MailDomain|mailsyntax.LeadingDot) {
 			k.bad(key, fmt.Sprintf("%q is not a domain or .domain", dom), "use recipient domains as keys: example.com, or .example.com for its subdomains")
 		}
 		k.enum(key, d.TLSPolicy[dom], deliveryTLS...)
@@ -114,7 +116,7 @@ func (k *checker) delivery() {
 	}
 	for _, dom := range sortedKeys(d.Transport) {
 		key := "delivery.transport." + dom
-		if !validDomain(dom, true) {
+		if !mailsyntax.ValidDomain(dom, mailsyntax.MailDomain|mailsyntax.LeadingDot) {
 			k.bad(key, fmt.Sprintf("%q is not a domain or .domain", dom), "use recipient domains as keys: example.com, or .example.com for its subdomains")
 		}
 		if _, err := ParseRoute(d.Transport[dom]); err != nil {
@@ -164,7 +166,7 @@ func (k *checker) smarthost(key string, s *Smarthost) {
 		k.warn(key+".tls", fmt.Sprintf("%q may send the password unencrypted", s.TLS), "use encrypt, verify or implicit")
 	}
 	for i, d := range s.Domains {
-		if !validDomain(d, true) {
+		if !mailsyntax.ValidDomain(d, mailsyntax.MailDomain|mailsyntax.LeadingDot) {
 			k.bad(fmt.Sprintf("%s.domains[%d]", key, i), fmt.Sprintf("%q is not a domain or .domain", d), "write example.com, or .example.com for its subdomains")
 		}
 	}
@@ -195,6 +197,7 @@ func (k *checker) limits() {
 		k.bad("limits.max_header_size", "must be positive", "set it to e.g. 1MB")
 	}
 	k.atLeast("limits.max_recipients", l.MaxRecipients, 1)
+	k.atLeast("limits.max_hops", l.MaxHops, 2)
 	k.atLeast("limits.max_connections", l.MaxConnections, 1)
 	k.atLeast("limits.max_connections_per_ip", l.MaxConnectionsPerIP, 1)
 	k.positive("limits.command_timeout", l.CommandTimeout)

@@ -54,6 +54,14 @@ func TestValidateErrors(t *testing.T) {
 		{"size", "limits:\n  max_message_size: 0", "limits.max_message_size: must be positive"},
 		{"log format", "log:\n  format: xml", `log.format: invalid value "xml"; use one of: text, json`},
 		{"log level", "log:\n  level: verbose", `log.level: invalid value "verbose"`},
+		// Domain names: one rule per kind of name (relay/mailsyntax).
+		{"numeric hostname", "hostname: mail.123", `hostname: "mail.123" is not a valid host name (domain ends in an all-numeric label`},
+		{"one-label d=", "dkim:\n  keys:\n    - {domain: localhost, selector: s1, key_file: /k}", `dkim.keys[0].domain: "localhost" is not a valid domain (domain has only one label)`},
+		{"non-ASCII d=", "dkim:\n  keys:\n    - {domain: bücher.example, selector: s1, key_file: /k}", `dkim.keys[0].domain: "bücher.example" is not a valid domain`},
+		{"bad selector", "dkim:\n  keys:\n    - {domain: example.com, selector: '-s1', key_file: /k}", `dkim.keys[0].selector: "-s1" is not a valid selector (label "-s1" starts or ends with '-')`},
+		{"sender address literal", "auth:\n  senders:\n    alice: ['@192.0.2.1']", `"@192.0.2.1" has an invalid domain (domain ends in an all-numeric label`},
+		{"transport numeric key", "delivery:\n  transport:\n    .10.0.0: '[10.0.0.5]'", `delivery.transport..10.0.0: ".10.0.0" is not a domain or .domain`},
+		{"acme name with _", "tls:\n  acme:\n    domains: [mail_1.example.com]", `tls.acme.domains[0]: "mail_1.example.com" is not a valid domain name (invalid character '_'`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeConfig(t, tc.text+"\n")
@@ -180,6 +188,7 @@ func TestParseRoute(t *testing.T) {
 		{in: "[x.example]25", err: true},
 		{in: "host:port", err: true},
 		{in: "bad_host:25", err: true},
+		{in: "mail.123:25", err: true}, // an all-numeric last label is an address, not a name
 		{in: "[]:25", err: true},
 		{in: "a.example:65536", err: true},
 	} {
@@ -253,7 +262,7 @@ func TestValidateAcceptsLenientForms(t *testing.T) {
 	c := mustLoad(t, `
 hostname: mail.example.com
 auth:
-  trusted_networks: ["[2001:db8::]/32", 10.0.0.1, gateway.example.com]
+  trusted_networks: ["[2001:db8::]/32", 10.0.0.1, gateway.example.com, printer_1.lan]
   senders:
     alice: ['"john doe"@example.com', "@xn--bcher-kva.example", "@bücher.example"]
 delivery:
@@ -262,8 +271,12 @@ delivery:
     Example.ORG.: encrypt
   transport:
     .internal.example.com: "[10.0.0.5]"
+dkim:
+  keys:
+    - {domain: Example.COM, selector: "20230601", key_file: /k}
+    - {domain: example.com, selector: s_2024.mail, key_file: /k2}
 `, nil)
-	if len(c.Auth.TrustedNetworks) != 3 || len(c.Delivery.TLSPolicy) != 2 {
+	if len(c.Auth.TrustedNetworks) != 4 || len(c.Delivery.TLSPolicy) != 2 || len(c.DKIM.Keys) != 2 {
 		t.Errorf("unexpected: %+v", c.Auth)
 	}
 }

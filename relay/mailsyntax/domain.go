@@ -23,7 +23,29 @@ const (
 	LeadingDot
 	// MultiLabel requires at least two labels (RFC 7208 §4.3).
 	MultiLabel
+	// AllNumeric allows an all-numeric last label. Added for DKIM selectors:
+	// a selector is looked up under _domainkey, never as a host, so it cannot
+	// be mistaken for an address, and date-style ones such as Gmail's
+	// "20230601" are common.
+	AllNumeric
 )
+
+// HostName is the rule for names inkan itself uses as a host: its EHLO
+// name, listen hosts, smarthost and transport hosts, ACME certificate names.
+// Letters, digits and inner hyphens, ASCII (RFC 1123 §2.1, RFC 5321 §4.1.2).
+const HostName DomainOpt = 0
+
+// SigningDomain is the rule for a DKIM signing domain, the d= tag: RFC 6376
+// §3.5 defines it as domain-name = sub-domain 1*("." sub-domain), with the
+// ASCII sub-domain of RFC 5321, so at least two labels and no '_'. The
+// configuration (dkim.keys, OpenDKIM's KeyTable and Domain) and "inkan dkim
+// keygen -d" share it, so a key that keygen makes always loads.
+const SigningDomain = MultiLabel
+
+// Selector is the rule for a DKIM selector (the s= tag, RFC 6376 §3.1):
+// dot-separated labels in A-label form, with '_' tolerated (published
+// selectors use it, and OpenDKIM accepts it) and all-numeric labels allowed.
+const Selector = Underscore | AllNumeric
 
 // MailDomain is the rule for domains in addresses and in configuration that
 // names mail domains: underscores and U-labels are allowed, as receivers and
@@ -35,8 +57,8 @@ const MailDomain = Underscore | Unicode | TrailingDot
 const MaxDomainLen = 253
 
 // CheckDomain returns why s is not a domain name under opts, or nil. An
-// all-numeric last label is refused (RFC 3696 §2): "192.0.2.1" is an address,
-// not a name.
+// all-numeric last label is refused (RFC 3696 §2) unless opts has AllNumeric:
+// "192.0.2.1" is an address, not a name.
 func CheckDomain(s string, opts DomainOpt) error {
 	if opts&LeadingDot != 0 {
 		s = strings.TrimPrefix(s, ".")
@@ -80,7 +102,7 @@ func CheckDomain(s string, opts DomainOpt) error {
 	if opts&MultiLabel != 0 && labels < 2 {
 		return errors.New("domain has only one label")
 	}
-	if allDigits(last) {
+	if allDigits(last) && opts&AllNumeric == 0 {
 		return errors.New("domain ends in an all-numeric label (an address is not a name)")
 	}
 	return nil

@@ -97,10 +97,23 @@ func TestKeygen(t *testing.T) {
 		t.Errorf("ed25519 key is %T", k.Public())
 	}
 
+	// Selectors follow the rule of dkim.keys and the KeyTable: '_' and
+	// all-numeric labels are accepted there, so keygen accepts them too.
+	for _, sel := range []string{"20230601", "s_1"} {
+		if code, _, errs := run(func(o, e *bytes.Buffer) int {
+			return Keygen([]string{"-d", "example.com", "-s", sel, "-a", "ed25519", "-o", dir}, o, e)
+		}); code != 0 {
+			t.Errorf("selector %q: exit %d %s", sel, code, errs)
+		}
+	}
+
 	for _, args := range [][]string{
 		{"-s", "x"},
 		{"-d", "example.com", "-s", "x", "-b", "1024"},
-		{"-d", "example.com", "-s", "bad_selector"},
+		{"-d", "example.com", "-s", "../x"}, // the selector is part of the file name
+		{"-d", "example.com", "-s", "bad selector"},
+		{"-d", "exa_mple.com", "-s", "x"},   // d= is LDH (RFC 6376 §3.5), as in dkim.keys
+		{"-d", "bücher.example", "-s", "x"}, // A-labels only: xn--bcher-kva.example
 		{"-d", "example.com", "-s", "x", "-a", "dsa"},
 		{"-d", "localhost", "-s", "x"},
 		{"-d", "example.com", "-s", "x", "extra"},

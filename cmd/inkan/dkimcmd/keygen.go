@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -32,15 +33,18 @@ func (o *keyOpts) register(fs *flag.FlagSet, defaultDir string) {
 	fs.StringVar(&o.dir, "o", defaultDir, "`directory` for the private key file")
 }
 
+// validate checks the flags with the rules the configuration applies to
+// dkim.keys, so the key it makes always loads.
 func (o *keyOpts) validate() error {
 	o.domain = strings.ToLower(strings.TrimSuffix(o.domain, "."))
-	switch {
-	case o.domain == "" || o.selector == "":
+	if o.domain == "" || o.selector == "" {
 		return errors.New("-d DOMAIN and -s SELECTOR are required")
-	case !validName(o.domain) || !strings.Contains(o.domain, "."):
-		return fmt.Errorf("-d %q is not a domain name", o.domain)
-	case !validName(o.selector):
-		return fmt.Errorf("-s %q is not a valid selector: use letters, digits, '-' and '.', e.g. rsa2025", o.selector)
+	}
+	if err := mailsyntax.CheckDomain(o.domain, mailsyntax.SigningDomain); err != nil {
+		return fmt.Errorf("-d %q is not a domain name (%v): give the domain of the From addresses, e.g. example.com", o.domain, err)
+	}
+	if err := mailsyntax.CheckDomain(o.selector, mailsyntax.Selector); err != nil {
+		return fmt.Errorf("-s %q is not a valid selector (%v): use letters, digits, '-' and '.', e.g. rsa2025", o.selector, err)
 	}
 	switch o.algo {
 	case "rsa":
@@ -52,24 +56,6 @@ func (o *keyOpts) validate() error {
 		return fmt.Errorf("-a %q: choose rsa or ed25519", o.algo)
 	}
 	return nil
-}
-
-// validName accepts host-name style labels: letters, digits, '-', dots.
-func validName(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(s, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for _, c := range l {
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // Keygen runs "inkan dkim keygen -d DOMAIN -s SELECTOR [-a ed25519|rsa]

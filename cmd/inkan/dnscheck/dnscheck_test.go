@@ -113,6 +113,7 @@ func TestSPF(t *testing.T) {
 		`SERVFAIL temp.example`,
 		`tempinc.example. 300 IN TXT "v=spf1 include:temp.example -all"`,
 		`manymx.example. 300 IN TXT "v=spf1 mx -all"`,
+		`badinclude.example. 300 IN TXT "v=spf1 include:bad!name.example -all"`,
 	}
 	for i := 0; i < 11; i++ {
 		zone = append(zone, fmt.Sprintf("manymx.example. 300 IN MX %d mx%d.manymx.example.", i, i))
@@ -150,6 +151,12 @@ func TestSPF(t *testing.T) {
 		{"manymx.example", "192.0.2.10", SPFPermError, "11 MX hosts"},
 		{"l1.example", "192.0.2.10", SPFPass, ""},
 		{"deep.example", "192.0.2.10", SPFPermError, "more than 10 DNS-querying terms"},
+		// RFC 7208 §4.3: a malformed or single-label <domain> is "none"; an absolute name is fine.
+		{"soft.example.", "192.0.2.2", SPFSoftFail, "~all"},
+		{"localhost", "192.0.2.2", SPFNone, `"localhost" is not a valid domain: domain has only one label`},
+		{"a..example", "192.0.2.2", SPFNone, "empty label"},
+		{"192.0.2.1", "192.0.2.2", SPFNone, "all-numeric"},
+		{"badinclude.example", "192.0.2.2", SPFPermError, `include:bad!name.example: "bad!name.example" is not a valid domain`},
 	}
 	for _, tt := range tests {
 		o := c.SPF(bg, netip.MustParseAddr(tt.ip), tt.domain)

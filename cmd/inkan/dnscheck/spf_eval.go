@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // SPFResult is an RFC 7208 §2.6 result.
@@ -82,8 +84,8 @@ func (e *spfEval) void(n int, err error) error {
 }
 
 func (e *spfEval) checkHost(ctx context.Context, domain string, depth int) (SPFResult, string) {
-	if !validDomain(domain) {
-		return SPFNone, fmt.Sprintf("%q is not a valid domain", domain)
+	if err := mailsyntax.CheckDomain(domain, spfDomain); err != nil {
+		return SPFNone, fmt.Sprintf("%q is not a valid domain: %v", domain, err)
 	}
 	if depth > 20 { // includes that loop: the lookup limit stops them, this guards the stack
 		return SPFPermError, "include loop"
@@ -382,19 +384,11 @@ func dottedIP(a netip.Addr) string {
 	return s.String()
 }
 
-// validDomain is RFC 7208 §4.3's check: labels of 1-63 characters, at most
-// 253 in all, and more than one label.
-func validDomain(d string) bool {
-	if d == "" || len(d) > 253 || !strings.Contains(d, ".") {
-		return false
-	}
-	for _, l := range strings.Split(d, ".") {
-		if l == "" || len(l) > 63 {
-			return false
-		}
-	}
-	return true
-}
+// spfDomain is the rule for the <domain> of check_host() (RFC 7208 §4.3):
+// more than one label, an absolute name allowed, and '_' allowed, as in
+// include:_spf.example.com. An all-numeric last label is refused: the
+// toplabel of RFC 7208 §7.1 cannot be all digits.
+const spfDomain = mailsyntax.MultiLabel | mailsyntax.Underscore | mailsyntax.TrailingDot
 
 // testNetIP stands in for "this host" when no address is given: it is in
 // TEST-NET-1 (RFC 5737), which real records do not authorize, so evaluation
