@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // SenderSet is a list of addresses a user or network may send as. Patterns
@@ -22,7 +24,7 @@ func NewSenderSet(patterns []string) (*SenderSet, error) {
 	for _, p := range patterns {
 		p = strings.TrimSpace(p)
 		if d, ok := strings.CutPrefix(p, "@"); ok {
-			if d == "" || domainProblem(d, false) != "" {
+			if mailsyntax.CheckDomain(d, mailsyntax.Underscore|mailsyntax.Unicode) != nil {
 				return nil, fmt.Errorf("sender pattern %q: invalid domain", p)
 			}
 			s.domains[strings.ToLower(d)] = struct{}{}
@@ -32,7 +34,7 @@ func NewSenderSet(patterns []string) (*SenderSet, error) {
 			return nil, fmt.Errorf("sender pattern %q: want an address (alice@example.com) or a domain (@example.com)", p)
 		}
 		key, ok := canonical(p)
-		if !ok || addressProblem(p, true) != "" {
+		if !ok || mailsyntax.CheckPath(p, true) != nil {
 			return nil, fmt.Errorf("sender pattern %q: invalid address", p)
 		}
 		s.exact[key] = struct{}{}
@@ -75,11 +77,11 @@ func (s *SenderSet) Patterns() []string {
 
 // canonical lower-cases the decoded local part and the domain.
 func canonical(addr string) (string, bool) {
-	local, domain, err := SplitAddress(addr)
+	a, err := mailsyntax.SplitAddress(addr)
 	if err != nil {
 		return "", false
 	}
-	return strings.ToLower(local) + "@" + strings.ToLower(domain), true
+	return a.Key(), true
 }
 
 // Policy decides which sender addresses an authenticated user or a trusted
@@ -143,35 +145,31 @@ func (p *Policy) CheckNetwork(n *Network, addr string) error {
 	return NetworkSenderNotAllowed(n.Name, addr)
 }
 
-// CheckUserHeaderFrom parses a From header value and checks every address in
-// it for user: ErrHeaderFromInvalid when it does not parse, HeaderFromNotOwned
-// for the first address user may not use.
-func (p *Policy) CheckUserHeaderFrom(user, header string) error {
-	addrs, err := ParseHeaderFrom(header)
-	if err != nil {
-		return ErrHeaderFromInvalid
-	}
-	for _, a := range addrs {
-		if !p.UserAllows(user, a) {
-			return HeaderFromNotOwned(user, a)
+// CheckAuthors applies the sender rule of an authenticated user (user != "")
+// or of trusted network n to every address a header section names as its
+// sender (mailsyntax.Authors: From, Sender, Resent-From, Resent-Sender):
+// nil when all are allowed, else HeaderFromNotOwned (550 5.7.1) naming the
+// first that is not. Unrestricted networks (n.Senders nil) allow any.
+func (p *Policy) CheckAuthors(user string, n *Network, authors []mailsyntax.Address) error {
+	for _, a := range authors {
+		addr := a.String()
+		switch {
+		case user != "":
+			if !p.UserAllows(user, addr) {
+				return HeaderFromNotOwned(user, addr)
+			}
+		case n == nil:
+			return ErrRelayDenied
+		case !n.Senders.Allows(addr):
+			return NetworkHeaderFromNotAllowed(n.Name, addr)
 		}
 	}
 	return nil
 }
 
-// CheckNetworkHeaderFrom is CheckUserHeaderFrom for a trusted network.
-func (p *Policy) CheckNetworkHeaderFrom(n *Network, header string) error {
-	if n == nil {
-		return ErrRelayDenied
-	}
-	addrs, err := ParseHeaderFrom(header)
-	if err != nil {
-		return ErrHeaderFromInvalid
-	}
-	for _, a := range addrs {
-		if !n.Senders.Allows(a) {
-			return NetworkHeaderFromNotAllowed(n.Name, a)
-		}
-	}
-	return nil
+// Restricted reports whether the sender rule limits user (or, for an
+// unauthenticated client, network n) to some addresses: users always are;
+// a trusted network only when it lists senders.
+func Restricted(user string, n *Network) bool {
+	return user != "" || (n != nil && n.Senders != nil)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/inkan-relay/inkan/auth"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 func TestSenderSet(t *testing.T) {
@@ -107,24 +108,37 @@ func TestPolicyCheckUser(t *testing.T) {
 	}
 }
 
-func TestPolicyHeaderFrom(t *testing.T) {
+func TestPolicyCheckAuthors(t *testing.T) {
 	p, _ := auth.NewPolicy(map[string][]string{"bob": {"@example.com"}})
-	if err := p.CheckUserHeaderFrom("bob", "Bob <bob@example.com>, Team <team@EXAMPLE.com>"); err != nil {
+	addrs := func(list ...string) []mailsyntax.Address {
+		var out []mailsyntax.Address
+		for _, a := range list {
+			m, err := mailsyntax.SplitAddress(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
+	if err := p.CheckAuthors("bob", nil, addrs("bob@example.com", "team@EXAMPLE.com")); err != nil {
 		t.Errorf("owned From: %v", err)
 	}
-	err := p.CheckUserHeaderFrom("bob", "Bob <bob@example.com>, CEO <ceo@other.example>")
+	err := p.CheckAuthors("bob", nil, addrs("bob@example.com", "ceo@other.example"))
 	se := wantSMTP(t, err, 550, smtp.EnhancedCode{5, 7, 1})
 	if !strings.Contains(se.Message, "ceo@other.example") {
 		t.Errorf("message %q", se.Message)
 	}
-	wantSMTP(t, p.CheckUserHeaderFrom("bob", "undisclosed:;"), 550, smtp.EnhancedCode{5, 6, 0})
 
 	n := networkWithSenders(t, "@lan.example")
-	if err := p.CheckNetworkHeaderFrom(n, "printer@lan.example"); err != nil {
+	if err := p.CheckAuthors("", n, addrs("printer@lan.example")); err != nil {
 		t.Errorf("network From: %v", err)
 	}
-	wantSMTP(t, p.CheckNetworkHeaderFrom(n, "x@example.com"), 550, smtp.EnhancedCode{5, 7, 1})
-	wantSMTP(t, p.CheckNetworkHeaderFrom(nil, "x@example.com"), 554, smtp.EnhancedCode{5, 7, 1})
+	wantSMTP(t, p.CheckAuthors("", n, addrs("x@example.com")), 550, smtp.EnhancedCode{5, 7, 1})
+	wantSMTP(t, p.CheckAuthors("", nil, addrs("x@example.com")), 554, smtp.EnhancedCode{5, 7, 1})
+	if !auth.Restricted("bob", nil) || !auth.Restricted("", n) || auth.Restricted("", &auth.Network{}) {
+		t.Error("Restricted is wrong")
+	}
 }
 
 func networkWithSenders(t *testing.T, senders ...string) *auth.Network {

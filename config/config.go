@@ -22,6 +22,7 @@ type Config struct {
 	Delivery Delivery `yaml:"delivery"`
 	Queue    Queue    `yaml:"queue"`
 	Limits   Limits   `yaml:"limits"`
+	Quotas   Quotas   `yaml:"quotas"`
 	Headers  Headers  `yaml:"headers"`
 	Log      Log      `yaml:"log"`
 	HTTP     HTTP     `yaml:"http"`
@@ -71,9 +72,15 @@ type Auth struct {
 	TrustedSenders []string `yaml:"trusted_senders"`
 	// Networks are trusted networks with their own policy (LAN devices).
 	Networks []Network `yaml:"networks"`
-	// Brute-force protection for AUTH, per client IP.
-	MaxFailures int      `yaml:"max_failures"` // failures before lockout
-	Lockout     Duration `yaml:"lockout"`      // how long a locked-out IP is refused
+	// Brute-force protection for AUTH. A client is an IPv4 address or an
+	// IPv6 /64.
+	MaxFailures      int      `yaml:"max_failures"`        // failures for one user name from one client before that pair is locked out
+	MaxFailuresPerIP int      `yaml:"max_failures_per_ip"` // failures from one client, all names, before the client is locked out
+	Lockout          Duration `yaml:"lockout"`             // how long a lockout lasts; failures are forgotten at max_failures per lockout
+	// Password hashes checked at once (argon2id takes its m= of memory
+	// while it runs); 0 = one per CPU, at most 8.
+	MaxConcurrentHashes int      `yaml:"max_concurrent_hashes"`
+	HashWait            Duration `yaml:"hash_wait"` // longest wait for a hashing slot before 454 4.7.0
 }
 
 // Network is a trusted network with its own policy.
@@ -154,6 +161,55 @@ type Limits struct {
 	CommandTimeout      Duration `yaml:"command_timeout"`
 	DataTimeout         Duration `yaml:"data_timeout"`
 	MaxHeaderSize       Size     `yaml:"max_header_size"`
+	// MaxHops refuses a message with this many Received fields or more
+	// (a mail loop), as Postfix's hopcount_limit does.
+	MaxHops int `yaml:"max_hops"`
+}
+
+// Quotas bound how much mail one authenticated user, or one trusted network
+// (its unauthenticated clients together), may send in the last hour and
+// day. Over a quota, MAIL or RCPT gets 451 4.7.1.
+type Quotas struct {
+	User      Quota           `yaml:"user"`      // every user, unless overridden
+	Network   Quota           `yaml:"network"`   // every trusted network, unless overridden
+	Overrides []QuotaOverride `yaml:"overrides"` // per user or network; replaces the whole quota
+}
+
+// Quota is one sender's allowance; 0 = no limit.
+type Quota struct {
+	MessagesPerHour   int `yaml:"messages_per_hour"`
+	MessagesPerDay    int `yaml:"messages_per_day"`
+	RecipientsPerHour int `yaml:"recipients_per_hour"`
+	RecipientsPerDay  int `yaml:"recipients_per_day"`
+}
+
+// QuotaOverride is the quota of one user or one network (set one of them).
+// It replaces the whole default quota: a field left out is no limit.
+type QuotaOverride struct {
+	User              string `yaml:"user"`
+	Network           string `yaml:"network"` // a name from auth.networks, or "trusted_networks"
+	MessagesPerHour   int    `yaml:"messages_per_hour"`
+	MessagesPerDay    int    `yaml:"messages_per_day"`
+	RecipientsPerHour int    `yaml:"recipients_per_hour"`
+	RecipientsPerDay  int    `yaml:"recipients_per_day"`
+}
+
+// Quota returns the override's allowance.
+func (o QuotaOverride) Quota() Quota {
+	return Quota{o.MessagesPerHour, o.MessagesPerDay, o.RecipientsPerHour, o.RecipientsPerDay}
+}
+
+// For returns the quota of a user (network false) or a trusted network.
+func (q Quotas) For(name string, network bool) Quota {
+	for _, o := range q.Overrides {
+		if network && o.Network == name && name != "" || !network && o.User == name && name != "" {
+			return o.Quota()
+		}
+	}
+	if network {
+		return q.Network
+	}
+	return q.User
 }
 
 // Headers controls RFC 6409 fix-ups.
@@ -184,4 +240,7 @@ type HTTP struct {
 	// Go's pprof handlers at /debug/pprof/ (for profiling; keep the
 	// listener on loopback).
 	Pprof bool `yaml:"pprof"`
+	// Who sent how much against the quotas, at /status/senders (read by
+	// `inkan status`); it names users, so keep the listener private.
+	Status bool `yaml:"status"`
 }

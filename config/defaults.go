@@ -33,9 +33,11 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 			HTTP:       "127.0.0.1:8025",
 		},
 		Auth: Auth{
-			TrustedNetworks: []string{"127.0.0.0/8", "::1/128"},
-			MaxFailures:     5,
-			Lockout:         Duration(15 * time.Minute),
+			TrustedNetworks:  []string{"127.0.0.0/8", "::1/128"},
+			MaxFailures:      5,
+			MaxFailuresPerIP: 20,
+			Lockout:          Duration(15 * time.Minute),
+			HashWait:         Duration(5 * time.Second),
 		},
 		DKIM: DKIM{Canonicalization: "relaxed/relaxed"},
 		Delivery: Delivery{
@@ -61,6 +63,12 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 			DataTimeout:         Duration(10 * time.Minute),
 			MaxHeaderSize:       1000 * 1000,
 			MaxHops:             50,
+		},
+		// Generous per-user quotas stop a stolen password or a runaway
+		// device from burning the domain's reputation; trusted networks
+		// (often a whole organisation's MTA) are not limited by default.
+		Quotas: Quotas{
+			User: Quota{MessagesPerHour: 1000, MessagesPerDay: 10000, RecipientsPerHour: 5000, RecipientsPerDay: 20000},
 		},
 		Headers: Headers{AddMessageID: yes(), AddDate: yes()},
 		Log:     Log{Format: "text", Level: "info"},

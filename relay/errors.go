@@ -1,6 +1,12 @@
 package relay
 
-import "github.com/emersion/go-smtp"
+import (
+	"fmt"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
+)
 
 // Replies the server gives that are not about authentication or policy (those
 // live in package auth). Each has an RFC 3463 enhanced code and a sentence.
@@ -19,3 +25,31 @@ var (
 	ErrNeedSMTPUTF8       = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM (RFC 6531)"}
 	ErrBadMessage         = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message content rejected"}
 )
+
+// malformedAuthor refuses a message whose sender fields inkan cannot read
+// (550 5.6.0): it signs only mail whose author it knows.
+func malformedAuthor(fe *mailsyntax.FieldError) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0},
+		Message: clean(fmt.Sprintf("Malformed %s header (%v): inkan signs only mail whose sender it can read", fe.Field, fe.Err))}
+}
+
+// tooManyHops refuses a looping message (554 5.4.6, as Postfix's
+// hopcount_limit).
+func tooManyHops(n int) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 4, 6},
+		Message: fmt.Sprintf("Too many hops: the message already has %d Received fields (mail loop?)", n)}
+}
+
+// clean keeps client text echoed in a reply on one printable line.
+func clean(s string) string {
+	b := []rune(s)
+	for i, r := range b {
+		if r < 0x20 || r == 0x7f {
+			b[i] = '?'
+		}
+	}
+	if len(b) > 200 {
+		b = append(b[:200], []rune("...")...)
+	}
+	return string(b)
+}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"strings"
 )
 
 // crlfWriter rewrites bare LF and bare CR as CRLF on the way to w. Nothing
@@ -152,61 +151,4 @@ func looksLikeField(line []byte) bool {
 
 func isContinuationOrField(line []byte) bool {
 	return isBlank(line) || line[0] == ' ' || line[0] == '\t' || looksLikeField(line)
-}
-
-// field is one header field, unfolded.
-type field struct {
-	Name  string
-	Value string
-}
-
-// parseFields splits a normalised header section into fields. Folded
-// continuations are joined once per field, so the cost stays linear in the
-// header size however long one field is.
-func parseFields(hdr []byte) []field {
-	var fields []field
-	var parts []string
-	flush := func() {
-		if len(fields) > 0 && len(parts) > 0 {
-			f := &fields[len(fields)-1]
-			f.Value = strings.TrimSpace(f.Value + strings.Join(parts, ""))
-		}
-		parts = parts[:0]
-	}
-	for _, line := range strings.SplitAfter(string(hdr), "\r\n") {
-		if line == "" || line == "\r\n" {
-			continue
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
-			parts = append(parts, strings.TrimRight(line, "\r\n"))
-			continue
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		flush()
-		fields = append(fields, field{Name: strings.TrimSpace(name), Value: strings.TrimSpace(strings.TrimRight(value, "\r\n"))})
-	}
-	flush()
-	return fields
-}
-
-func hasField(fields []field, name string) bool {
-	for _, f := range fields {
-		if strings.EqualFold(f.Name, name) {
-			return true
-		}
-	}
-	return false
-}
-
-func fieldValues(fields []field, name string) []string {
-	var vs []string
-	for _, f := range fields {
-		if strings.EqualFold(f.Name, name) {
-			vs = append(vs, f.Value)
-		}
-	}
-	return vs
 }

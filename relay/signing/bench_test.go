@@ -35,7 +35,7 @@ func BenchmarkSign(b *testing.B) {
 				b.SetBytes(int64(len(header) + len(body)))
 				b.ReportAllocs()
 				for b.Loop() {
-					st, d := s.Begin(header)
+					st, d := s.Begin(msgOf(string(header)))
 					if st == nil {
 						b.Fatal(d.Reason)
 					}

@@ -1,11 +1,9 @@
 package signing
 
 import (
-	"bytes"
-	"errors"
-	"mime"
-	"net/mail"
 	"strings"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // defaultSign is the header set signed when the configuration names none:
@@ -18,94 +16,20 @@ var defaultSign = []string{
 
 // defaultOversign are signed once more than they occur, so nobody can add
 // another instance (a second From or Subject) without breaking the signature.
-var defaultOversign = []string{"From", "Subject", "To", "Cc", "Date", "Reply-To"}
-
-// field is one unfolded header field.
-type field struct {
-	name  string
-	value string
-}
-
-// parseHeader splits a header block into fields. It stops at the blank line
-// and tolerates bare LF line ends.
-func parseHeader(h []byte) []field {
-	var fields []field
-	for len(h) > 0 {
-		line := h
-		next := len(h)
-		if i := bytes.IndexByte(h, '\n'); i >= 0 {
-			line, next = h[:i], i+1
-		}
-		h = h[next:]
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if len(line) == 0 {
-			break
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(fields) > 0 {
-			fields[len(fields)-1].value += " " + strings.TrimSpace(string(line))
-			continue
-		}
-		name, value, ok := bytes.Cut(line, []byte{':'})
-		if !ok {
-			continue
-		}
-		fields = append(fields, field{name: strings.TrimSpace(string(name)), value: strings.TrimSpace(string(value))})
-	}
-	return fields
-}
-
-var addrParser = mail.AddressParser{WordDecoder: &mime.WordDecoder{}}
-
-// fromAddresses returns the mailbox addresses of a From field value. It falls
-// back to a plain scan for "<local@domain>" or a bare local@domain when the
-// field is not strict RFC 5322 (unknown charsets in display names, stray
-// quotes), since the signing decision only needs the address.
-func fromAddresses(value string) ([]string, error) {
-	if list, err := addrParser.ParseList(value); err == nil && len(list) > 0 {
-		out := make([]string, len(list))
-		for i, a := range list {
-			out[i] = a.Address
-		}
-		return out, nil
-	}
-	if i := strings.IndexByte(value, '<'); i >= 0 {
-		if j := strings.IndexByte(value[i:], '>'); j > 0 {
-			if a := value[i+1 : i+j]; validAddr(a) {
-				return []string{a}, nil
-			}
-		}
-	}
-	for _, tok := range strings.FieldsFunc(value, func(r rune) bool { return r == ' ' || r == '\t' || r == ',' || r == '"' }) {
-		if validAddr(tok) {
-			return []string{tok}, nil
-		}
-	}
-	return nil, errors.New("no address in From header")
-}
-
-func validAddr(a string) bool {
-	at := strings.LastIndexByte(a, '@')
-	return at > 0 && at < len(a)-1 && !strings.ContainsAny(a, " \t<>()[]\\,;:\"")
-}
-
-// splitAddr returns the local part and the lower-cased domain.
-func splitAddr(a string) (local, domain string) {
-	at := strings.LastIndexByte(a, '@')
-	if at < 0 {
-		return a, ""
-	}
-	return a[:at], strings.ToLower(strings.TrimSuffix(a[at+1:], "."))
+// The list is what replay and display attacks prepend (RFC 6376 §8.15): the
+// author fields, the fields a reader sees, and the MIME fields that decide
+// how the body is shown.
+var defaultOversign = []string{
+	"From", "Sender", "Reply-To", "Subject", "Date", "Message-ID", "To", "Cc",
+	"MIME-Version", "Content-Type", "Content-Transfer-Encoding",
 }
 
 // existingSignatures returns "d/s" (lower case) for each DKIM-Signature field.
-func existingSignatures(fields []field) map[string]bool {
+func existingSignatures(h mailsyntax.Header) map[string]bool {
 	var seen map[string]bool
-	for _, f := range fields {
-		if !strings.EqualFold(f.name, "DKIM-Signature") {
-			continue
-		}
+	for _, v := range h.Values("DKIM-Signature") {
 		var d, s string
-		for _, tag := range strings.Split(f.value, ";") {
+		for _, tag := range strings.Split(v, ";") {
 			k, v, ok := strings.Cut(tag, "=")
 			if !ok {
 				continue
@@ -138,10 +62,10 @@ type headerPlan struct {
 	always map[string]bool // lower case
 }
 
-func (p *headerPlan) keys(fields []field) []string {
+func (p *headerPlan) keys(h mailsyntax.Header) []string {
 	counts := map[string]int{}
-	for _, f := range fields {
-		counts[strings.ToLower(f.name)]++
+	for _, f := range h {
+		counts[strings.ToLower(f.Name)]++
 	}
 	var keys, extra []string
 	for _, name := range p.sign {

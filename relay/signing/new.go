@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // New loads every key and table named by cfg, once. Native keys (cfg.Keys)
@@ -300,7 +301,7 @@ func (s *Signer) checkAlignment() {
 		for _, p := range r.patterns {
 			d := p.domain
 			if p.exact != "" {
-				_, d = splitAddr(p.exact)
+				d = mailsyntax.DomainOf(p.exact)
 			}
 			if d == "" {
 				continue // a wildcard pattern; Explain reports per address

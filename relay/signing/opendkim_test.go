@@ -72,7 +72,7 @@ func TestOpenDKIMTables(t *testing.T) {
 		{exact, "a@example.org", "example.org/default", ""},     // "*"
 	}
 	for _, tt := range tests {
-		st, d := tt.s.Begin([]byte("From: " + tt.from + "\r\n\r\n"))
+		st, d := tt.s.Begin(msgOf("From: " + tt.from + "\r\n\r\n"))
 		var got []string
 		for _, k := range d.Keys {
 			got = append(got, k.Domain+"/"+k.Selector)
@@ -133,7 +133,7 @@ func TestOpenDKIMUnreadableDynamicKey(t *testing.T) {
 	// Only a wildcard names late.example, so its key is first read for a message.
 	writeFile(t, dir, "Wild", "* any\n")
 	s := newSigner(t, config.DKIM{KeyTable: filepath.Join(dir, "KeyTable"), SigningTable: "refile:" + filepath.Join(dir, "Wild")})
-	st, d := s.Begin([]byte("From: a@late.example\r\n\r\n"))
+	st, d := s.Begin(msgOf("From: a@late.example\r\n\r\n"))
 	if st != nil || d.Err == nil || d.Unsigned != UnsignedError || !strings.Contains(d.Err.Error(), "chmod 600") {
 		t.Errorf("runtime world-readable key: %+v", d)
 	}
@@ -153,7 +153,7 @@ Mode v
 SelectorHeader X-Key
 `)
 	s := newSigner(t, config.DKIM{OpenDKIMConf: conf})
-	_, d := s.Begin([]byte("From: a@example.com\r\n\r\n"))
+	_, d := s.Begin(msgOf("From: a@example.com\r\n\r\n"))
 	if len(d.Keys) != 2 || s.bodyCan != "simple" || s.headerCan != "relaxed" || s.expiration.Seconds() != 3600 || !s.plan.over["from"] || s.plan.over["subject"] {
 		t.Errorf("conf not applied: %+v %s/%s %v %v", d, s.headerCan, s.bodyCan, s.expiration, s.plan.over)
 	}
@@ -170,7 +170,7 @@ SelectorHeader X-Key
 	single := writeFile(t, dir, "single.conf", "Domain example.org,example.com\nSelector solo\nKeyFile "+dir+"/keys/example.org/default.private\nSubDomains yes\n")
 	s = newSigner(t, config.DKIM{OpenDKIMConf: single})
 	for from, want := range map[string]string{"a@example.org": "example.org/solo", "a@x.example.com": "example.com/solo", "a@example.net": ""} {
-		st, d := s.Begin([]byte("From: " + from + "\r\n\r\n"))
+		st, d := s.Begin(msgOf("From: " + from + "\r\n\r\n"))
 		got := ""
 		if len(d.Keys) == 1 {
 			got = d.Keys[0].Domain + "/" + d.Keys[0].Selector
@@ -194,7 +194,7 @@ func TestConcurrentBegin(t *testing.T) {
 	for i := 0; i < cap(done); i++ {
 		from := []string{"a@example.org", "b@example.net", "c@sub.example.net", "d@none.example"}[i%4]
 		go func() {
-			st, d := s.Begin([]byte("From: " + from + "\r\n\r\n"))
+			st, d := s.Begin(msgOf("From: " + from + "\r\n\r\n"))
 			if st != nil {
 				st.Write([]byte("From: " + from + "\r\n\r\nhi\r\n"))
 				if _, err := st.Finish(); err != nil {

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // key is one loaded private key with where it came from.
@@ -112,7 +113,7 @@ type singleRule struct {
 // be used (the caller should then defer the message rather than send it
 // unsigned).
 func (s *Signer) choose(addr string) (cands []candidate, notes []string, err error) {
-	_, domain := splitAddr(addr)
+	domain := mailsyntax.DomainOf(addr)
 	lower := strings.ToLower(addr)
 	for i, r := range s.native {
 		for _, p := range r.patterns {
@@ -192,7 +193,8 @@ func (t *tableRules) choose(addr, fromDomain string) (cands []candidate, notes [
 
 // identityOK checks RFC 6376 §3.5: the i= domain is d= or a subdomain of it.
 func identityOK(id, d string) bool {
-	_, dom := splitAddr(id)
+	// i= may have an empty local part ("@sub.example.com", RFC 6376 §3.5).
+	dom := mailsyntax.NormDomain(id[strings.LastIndexByte(id, '@')+1:])
 	d = strings.ToLower(d)
 	return strings.Contains(id, "@") && (dom == d || strings.HasSuffix(dom, "."+d))
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -112,26 +114,48 @@ func (s *Signer) Skip(reason string) Decision {
 	return Decision{Reason: reason, Unsigned: UnsignedDisabled}
 }
 
-// Begin decides how to sign a message from its header block (CRLF lines,
-// with or without the final blank line). The signing domain always comes from
-// the header From, so DMARC aligns. Keys whose d= and s= already appear in a
+// Message is what the signer knows about one message. Both parts come from
+// the one parse of the header section that the sender policy also read, so
+// the signer never derives the signing domain from raw text on its own.
+type Message struct {
+	// Header is the header section as it will leave, inkan's own additions
+	// (Date, Message-ID) included: it decides h= and oversigning, and its
+	// DKIM-Signature fields tell what was signed upstream.
+	Header mailsyntax.Header
+	// Author is the header From address the sender policy approved; the
+	// zero Address means there is none and the message leaves unsigned.
+	Author mailsyntax.Address
+}
+
+// MessageOf parses a header section and takes its first From mailbox as
+// the author. It is for messages inkan writes itself (bounces) and for
+// tools; the SMTP session builds its Message from the parse its policy
+// check used. A header without a readable From gives a Message without an
+// author, and the parse error.
+func MessageOf(header []byte) (Message, error) {
+	m := Message{Header: mailsyntax.ParseHeader(header)}
+	a, err := m.Header.Authors()
+	if err == nil {
+		m.Author = a.From[0]
+	}
+	return m, err
+}
+
+// Begin decides how to sign m. The signing domain comes from m.Author, the
+// header From, so DMARC aligns. Keys whose d= and s= already appear in a
 // DKIM-Signature field are skipped (the message was signed upstream, e.g. by
 // a Postfix+OpenDKIM still in the path). A nil Stream means: send unsigned,
 // unless Decision.Err is set.
-func (s *Signer) Begin(header []byte) (*Stream, Decision) {
+func (s *Signer) Begin(m Message) (*Stream, Decision) {
 	if !s.Enabled() {
 		return nil, s.Skip("DKIM signing is not configured")
 	}
-	fields := parseHeader(header)
-	addr, note, d := fromOf(fields)
-	if d != nil {
-		unsignedTotal.WithLabelValues(d.Unsigned).Inc()
-		return nil, *d
+	if m.Author == (mailsyntax.Address{}) {
+		unsignedTotal.WithLabelValues(UnsignedNoFrom).Inc()
+		return nil, Decision{Reason: "no From header", Unsigned: UnsignedNoFrom}
 	}
+	addr := m.Author.String()
 	cands, notes, err := s.choose(addr)
-	if note != "" {
-		notes = append([]string{note}, notes...)
-	}
 	if err != nil {
 		unsignedTotal.WithLabelValues(UnsignedError).Inc()
 		return nil, Decision{Reason: "signing key unusable: " + err.Error(), Unsigned: UnsignedError, Err: err}
@@ -140,7 +164,7 @@ func (s *Signer) Begin(header []byte) (*Stream, Decision) {
 		unsignedTotal.WithLabelValues(UnsignedNoRule).Inc()
 		return nil, Decision{Reason: withNotes("no rule matches "+addr, notes), Unsigned: UnsignedNoRule}
 	}
-	existing := existingSignatures(fields)
+	existing := existingSignatures(m.Header)
 	var use []candidate
 	for _, c := range cands {
 		if existing[strings.ToLower(c.domain+"/"+c.k.selector)] {
@@ -153,7 +177,7 @@ func (s *Signer) Begin(header []byte) (*Stream, Decision) {
 		unsignedTotal.WithLabelValues(UnsignedAlreadySigned).Inc()
 		return nil, Decision{Reason: withNotes("already signed", notes), Unsigned: UnsignedAlreadySigned}
 	}
-	st, err := s.newStream(use, s.plan.keys(fields))
+	st, err := s.newStream(use, s.plan.keys(m.Header))
 	if err != nil {
 		unsignedTotal.WithLabelValues(UnsignedError).Inc()
 		return nil, Decision{Reason: "cannot start signing: " + err.Error(), Unsigned: UnsignedError, Err: err}
@@ -167,28 +191,18 @@ func (s *Signer) Begin(header []byte) (*Stream, Decision) {
 	return st, dec
 }
 
-// fromOf finds the header From address; on failure it returns the Decision.
-func fromOf(fields []field) (addr, note string, d *Decision) {
-	var values []string
-	for _, f := range fields {
-		if strings.EqualFold(f.name, "From") {
-			values = append(values, f.value)
-		}
+// Sign signs a whole message held in memory (msg is the header section and
+// body m describes) and returns the DKIM-Signature fields to prepend, nil
+// when it leaves unsigned; the error is Decision.Err or a signing failure.
+func (s *Signer) Sign(m Message, msg []byte) ([]byte, Decision, error) {
+	st, d := s.Begin(m)
+	if st == nil {
+		return nil, d, d.Err
 	}
-	if len(values) == 0 {
-		return "", "", &Decision{Reason: "no From header", Unsigned: UnsignedNoFrom}
-	}
-	addrs, err := fromAddresses(values[0])
-	if err != nil {
-		return "", "", &Decision{Reason: fmt.Sprintf("From header %q has no usable address", values[0]), Unsigned: UnsignedNoFrom}
-	}
-	switch {
-	case len(values) > 1:
-		note = fmt.Sprintf("%d From fields; signing for the first", len(values))
-	case len(addrs) > 1:
-		note = fmt.Sprintf("From lists %d addresses; signing for the first", len(addrs))
-	}
-	return addrs[0], note, nil
+	defer st.Abort()
+	st.Write(msg)
+	sigs, err := st.Finish()
+	return sigs, d, err
 }
 
 func withNotes(s string, notes []string) string {
@@ -340,15 +354,14 @@ func (s *Signer) Explain(from string) []string {
 	if !s.Enabled() {
 		return []string{"DKIM signing is not configured: no dkim.keys, key_table or opendkim_conf"}
 	}
-	addrs, err := fromAddresses(from)
-	if err != nil {
-		if !strings.Contains(from, "@") && from != "" {
-			addrs = []string{"postmaster@" + from}
-		} else {
-			return []string{fmt.Sprintf("%q is not an address", from)}
-		}
+	var addr string
+	if list, err := mailsyntax.ParseMailboxList(from); err == nil {
+		addr = list[0].String()
+	} else if !strings.Contains(from, "@") && from != "" {
+		addr = "postmaster@" + from
+	} else {
+		return []string{fmt.Sprintf("%q is not an address: %v", from, err)}
 	}
-	addr := addrs[0]
 	cands, notes, err := s.choose(addr)
 	var out []string
 	if err != nil {
@@ -359,7 +372,7 @@ func (s *Signer) Explain(from string) []string {
 		if c.identity != "" {
 			line += ", i=" + c.identity
 		}
-		if _, d := splitAddr(addr); d != strings.ToLower(c.domain) && !strings.HasSuffix(d, "."+strings.ToLower(c.domain)) {
+		if d := mailsyntax.DomainOf(addr); d != strings.ToLower(c.domain) && !strings.HasSuffix(d, "."+strings.ToLower(c.domain)) {
 			line += fmt.Sprintf(" (warning: d=%s does not align with From domain %s for DMARC)", c.domain, d)
 		}
 		out = append(out, line)

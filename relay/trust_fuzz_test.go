@@ -1,0 +1,98 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/inkan-relay/inkan/auth"
+	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
+	"github.com/inkan-relay/inkan/relay/signing"
+)
+
+// FuzzPolicyAndSigner drives the sender policy and the signer with the same
+// header sections, the way Data does (readHeader, one parse, authorOf,
+// Signer.Begin), and checks the promise in inkan's name: every signature's
+// d= is a domain the policy approved for that user, or for that network.
+func FuzzPolicyAndSigner(f *testing.F) {
+	for _, s := range []string{
+		"From: Alice <alice@example.com>\r\nSubject: x\r\n\r\n",
+		"From: =?x-unknown?q?a?= \"<bob@other.example>\" <alice@example.com>\r\n\r\n",
+		"From: alice@example.com\r\nSender: bob@other.example\r\n\r\n",
+		"From: bob@other.example\r\nFrom: alice@example.com\r\n\r\n",
+		"From: (x) <@other.example:alice@example.com>, news@example.org\r\n\r\n",
+		"Subject: no from\r\n\r\n",
+		"From: \"x\r\n <bob@other.example>\" <alice@example.com>\r\n\r\n",
+		"From: a@example.org (<bob@other.example>)\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	dir := f.TempDir()
+	var keys []config.DKIMKey
+	for i, d := range []string{"example.com", "example.org", "other.example", "lan.example"} {
+		keys = append(keys, config.DKIMKey{Domain: d, Selector: "s", KeyFile: fuzzKey(f, dir, byte(i))})
+	}
+	signer, err := signing.New(config.DKIM{Keys: keys}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		f.Fatal(err)
+	}
+	policy, err := auth.NewPolicy(map[string][]string{"alice": {"alice@example.com", "@example.org"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	lanSenders, _ := auth.NewSenderSet([]string{"@lan.example"})
+	lan := &auth.Network{Name: "lan", Senders: lanSenders}
+	who := []struct {
+		user     string
+		net      *auth.Network
+		envFrom  string
+		approved func(mailsyntax.Address) bool
+	}{
+		{"alice", nil, "alice@example.com", func(a mailsyntax.Address) bool { return policy.UserAllows("alice", a.String()) }},
+		{"", lan, "printer@lan.example", func(a mailsyntax.Address) bool { return lanSenders.Allows(a.String()) }},
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		hdr, _, err := readHeader(bufio.NewReader(bytes.NewReader(raw)), 64<<10)
+		if err != nil {
+			return
+		}
+		h := mailsyntax.ParseHeader(hdr)
+		for _, w := range who {
+			author, _, err := authorOf(h, w.envFrom, w.user, w.net, policy)
+			if err != nil {
+				continue // refused: nothing is signed
+			}
+			st, d := signer.Begin(signing.Message{Header: h, Author: author})
+			if st == nil {
+				continue
+			}
+			st.Abort()
+			if !w.approved(author) {
+				t.Fatalf("%q: author %s not approved for %s%v but signed", hdr, author, w.user, w.net)
+			}
+			for _, k := range d.Keys {
+				if k.Domain != mailsyntax.NormDomain(author.Domain) {
+					t.Fatalf("%q: d=%s signed for author %s", hdr, k.Domain, author)
+				}
+			}
+		}
+	})
+}
+
+func fuzzKey(f *testing.F, dir string, seed byte) string {
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed + 1}, 32))
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	p := filepath.Join(dir, string('a'+rune(seed))+".key")
+	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	return p
+}

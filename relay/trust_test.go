@@ -1,0 +1,182 @@
+package relay_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-msgauth/dkim"
+	"github.com/emersion/go-sasl"
+
+	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay"
+)
+
+// trustEnv is start() plus a second signing domain, other.example, that
+// alice may not send as: any d=other.example on alice's mail is the bug.
+func trustEnv(t *testing.T) (*env, map[string]string) {
+	t.Helper()
+	records := map[string]string{}
+	e := start(t, func(cfg *config.Config) {
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		der, _ := x509.MarshalPKCS8PrivateKey(priv)
+		keyFile := filepath.Join(cfg.DataDir, "other.example.ed1.key")
+		os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+		cfg.DKIM.Keys = append(cfg.DKIM.Keys, config.DKIMKey{Domain: "other.example", Selector: "ed1", KeyFile: keyFile})
+		records["ed1._domainkey.other.example"] = "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)
+	})
+	records["ed1._domainkey.example.com"] = e.dkimPub
+	return e, records
+}
+
+// craftedHeaders are header sections by which alice (allowed:
+// alice@example.com and @example.org) tries to get another domain's seal.
+var craftedHeaders = []struct{ name, header string }{
+	{"unknown charset hides a quoted <addr>", `From: =?x-unknown?q?a?= "<bob@other.example>" <alice@example.com>`},
+	{"encoded word spelling <addr>", `From: =?utf-8?q?=3Cbob=40other.example=3E?= <alice@example.com>`},
+	{"encoded word in unknown charset spelling <addr>", `From: =?x-foo?b?PGJvYkBvdGhlci5leGFtcGxlPg==?= <alice@example.com>`},
+	{"comment before", `From: (<bob@other.example>) alice@example.com`},
+	{"comment after", `From: alice@example.com (<bob@other.example>)`},
+	{"comment inside angle", `From: Alice <(bob@other.example) alice@example.com>`},
+	{"broken quote", `From: "<bob@other.example> <alice@example.com>`},
+	{"unclosed angle", `From: <bob@other.example`},
+	{"bare address list", `From: alice@example.com, bob@other.example`},
+	{"group", `From: friends: bob@other.example, alice@example.com;`},
+	{"empty group then author", `From: undisclosed:;, bob@other.example`},
+	{"two From fields", "From: alice@example.com\r\nFrom: bob@other.example"},
+	{"two From fields, other first", "From: bob@other.example\r\nFrom: alice@example.com"},
+	{"Sender of another domain", "From: alice@example.com\r\nSender: bob@other.example"},
+	{"Resent-From of another domain", "From: alice@example.com\r\nResent-From: bob@other.example"},
+	{"folded display name", "From: \"x\r\n <bob@other.example>\" <alice@example.com>"},
+	{"route-addr", `From: <@other.example:bob@other.example>`},
+	{"obs route to allowed", `From: <@other.example:alice@example.com>`},
+	{"8-bit display name", "From: J\xfcrgen <bob@other.example> <alice@example.com>"},
+	{"tab-space name", "From:\t<bob@other.example>"},
+	{"lower-case field name", "from: bob@other.example"},
+	{"space before colon", "From : bob@other.example"},
+	{"no From at all", "Sender: bob@other.example"},
+	{"quoted local with at", `From: "bob@other.example"@example.com`},
+	{"domain literal", `From: alice@[127.0.0.1]`},
+}
+
+// mustRefuse are the crafted headers that name bob@other.example as a
+// sender in a way receivers read: they are refused outright, not merely left
+// unsigned (RFC 5322 §3.6: one From, at most one Sender).
+var mustRefuse = map[string]bool{
+	"unclosed angle": true, "bare address list": true, "group": true, "empty group then author": true,
+	"two From fields": true, "two From fields, other first": true, "Sender of another domain": true,
+	"Resent-From of another domain": true, "route-addr": true, "8-bit display name": true,
+	"tab-space name": true, "lower-case field name": true, "quoted local with at": true, "domain literal": true,
+	"broken quote": true,
+}
+
+// TestCraftedFromNeverGetsForeignSeal is the attack of issue 10: every
+// crafted header is refused (5.6.x or 5.7.x) or signed only for a domain the
+// policy approved for alice, verified by go-msgauth and dkimpy.
+func TestCraftedFromNeverGetsForeignSeal(t *testing.T) {
+	e, records := trustEnv(t)
+	approved := map[string]bool{"example.com": true, "example.org": true}
+	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range craftedHeaders {
+		t.Run(tc.name, func(t *testing.T) {
+			c.Reset()
+			reply, err := send(c, "alice@example.com", []string{"rcpt@example.net"}, tc.header+"\r\nSubject: x\r\n\r\nbody\r\n")
+			if err == nil && mustRefuse[tc.name] {
+				t.Fatalf("accepted (%s); a header naming another sender must be refused", reply)
+			}
+			if err != nil {
+				if code(err)/100 != 5 || !(strings.HasPrefix(enhanced(err), "5.6.") || strings.HasPrefix(enhanced(err), "5.7.")) {
+					t.Fatalf("refused with %v, want a 5xx 5.6.x/5.7.x reply", err)
+				}
+				return
+			}
+			b := e.body(queuedID(t, reply))
+			for _, v := range verifyWith(t, b, records) {
+				if v.Err != nil {
+					t.Errorf("signature d=%s does not verify: %v", v.Domain, v.Err)
+				}
+				if !approved[v.Domain] {
+					t.Errorf("signed with d=%s, which alice may not use\n%s", v.Domain, b)
+				}
+			}
+			for _, d := range dkimpyDomains(t, b, records) {
+				if !approved[d] {
+					t.Errorf("dkimpy: verified d=%s, which alice may not use", d)
+				}
+			}
+		})
+	}
+}
+
+func verifyWith(t *testing.T, b []byte, records map[string]string) []*dkim.Verification {
+	t.Helper()
+	vs, err := dkim.VerifyWithOptions(bytes.NewReader(b), &dkim.VerifyOptions{
+		LookupTXT: func(domain string) ([]string, error) {
+			if r, ok := records[domain]; ok {
+				return []string{r}, nil
+			}
+			return nil, fmt.Errorf("no record for %s", domain)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// dkimpyDomains verifies every DKIM-Signature of b with dkimpy (Debian's
+// python3-dkim) and returns the d= of those that pass. It skips when dkimpy
+// is not installed (the interop step of CI installs it).
+func dkimpyDomains(t *testing.T, b []byte, records map[string]string) []string {
+	t.Helper()
+	if _, err := os.Stat("/usr/bin/python3"); err != nil {
+		t.Skip("no /usr/bin/python3")
+	}
+	if exec.Command("/usr/bin/python3", "-c", "import dkim").Run() != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("dkimpy (python3-dkim) is required in CI")
+		}
+		t.Log("dkimpy not installed: verified with go-msgauth only")
+		return nil
+	}
+	var recs []string
+	for k, v := range records {
+		recs = append(recs, k+"\t"+v)
+	}
+	const script = `
+import sys, dkim
+recs = dict(l.split("\t", 1) for l in sys.argv[1].split("\n") if l)
+def dns(name, timeout=5):
+    n = name.decode().rstrip(".")
+    return recs.get(n, "").encode() or None
+msg = sys.stdin.buffer.read()
+d = dkim.DKIM(msg)
+n = len([l for l in msg.split(b"\r\n\r\n", 1)[0].split(b"\r\n") if l.lower().startswith(b"dkim-signature:")])
+for i in range(n):
+    try:
+        ok = d.verify(idx=i, dnsfunc=dns)
+    except Exception as e:
+        ok = False
+    if ok:
+        print(d.domain.decode())
+`
+	cmd := exec.Command("/usr/bin/python3", "-c", script, strings.Join(recs, "\n"))
+	cmd.Stdin = bytes.NewReader(b)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dkimpy: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out))
+}
