@@ -15,6 +15,7 @@ type Draft struct {
 	id   string
 	env  *Envelope
 	f    *os.File
+	tmp  string // f's name in tmp/
 	w    *bufio.Writer
 	n    int64 // body bytes written
 	err  error // first write error; sticky
@@ -35,13 +36,13 @@ func (q *Queue) NewDraft(env *Envelope) (*Draft, error) {
 		return nil, ErrClosed
 	}
 	id := newID()
-	f, err := q.createTemp(id)
+	f, tmp, err := q.createTemp(id)
 	if err != nil {
 		return nil, fmt.Errorf("queue: create draft: %w", err)
 	}
 	w := writerPool.Get().(*bufio.Writer)
 	w.Reset(f)
-	return &Draft{q: q, id: id, env: env, f: f, w: w}, nil
+	return &Draft{q: q, id: id, env: env, f: f, tmp: tmp, w: w}, nil
 }
 
 // ID is the queue ID the message will have: short, unique, sorted by time.
@@ -111,7 +112,7 @@ func (d *Draft) finish(prefix []byte) error {
 	if err := d.f.Close(); err != nil {
 		return fmt.Errorf("queue: close draft: %w", err)
 	}
-	if err := d.q.commitRename(d.f.Name(), d.q.msgPath(d.id)); err != nil {
+	if err := d.q.commitRename(d.tmp, d.id); err != nil {
 		return fmt.Errorf("queue: commit: %w", err)
 	}
 	return nil
@@ -124,7 +125,7 @@ func (d *Draft) Abort() {
 	}
 	d.release()
 	d.f.Close()
-	os.Remove(d.f.Name())
+	d.q.tmp.Remove(d.tmp)
 }
 
 func (d *Draft) release() {
@@ -134,14 +135,15 @@ func (d *Draft) release() {
 	d.w = nil
 }
 
-// commitReq asks the committer to rename src to dst durably.
+// commitReq asks the committer to rename tmp/src to msg/dst durably.
 type commitReq struct {
 	src, dst string
 	done     chan error
 }
 
-// commitRename renames src to dst in msg/ and returns once the directory is
-// fsynced. Concurrent calls share one directory fsync (group commit).
+// commitRename renames tmp/src to msg/dst and returns once msg/ is fsynced:
+// the last two steps of safefile.WriteFile, batched. Concurrent calls share
+// one directory fsync (group commit).
 func (q *Queue) commitRename(src, dst string) error {
 	req := &commitReq{src: src, dst: dst, done: make(chan error, 1)}
 	select {
@@ -196,7 +198,7 @@ func (q *Queue) commitBatch(batch []*commitReq) {
 	errs := make([]error, len(batch))
 	renamed := false
 	for i, req := range batch {
-		if errs[i] = os.Rename(req.src, req.dst); errs[i] == nil {
+		if errs[i] = q.root.Rename("tmp/"+req.src, "msg/"+req.dst); errs[i] == nil {
 			renamed = true
 		}
 	}
@@ -208,8 +210,8 @@ func (q *Queue) commitBatch(batch []*commitReq) {
 					errs[i] = err
 					// Not durable, so not acknowledged: do not deliver a
 					// message the client was told to send again.
-					if req.dst != "" && isMessagePath(req.dst) {
-						os.Remove(req.dst)
+					if validID(req.dst) {
+						q.msg.Remove(req.dst)
 					}
 				}
 			}
@@ -218,10 +220,4 @@ func (q *Queue) commitBatch(batch []*commitReq) {
 	for i, req := range batch {
 		req.done <- errs[i]
 	}
-}
-
-// isMessagePath reports whether path names a message file (not a state).
-func isMessagePath(path string) bool {
-	n := len(path)
-	return n >= idLen && validID(path[n-idLen:])
 }

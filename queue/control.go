@@ -31,27 +31,43 @@ func (q *Queue) ServeControl(ctx context.Context, path string) error {
 	if path == "" {
 		path = filepath.Join(q.opts.Dir, ControlSocket)
 	}
+	// Names go through an os.Root of the socket's folder, which follows no
+	// link out of it (see openDirs).
+	dir, name := q.root, filepath.Base(path)
+	if filepath.Dir(path) != filepath.Clean(q.opts.Dir) {
+		d, err := os.OpenRoot(filepath.Dir(path))
+		if err != nil {
+			return fmt.Errorf("queue: control socket: %w", err)
+		}
+		defer d.Close()
+		dir = d
+	}
 	// We hold the spool lock, so a socket left there is stale.
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		os.Remove(path)
+	if fi, err := dir.Lstat(name); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		dir.Remove(name)
 	}
 	// Bind under a temporary name, restrict it, then rename: the socket
 	// appears already listening and already private.
-	tmp := path + ".new"
-	os.Remove(tmp)
-	l, err := net.Listen("unix", tmp)
+	tmp := name + ".new"
+	dir.Remove(tmp)
+	l, err := net.Listen("unix", path+".new")
 	if err != nil {
 		return fmt.Errorf("queue: control socket: %w", err)
 	}
 	l.(*net.UnixListener).SetUnlinkOnClose(false)
-	defer os.Remove(path)
-	q.chown(tmp)
-	if err := os.Chmod(tmp, 0o600); err == nil {
-		err = os.Rename(tmp, path)
+	defer dir.Remove(name)
+	if q.owner != nil {
+		err = dir.Lchown(tmp, q.owner.UID, q.owner.GID)
+	}
+	if err == nil {
+		err = dir.Chmod(tmp, 0o600)
+	}
+	if err == nil {
+		err = dir.Rename(tmp, name)
 	}
 	if err != nil {
 		l.Close()
-		os.Remove(tmp)
+		dir.Remove(tmp)
 		return fmt.Errorf("queue: control socket: %w", err)
 	}
 	srv := &http.Server{Handler: q.controlHandler(), ReadHeaderTimeout: 10 * time.Second}

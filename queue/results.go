@@ -280,7 +280,7 @@ func (q *Queue) readHeader(id string, rec *record) ([]byte, error) {
 // opener returns Delivery.Open for a message: prefix, then body.
 func (q *Queue) opener(id string, rec *record) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
-		f, err := os.Open(q.msgPath(id))
+		f, err := q.openMsg(id)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("open message %s: %w", id, ErrNotFound)
 		}

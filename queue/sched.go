@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -265,7 +264,7 @@ func (q *Queue) loadRound(id string, noState bool) (*round, error) {
 
 // moveStateAside moves a state file, if any, to corrupt/ with its message.
 func (q *Queue) moveStateAside(id string, why error) {
-	if _, err := os.Lstat(q.statePath(id)); err == nil {
+	if _, err := q.msg.Lstat(id + ".state"); err == nil {
 		q.moveCorrupt(id+".state", id, why)
 	}
 }

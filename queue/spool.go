@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/inkan-relay/inkan/queue/safefile"
 )
 
 // Options configure a Queue. Zero values get the defaults noted.
@@ -50,10 +52,11 @@ var (
 type Queue struct {
 	opts                   Options
 	log                    *slog.Logger
-	msgDir, tmpDir, badDir string
+	msgDir, tmpDir, badDir string   // paths, for messages and tests
+	root, msg, tmp, bad    *os.Root // the spool and its folders; see openDirs
 	lockFile, msgDirFile   *os.File
-	owner                  *fileOwner
-	syncDir                func() error // fsyncs msgDir; tests replace it
+	owner                  *safefile.Owner // see openDirs
+	syncDir                func() error    // fsyncs msgDir; tests replace it
 	commitc                chan *commitReq
 	quit, committerDone    chan struct{}
 	kick                   chan struct{}
@@ -86,10 +89,6 @@ type item struct {
 	mu      sync.Mutex // serializes changes to this message's files
 }
 
-// fileOwner is who should own files that root creates in someone else's spool
-// (`inkan queue` run as root on a stopped server).
-type fileOwner struct{ uid, gid int }
-
 // Open opens (creating if needed) the spool in opts.Dir, locks it, and indexes
 // the messages in it. Open fails with ErrLocked when another process holds it.
 func Open(opts Options) (*Queue, error) {
@@ -117,8 +116,7 @@ func Open(opts Options) (*Queue, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			q.msgDirFile.Close()
-			q.lockFile.Close()
+			q.closeFiles()
 		}
 	}()
 	q.syncDir = q.msgDirFile.Sync
@@ -166,71 +164,117 @@ func setDefaults(o *Options) {
 }
 
 // openDirs creates the folders, takes the lock and opens msg/ for fsyncs.
-func (q *Queue) openDirs() error {
+//
+// Root may run `inkan queue` on a spool that belongs to the service user,
+// who could plant links in it. So nothing in the spool is reached through a
+// symbolic link: the spool and its folders must be real folders (a link is
+// refused with an error), and every file is opened through an os.Root of its
+// folder, which refuses names that lead out of it. What root creates is given
+// to the spool's owner. A spool that others may write to is refused.
+func (q *Queue) openDirs() (err error) {
 	dir := q.opts.Dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("queue: create spool: %w", err)
 	}
-	if fi, err := os.Stat(dir); err == nil && os.Geteuid() == 0 {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
-			q.owner = &fileOwner{int(st.Uid), int(st.Gid)}
+	var owners []int
+	if os.Geteuid() == 0 {
+		if fi, err := os.Lstat(dir); err == nil {
+			if o, ok := safefile.OwnerOf(fi); ok && o.UID != 0 {
+				q.owner, owners = &o, []int{o.UID}
+			}
 		}
 	}
-	for _, d := range []string{q.msgDir, q.tmpDir, q.badDir} {
-		if err := os.Mkdir(d, 0o700); err == nil {
-			q.chown(d)
-		} else if !os.IsExist(err) {
-			return fmt.Errorf("queue: create spool: %w", err)
+	if q.root, _, err = safefile.OpenDir("spool", dir, owners...); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	for _, d := range []struct {
+		name string
+		r    **os.Root
+	}{{"msg", &q.msg}, {"tmp", &q.tmp}, {"corrupt", &q.bad}} {
+		if *d.r, err = safefile.OpenSubdir("spool folder", q.root, d.name, q.owner, owners...); err != nil {
+			return fmt.Errorf("queue: %w", err)
 		}
 	}
-	lockPath := filepath.Join(dir, "lock")
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if fi, err := q.root.Lstat("lock"); err == nil {
+		if err := safefile.RefuseLink("spool lock", filepath.Join(dir, "lock"), fi); err != nil {
+			return fmt.Errorf("queue: %w", err)
+		}
+	}
+	f, err := q.root.OpenFile("lock", os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return fmt.Errorf("queue: open lock: %w", err)
 	}
-	q.chown(lockPath)
+	q.lockFile = f
+	if err := q.chown(f); err != nil {
+		return err
+	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return ErrLocked
 		}
 		return fmt.Errorf("queue: lock spool: %w", err)
 	}
-	q.lockFile = f
-	if q.msgDirFile, err = os.Open(q.msgDir); err != nil {
-		f.Close()
+	if q.msgDirFile, err = q.msg.Open("."); err != nil {
 		return fmt.Errorf("queue: open spool: %w", err)
 	}
 	return nil
 }
 
-// chown gives a file root created to the spool's owner; see fileOwner.
-func (q *Queue) chown(path string) {
-	if q.owner != nil {
-		if err := os.Lchown(path, q.owner.uid, q.owner.gid); err != nil {
-			q.log.Warn("cannot give file to spool owner", "path", path, "err", err)
+// closeFiles closes what openDirs opened (any of it may be nil).
+func (q *Queue) closeFiles() error {
+	var errs []error
+	for _, f := range []*os.File{q.msgDirFile, q.lockFile} {
+		if f != nil {
+			errs = append(errs, f.Close())
 		}
 	}
+	for _, r := range []*os.Root{q.msg, q.tmp, q.bad, q.root} {
+		if r != nil {
+			errs = append(errs, r.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// chown gives a file root created to the spool's owner.
+func (q *Queue) chown(f *os.File) error {
+	if q.owner == nil {
+		return nil
+	}
+	if err := f.Chown(q.owner.UID, q.owner.GID); err != nil {
+		return fmt.Errorf("queue: give %s to the spool owner: %w", f.Name(), err)
+	}
+	return nil
 }
 
 // cleanTmp removes drafts and state files that were never renamed into
 // place: none was acknowledged, so nothing is lost.
 func (q *Queue) cleanTmp() error {
-	ents, err := os.ReadDir(q.tmpDir)
+	names, err := readNames(q.tmp)
 	if err != nil {
 		return fmt.Errorf("queue: clean tmp: %w", err)
 	}
-	for _, e := range ents {
-		if err := os.Remove(filepath.Join(q.tmpDir, e.Name())); err != nil {
+	for _, name := range names {
+		if err := q.tmp.Remove(name); err != nil {
 			return fmt.Errorf("queue: clean tmp: %w", err)
 		}
 	}
 	return nil
 }
 
+// readNames lists a folder.
+func readNames(dir *os.Root) ([]string, error) {
+	d, err := dir.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Readdirnames(-1)
+}
+
 // scan streams msg/ and builds the index. It reads state files, never bodies.
 func (q *Queue) scan() error {
-	d, err := os.Open(q.msgDir)
+	d, err := q.msg.Open(".")
 	if err != nil {
 		return fmt.Errorf("queue: scan: %w", err)
 	}
@@ -270,7 +314,7 @@ func (q *Queue) indexState(id string) {
 	it := q.items[id]
 	if it == nil {
 		// The message was finished or deleted before its state.
-		if err := os.Remove(q.statePath(id)); err != nil {
+		if err := q.msg.Remove(id + ".state"); err != nil {
 			q.log.Warn("cannot remove orphan state", "queue_id", id, "err", err)
 		}
 		return
@@ -290,32 +334,57 @@ func (q *Queue) indexState(id string) {
 	}
 }
 
-func (q *Queue) msgPath(id string) string   { return filepath.Join(q.msgDir, id) }
-func (q *Queue) statePath(id string) string { return filepath.Join(q.msgDir, id+".state") }
+func (q *Queue) msgPath(id string) string { return filepath.Join(q.msgDir, id) }
 
 // moveCorrupt moves msg/name to corrupt/ and logs why; it never deletes.
 func (q *Queue) moveCorrupt(name, id string, why error) {
-	dst := filepath.Join(q.badDir, name)
-	if _, err := os.Lstat(dst); err == nil {
+	dst := name
+	if _, err := q.bad.Lstat(dst); err == nil {
 		dst += "." + now().UTC().Format("20060102T150405.000000000")
 	}
 	log := q.log.With("file", name)
 	if id != "" {
 		log = log.With("queue_id", id)
 	}
-	if err := os.Rename(filepath.Join(q.msgDir, name), dst); err != nil {
+	if err := q.root.Rename("msg/"+name, "corrupt/"+dst); err != nil {
 		log.Error("cannot move corrupt file aside", "reason", why, "err", err)
 		return
 	}
-	log.Error("moved corrupt file aside", "to", dst, "reason", why)
+	log.Error("moved corrupt file aside", "to", filepath.Join(q.badDir, dst), "reason", why)
+}
+
+// openMsg opens msg/name for reading. When root works in another user's
+// spool, a file that belongs to neither of them (a hard link the owner
+// planted) is refused.
+func (q *Queue) openMsg(name string) (*os.File, error) {
+	f, err := q.msg.Open(name)
+	if err != nil || q.owner == nil {
+		return f, err
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		if o, ok := safefile.OwnerOf(fi); ok && o.UID != 0 && o.UID != q.owner.UID {
+			err = fmt.Errorf("%s belongs to uid %d, not to the spool owner", name, o.UID)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // readState returns a message's state, or nil when it has none yet.
 func (q *Queue) readState(id string) (*state, error) {
-	b, err := os.ReadFile(q.statePath(id))
+	f, err := q.openMsg(id + ".state")
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("read state: %w", err)
 	}
@@ -333,7 +402,7 @@ func (q *Queue) writeState(id string, st *state) error {
 	if err != nil {
 		return err
 	}
-	f, err := q.createTemp(id + ".state")
+	f, tmp, err := q.createTemp(id + ".state")
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
@@ -345,35 +414,34 @@ func (q *Queue) writeState(id string, st *state) error {
 		err = cerr
 	}
 	if err == nil {
-		err = q.commitRename(f.Name(), q.statePath(id))
+		err = q.commitRename(tmp, id+".state")
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		q.tmp.Remove(tmp)
 		return fmt.Errorf("write state: %w", err)
 	}
 	return nil
 }
 
-// createTemp makes a new file in tmp/.
-func (q *Queue) createTemp(prefix string) (*os.File, error) {
-	for range 10 {
-		name := filepath.Join(q.tmpDir, prefix+"."+newID())
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, os.ErrExist) {
-			continue
-		}
-		if err == nil {
-			q.chown(name)
-		}
-		return f, err
+// createTemp makes a new file in tmp/ (see safefile.CreateTemp) and
+// returns it with its name there.
+func (q *Queue) createTemp(prefix string) (*os.File, string, error) {
+	f, name, err := safefile.CreateTemp(q.tmp, prefix, 0o600)
+	if err != nil {
+		return nil, "", err
 	}
-	return nil, errors.New("cannot create a temporary file")
+	if err := q.chown(f); err != nil {
+		f.Close()
+		q.tmp.Remove(name)
+		return nil, "", err
+	}
+	return f, name, nil
 }
 
 // loadRecord reads a message's trailer. Errors wrap ErrNotFound when the file
 // is gone and errCorrupt when it cannot be decoded.
 func (q *Queue) loadRecord(id string) (*record, error) {
-	f, err := os.Open(q.msgPath(id))
+	f, err := q.openMsg(id)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotFound
 	}
@@ -390,7 +458,7 @@ func (q *Queue) loadRecord(id string) (*record, error) {
 
 // removeMessage deletes a finished message: file first, then state.
 func (q *Queue) removeMessage(id string) error {
-	if err := os.Remove(q.msgPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := q.msg.Remove(id); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove message: %w", err)
 	}
 	q.mu.Lock()
@@ -400,7 +468,7 @@ func (q *Queue) removeMessage(id string) error {
 	if noState {
 		return nil
 	}
-	if err := os.Remove(q.statePath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := q.msg.Remove(id + ".state"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		// Harmless: an orphan state is removed at the next Open.
 		q.log.Warn("cannot remove state", "queue_id", id, "err", err)
 	}
@@ -452,11 +520,7 @@ func (q *Queue) Close() error {
 	close(q.quit)
 	<-q.committerDone
 	metricsQueue.CompareAndSwap(q, nil)
-	err := q.msgDirFile.Close()
-	if cerr := q.lockFile.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return q.closeFiles()
 }
 
 // dueHeap orders items by next attempt, then ID (arrival).
