@@ -11,6 +11,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/inkan-relay/inkan/queue/safefile"
 )
 
 // Errors of the users-file editors; test with errors.Is.
@@ -151,7 +153,7 @@ func DeleteUser(path, name string) error {
 // ListUsers returns the user names in the file at path, sorted; a missing
 // file has none.
 func ListUsers(path string) ([]string, error) {
-	lines, _, err := readUsersForEdit(path)
+	lines, err := readUsersForEdit(path)
 	if err != nil {
 		return nil, err
 	}
@@ -165,27 +167,19 @@ func ListUsers(path string) ([]string, error) {
 	return names, nil
 }
 
-func readUsersForEdit(path string) ([]userLine, fs.FileInfo, error) {
+func readUsersForEdit(path string) ([]userLine, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
+		return nil, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("read users file: %w", err)
+		return nil, fmt.Errorf("read users file: %w", err)
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read users file: %w", err)
-	}
-	lines, err := parseUsers(data, path)
-	if err != nil {
-		return nil, nil, err
-	}
-	return lines, fi, nil
+	return parseUsers(data, path)
 }
 
-// editUsers rewrites the users file atomically: a 0600 temporary file in the
-// same directory, fsync, rename, fsync of the directory. A symlinked path is
+// editUsers rewrites the users file with safefile.WriteFile (atomic, mode
+// 0600 for a new file, the old file's owner kept). A symlinked path is
 // followed so the link survives.
 func editUsers(path string, edit func([]userLine) ([]userLine, error)) error {
 	if path == "" {
@@ -194,54 +188,15 @@ func editUsers(path string, edit func([]userLine) ([]userLine, error)) error {
 	if p, err := filepath.EvalSymlinks(path); err == nil {
 		path = p
 	}
-	lines, old, err := readUsersForEdit(path)
+	lines, err := readUsersForEdit(path)
 	if err != nil {
 		return err
 	}
 	if lines, err = edit(lines); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, formatUsers(lines), old)
-}
-
-func writeFileAtomic(path string, data []byte, old fs.FileInfo) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create users file directory: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write users file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("write users file: %w", err)
-	}
-	if old != nil {
-		if err := keepOwner(tmp, old); err != nil {
-			return fmt.Errorf("keep owner of users file: %w", err)
-		}
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write users file: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("sync users file: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write users file: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replace users file: %w", err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // best effort: some file systems refuse to sync directories
-		d.Close()
+	if err := safefile.WriteFile(path, formatUsers(lines), 0o600); err != nil {
+		return fmt.Errorf("users file: %w", err)
 	}
 	return nil
 }

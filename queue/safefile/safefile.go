@@ -33,10 +33,11 @@ import (
 )
 
 // WriteFile atomically and durably replaces path with data (see the package
-// promises). A new file gets mode perm; a file being replaced keeps its owner
-// and group, so root editing a file of the service user leaves it readable
-// to that user. If path is a symbolic link, the link is replaced, not its
-// target. Missing folders are created with mode 0700.
+// promises). The file gets mode perm. A file being replaced keeps its owner
+// and group, and its group may still read it if it could: root editing a
+// file of the service user (0600 inkan:inkan, or 0640 root:inkan) leaves it
+// readable by the service. If path is a symbolic link, the link is replaced,
+// not its target. Missing folders are created with mode 0700.
 func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -63,14 +64,16 @@ func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
 			root.Remove(tmp)
 		}
 	}()
-	// The umask may have taken bits away; perm is what was asked for.
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
 	if old, err := root.Lstat(base); err == nil && old.Mode().IsRegular() {
 		if err := keepOwner(f, old); err != nil {
 			return fmt.Errorf("write %s: keep the owner of the old file: %w", path, err)
 		}
+		perm |= old.Mode().Perm() & 0o040
+	}
+	// After the chown, which may clear bits; and the umask may have taken
+	// some away: perm is what was asked for.
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
