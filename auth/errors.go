@@ -42,6 +42,12 @@ var (
 		Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 		Message: "Too many authentication failures, try again later",
 	}
+	// ErrAuthBusy answers an AUTH attempt that found no password-checking
+	// slot free in time (HashGate): a flood, not this client's fault.
+	ErrAuthBusy = &smtp.SMTPError{
+		Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Too many logins in progress, try again in a minute",
+	}
 	// ErrAuthMalformed answers a SASL exchange that does not parse.
 	ErrAuthMalformed = &smtp.SMTPError{
 		Code: 501, EnhancedCode: smtp.EnhancedCode{5, 5, 2},

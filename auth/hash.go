@@ -35,6 +35,9 @@ type passwordHash interface {
 	// decoy returns a hash of the same kind and cost that no password
 	// matches, to check unknown users against.
 	decoy() passwordHash
+	// class names the kind and cost: hashes of one class take as long to
+	// check as each other.
+	class() string
 }
 
 type bcryptHash []byte
@@ -45,6 +48,11 @@ func (h bcryptHash) verify(pw string) bool {
 
 func (h bcryptHash) decoy() passwordHash {
 	return bcryptHash(string(h[:7]) + dummyHash[7:]) // same version and cost
+}
+
+func (h bcryptHash) class() string {
+	c, _ := bcrypt.Cost(h)
+	return fmt.Sprintf("bcrypt/%d", c)
 }
 
 type argon2Hash struct {
@@ -63,9 +71,14 @@ func (h argon2Hash) decoy() passwordHash {
 	return argon2Hash{p: h.p, salt: h.salt, key: make([]byte, len(h.key))}
 }
 
+func (h argon2Hash) class() string {
+	return fmt.Sprintf("argon2id/m=%d,t=%d,p=%d,k=%d", h.p.MemoryKiB, h.p.Time, h.p.Threads, len(h.key))
+}
+
 // dummyHash is a bcrypt hash at DefaultBcryptCost of a random password
-// nobody knows. Unknown users are checked against it, or rather against the
-// decoy of the first user's hash, so they take as long as known ones.
+// nobody knows. Unknown users of an empty users file are checked against it;
+// otherwise against the decoy of the costliest hash in the file (see
+// newUserDB), so they take as long as known ones.
 const dummyHash = "$2a$10$wjIcBVf.GfkepXy8IFRxVOIO9zdNGspXtExqn/bXG9VUPDXfP3Db."
 
 var errUnsupportedHash = errors.New("unsupported password hash: want bcrypt ($2a$, $2b$, $2y$) or argon2id ($argon2id$v=19$m=...,t=...,p=...$salt$hash); create one with `inkan user passwd`")

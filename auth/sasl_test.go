@@ -306,7 +306,7 @@ func TestLockoutOverSMTP(t *testing.T) {
 		t.Errorf("locked counter grew by %v, want 1", d)
 	}
 	// Success (say, by an admin) lifts the lockout.
-	a.Limiter.Success(netip.MustParseAddr("127.0.0.1"))
+	a.Limiter.Unlock(netip.MustParseAddr("127.0.0.1"))
 	if err := login("secret"); err != nil {
 		t.Fatalf("after Success: %v", err)
 	}

@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Users is the set of accounts of a users file. It is safe for concurrent
@@ -28,9 +30,12 @@ type Users struct {
 type userDB struct {
 	hashes map[string]passwordHash
 	names  []string
-	decoy  passwordHash // checked for unknown users
-	id     fileID
-	cache  *verifyCache
+	decoy  passwordHash // checked for unknown users: the costliest class
+	// slowdown maps a hash class cheaper than the decoy to how many times
+	// longer the decoy takes; failed checks of that class are padded.
+	slowdown map[string]float64
+	id       fileID
+	cache    *verifyCache
 }
 
 // LoadUsers reads the users file at path: "name:hash" lines, '#' comments
@@ -84,20 +89,58 @@ func readUsers(path string) (*userDB, error) {
 	return db, nil
 }
 
+// newUserDB indexes lines. When the file mixes hash kinds or costs (say
+// while moving from bcrypt to argon2id), each class is timed once: unknown
+// users are checked against the costliest, and failed checks of cheaper
+// classes are padded to its time, so no failure path is faster than another.
 func newUserDB(lines []userLine) *userDB {
 	db := &userDB{hashes: map[string]passwordHash{}, cache: newVerifyCache(), decoy: bcryptHash(dummyHash)}
-	first := true
+	classes := map[string]passwordHash{}
 	for _, l := range lines {
 		if l.name != "" {
-			if first {
-				db.decoy, first = l.ph.decoy(), false
-			}
 			db.hashes[l.name] = l.ph
 			db.names = append(db.names, l.name)
+			if c := l.ph.class(); classes[c] == nil {
+				classes[c] = l.ph
+			}
 		}
 	}
 	sort.Strings(db.names)
+	if len(classes) == 1 {
+		for _, h := range classes {
+			db.decoy = h.decoy()
+		}
+	}
+	if len(classes) > 1 {
+		costs := map[string]time.Duration{}
+		dearest := ""
+		for c, h := range classes {
+			costs[c] = measureCost(h.decoy())
+			if dearest == "" || costs[c] > costs[dearest] || costs[c] == costs[dearest] && c > dearest {
+				dearest = c
+			}
+		}
+		db.decoy = classes[dearest].decoy()
+		db.slowdown = map[string]float64{}
+		for c, d := range costs {
+			if c != dearest {
+				db.slowdown[c] = float64(costs[dearest]) / float64(max(d, time.Microsecond))
+			}
+		}
+	}
 	return db
+}
+
+// measureCost times a check of h (the best of two, to skip a cold start).
+// Tests replace it.
+var measureCost = func(h passwordHash) time.Duration {
+	best := time.Duration(math.MaxInt64)
+	for range 2 {
+		start := time.Now()
+		h.verify("decoy")
+		best = min(best, time.Since(start))
+	}
+	return best
 }
 
 // Path returns the file the users were loaded from.
@@ -117,30 +160,93 @@ func (u *Users) Has(name string) bool {
 	return ok
 }
 
-// Verify reports whether password is name's password. Unknown users cost a
-// hash comparison too (of the first user's kind and cost), so timing does not
-// tell which names exist.
-// Successful checks are remembered for a few minutes (until the next reload)
-// so a client that logs in for every message costs one hash, not one each.
+// Verify reports whether password is name's password; it is Check without
+// a context or a bound on concurrent hashes.
 func (u *Users) Verify(name, password string) bool {
+	ok, _ := u.Check(context.Background(), name, password, nil)
+	return ok
+}
+
+// Check reports whether password is name's password. At most gate's number
+// of hashes run at once (nil: no bound); when no slot comes free in time,
+// or ctx ends first, it returns an error and checked nothing.
+//
+// Every failure costs the same: unknown users, and known ones with an empty
+// password, are checked against a decoy of the costliest hash in the file,
+// and failed checks of cheaper hashes are padded to its time (see
+// newUserDB), so timing does not tell which names exist. Successful checks
+// are remembered for a few minutes (until the next reload) so a client that
+// logs in for every message costs one hash, not one each.
+func (u *Users) Check(ctx context.Context, name, password string, gate *HashGate) (bool, error) {
 	if u == nil {
-		return false
+		return false, nil
 	}
 	db := u.db.Load()
-	h, ok := db.hashes[name]
-	if !ok || password == "" {
+	h, known := db.hashes[name]
+	known = known && password != ""
+	var key [sha256.Size]byte
+	if known {
+		key = db.cache.key(name, password)
+		if db.cache.hit(key) {
+			return true, nil
+		}
+	}
+	if err := gate.acquire(ctx); err != nil {
+		return false, err
+	}
+	start := time.Now()
+	ok := false
+	if known {
+		ok = h.verify(password)
+	} else {
 		db.decoy.verify(password)
-		return false
 	}
-	key := db.cache.key(name, password)
-	if db.cache.hit(key) {
-		return true
+	took := time.Since(start)
+	gate.release()
+	if ok {
+		db.cache.add(key)
+		return true, nil
 	}
-	if !h.verify(password) {
-		return false
+	if f := db.slowdown[classOf(h, known)]; f > 1 {
+		sleepCtx(ctx, time.Duration(float64(took)*(f-1)))
 	}
-	db.cache.add(key)
-	return true
+	return false, nil
+}
+
+func classOf(h passwordHash, known bool) string {
+	if !known {
+		return ""
+	}
+	return h.class()
+}
+
+// LogName is how a user name given in AUTH appears in logs: as it is when it
+// names a user, else "unknown user (N chars, hmac XXXXXXXX)". A name that is
+// no user is often a password typed in the wrong field; the keyed hash (the
+// key is random per process) lets an operator see that the same unknown
+// name keeps coming back, without writing it down or letting the log be
+// used to test guesses of it.
+func (u *Users) LogName(name string) string {
+	if u != nil && name != "" && u.Has(name) {
+		return name
+	}
+	m := hmac.New(sha256.New, pepper)
+	io.WriteString(m, "log:")
+	io.WriteString(m, name)
+	return fmt.Sprintf("unknown user (%d chars, hmac %x)", utf8.RuneCountInString(name), m.Sum(nil)[:4])
+}
+
+// sleepCtx waits d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // ReloadIfChanged re-reads the file when its inode, size, mode or times

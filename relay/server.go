@@ -96,10 +96,19 @@ type Server struct {
 	router  Router
 	log     *slog.Logger
 	limiter *auth.FailureLimiter
+	hashes  *auth.HashGate
+	quotas  *auth.Quotas
 	tlsRoot *tls.Config
+	// ctx ends when Shutdown begins: sessions waiting (AUTH slow-down,
+	// hashing queue) stop waiting.
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	mu        sync.Mutex
-	perIP     map[netip.Addr]int
+	mu    sync.Mutex
+	perIP map[netip.Addr]int // open connections per address
+	// preauth counts connections of IPv6 clients outside trusted networks
+	// that have not authenticated yet, per /64: one host owns a /64.
+	preauth   map[netip.Addr]int
 	total     int
 	listeners []boundListener
 	listen    config.Listen
@@ -118,12 +127,18 @@ func New(st *State, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{
-		spool:  opts.Spool,
-		router: opts.Router,
-		log:    opts.Logger,
-		perIP:  make(map[netip.Addr]int),
+		spool:   opts.Spool,
+		router:  opts.Router,
+		log:     opts.Logger,
+		perIP:   make(map[netip.Addr]int),
+		preauth: make(map[netip.Addr]int),
+		quotas:  auth.NewQuotas(),
 	}
-	s.limiter = auth.NewFailureLimiter(st.Config.Auth.MaxFailures, st.Config.Auth.Lockout.D())
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	a := st.Config.Auth
+	s.limiter = auth.NewFailureLimiter(a.MaxFailures, a.Lockout.D())
+	s.limiter.MaxFailuresPerIP = a.MaxFailuresPerIP
+	s.hashes = auth.NewHashGate(a.MaxConcurrentHashes, a.HashWait.D())
 	// One root config that always asks the current State, so a reload of
 	// certificates reaches new handshakes without rebuilding servers.
 	s.tlsRoot = &tls.Config{
@@ -136,13 +151,27 @@ func New(st *State, opts Options) *Server {
 }
 
 // Swap installs a new State (a reload). Open sessions keep the old one.
-func (s *Server) Swap(st *State) { s.state.Store(st) }
+// The lockout limits change at once (counts are kept); the hashing bound
+// is fixed at start.
+func (s *Server) Swap(st *State) {
+	a := st.Config.Auth
+	s.limiter.SetLimits(a.MaxFailures, a.MaxFailuresPerIP, a.Lockout.D())
+	s.state.Store(st)
+}
 
 // Current returns the State in force.
 func (s *Server) Current() *State { return s.state.Load() }
 
 // Limiter exposes the AUTH failure limiter (for tests and metrics).
 func (s *Server) Limiter() *auth.FailureLimiter { return s.limiter }
+
+// Quotas exposes the sending quota counters (for the status endpoint).
+func (s *Server) Quotas() *auth.Quotas { return s.quotas }
+
+// authenticator is the AUTH check of one exchange, logging to log.
+func (s *Server) authenticator(users *auth.Users, log *slog.Logger) *auth.Authenticator {
+	return &auth.Authenticator{Users: users, Limiter: s.limiter, Hashes: s.hashes, Log: log}
+}
 
 // Listen binds every configured listener. Addresses may be comma-separated.
 func (s *Server) Listen() error {
@@ -279,6 +308,7 @@ func (s *Server) noSign(from string, rcpts []string) bool {
 // Shutdown stops accepting, lets sessions finish until ctx ends, then closes
 // what is left. An unfinished DATA gets no 250, so nothing is lost.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.cancel()
 	s.mu.Lock()
 	servers := append([]*smtp.Server(nil), s.servers...)
 	s.mu.Unlock()
@@ -322,56 +352,130 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		ip := remoteIP(c)
-		if !l.srv.acquire(ip) {
-			l.srv.log.Warn("connection refused", "client", ip.String(), "listener", l.kind.String(), "reason", "too many connections")
-			refused.WithLabelValues("too_many_connections").Inc()
+		prefix, why := l.srv.acquire(ip)
+		if why != "" {
+			from := ip.String()
+			if why == refusedPreauth {
+				from = auth.ClientString(ip)
+			}
+			l.srv.log.Warn("connection refused", "client", ip.String(), "listener", l.kind.String(), "reason", why)
+			refused.WithLabelValues(map[bool]string{true: "too_many_preauth_connections", false: "too_many_connections"}[why == refusedPreauth]).Inc()
 			if l.kind != KindSMTPS {
 				c.SetWriteDeadline(time.Now().Add(time.Second))
-				fmt.Fprintf(c, "421 4.7.0 Too many connections from %s, try again later\r\n", ip)
+				fmt.Fprintf(c, "421 4.7.0 Too many connections from %s, try again later\r\n", from)
 			}
 			c.Close()
 			continue
 		}
 		connections.WithLabelValues(l.kind.String()).Inc()
 		activeConns.Inc()
-		return &trackedConn{Conn: c, srv: l.srv, ip: ip}, nil
+		ctx, cancel := context.WithCancel(l.srv.ctx)
+		return &trackedConn{Conn: c, srv: l.srv, ip: ip, prefix: prefix, ctx: ctx, cancel: cancel}, nil
 	}
 }
 
-func (s *Server) acquire(ip netip.Addr) bool {
-	lim := s.state.Load().Config.Limits
+const refusedPreauth = "too many unauthenticated connections from one IPv6 /64 " +
+	"(limits.max_connections_per_ip applies per /64 to IPv6 clients outside trusted networks until they authenticate)"
+
+// acquire counts a new connection from ip, or says why it is refused.
+// Every connection counts against max_connections and, per address, against
+// max_connections_per_ip. An IPv6 client outside the trusted networks also
+// counts per /64 until it authenticates; prefix is that /64, or invalid.
+func (s *Server) acquire(ip netip.Addr) (prefix netip.Addr, refused string) {
+	st := s.state.Load()
+	lim := st.Config.Limits
+	if ip.Is6() && st.Networks.Match(ip) == nil {
+		prefix = auth.ClientKey(ip)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if lim.MaxConnections > 0 && s.total >= lim.MaxConnections {
-		return false
+		return netip.Addr{}, "too many connections in total (limits.max_connections)"
 	}
 	if lim.MaxConnectionsPerIP > 0 && s.perIP[ip] >= lim.MaxConnectionsPerIP {
-		return false
+		return netip.Addr{}, "too many connections from this address (limits.max_connections_per_ip)"
+	}
+	if prefix.IsValid() && lim.MaxConnectionsPerIP > 0 && s.preauth[prefix] >= lim.MaxConnectionsPerIP {
+		return netip.Addr{}, refusedPreauth
 	}
 	s.total++
 	s.perIP[ip]++
-	return true
+	if prefix.IsValid() {
+		s.preauth[prefix]++
+	}
+	return prefix, ""
 }
 
-func (s *Server) release(ip netip.Addr) {
+func (s *Server) release(c *trackedConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total--
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+		delete(s.perIP, c.ip)
 	}
+	s.releasePreauth(c)
+}
+
+// releasePreauth stops counting c against its /64; s.mu is held.
+func (s *Server) releasePreauth(c *trackedConn) {
+	if !c.prefix.IsValid() {
+		return
+	}
+	if s.preauth[c.prefix]--; s.preauth[c.prefix] <= 0 {
+		delete(s.preauth, c.prefix)
+	}
+	c.prefix = netip.Addr{}
+}
+
+// authenticated is called when the client on conn has logged in: from now
+// on the connection counts per address only, as every connection did
+// before per-/64 counting, so an office behind one /64 is not limited more
+// than it was.
+func (s *Server) authenticated(conn net.Conn) {
+	if c := trackedOf(conn); c != nil {
+		s.mu.Lock()
+		s.releasePreauth(c)
+		s.mu.Unlock()
+	}
+}
+
+// connContext is a context that ends when conn is closed or Shutdown begins.
+func (s *Server) connContext(conn net.Conn) context.Context {
+	if c := trackedOf(conn); c != nil {
+		return c.ctx
+	}
+	return s.ctx
+}
+
+// trackedOf finds the trackedConn under TLS wrappings.
+func trackedOf(c net.Conn) *trackedConn {
+	for c != nil {
+		switch x := c.(type) {
+		case *trackedConn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
 }
 
 type trackedConn struct {
 	net.Conn
-	srv  *Server
-	ip   netip.Addr
-	once sync.Once
+	srv    *Server
+	ip     netip.Addr
+	prefix netip.Addr // the /64 this connection counts against, until AUTH; guarded by srv.mu
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
 }
 
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
-		c.srv.release(c.ip)
+		c.cancel()
+		c.srv.release(c)
 		activeConns.Dec()
 	})
 	return c.Conn.Close()

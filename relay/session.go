@@ -61,6 +61,10 @@ func (s *session) AuthMechanisms() []string {
 	return nil
 }
 
+// Auth runs AUTH PLAIN or LOGIN through auth.Authenticator, the same check
+// package auth tests: lockout per client and user name, a bound on
+// concurrent hashing, equal cost for unknown users, safe log lines, and a
+// slow-down that ends when the connection closes or the server stops.
 func (s *session) Auth(mech string) (sasl.Server, error) {
 	if s.st.Users == nil {
 		return nil, smtp.ErrAuthUnsupported
@@ -68,30 +72,15 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	if !s.tls() && (s.network == nil || !s.network.AllowPlainAuth) {
 		return nil, auth.ErrTLSRequired
 	}
-	if err := s.srv.limiter.Check(s.ip); err != nil {
-		s.log.Warn("auth refused", "reason", "locked out")
-		auth.ObserveAuth(auth.ResultLocked)
-		return nil, err
-	}
+	a := s.srv.authenticator(s.st.Users, s.log.With("mech", strings.ToUpper(mech)))
 	verify := func(user, pass string) error {
-		if s.st.Users.Verify(user, pass) {
-			s.srv.limiter.Success(s.ip)
-			s.user = user
-			s.log = s.log.With("user", user)
-			s.log.Info("auth ok", "mech", mech)
-			auth.ObserveAuth(auth.ResultSuccess)
-			return nil
+		if err := a.Authenticate(s.srv.connContext(s.conn.Conn()), s.ip, user, pass); err != nil {
+			return err
 		}
-		if s.srv.limiter.Failure(s.ip) {
-			auth.ObserveLockout()
-		}
-		auth.ObserveAuth(auth.ResultFailure)
-		s.log.Warn("auth failed", "mech", mech, "user", user)
-		// Slow down guessing; the delay grows with each failure.
-		if d := s.srv.limiter.Delay(s.ip); d > 0 {
-			time.Sleep(d)
-		}
-		return auth.ErrAuthFailed
+		s.user = user
+		s.log = s.log.With("user", user)
+		s.srv.authenticated(s.conn.Conn())
+		return nil
 	}
 	switch strings.ToUpper(mech) {
 	case sasl.Plain:

@@ -1,0 +1,154 @@
+package relay_test
+
+import (
+	"crypto/tls"
+	"encoding/base64"
+	"net"
+	"net/textproto"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+
+	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay"
+)
+
+// The attacks of issue 11 ("Authentication and abuse"), each against the
+// real server over loopback sockets.
+
+// An attacker with an account of its own guesses alice's password and logs
+// in as itself between guesses, hoping its successes wipe the failures.
+func TestAttackLockoutBypassWithOwnAccount(t *testing.T) {
+	e := start(t, nil) // auth.max_failures: 3
+	lim := e.srv.Limiter()
+	lim.BaseDelay, lim.MaxDelay = 0, 0
+	var wrong, locked int
+	for i := range 12 {
+		c := e.dial(relay.KindSMTPS, "127.0.0.1")
+		switch err := c.Auth(sasl.NewPlainClient("", "alice", "guess"+string(rune('a'+i)))); {
+		case code(err) == 535:
+			wrong++
+		case code(err) == 454 && enhanced(err) == "4.7.0":
+			locked++
+		default:
+			t.Fatalf("guess %d: %v", i, err)
+		}
+		c.Close()
+		own := e.dial(relay.KindSMTPS, "127.0.0.1")
+		if err := own.Auth(sasl.NewPlainClient("", "bob@example.net", testPassword)); err != nil {
+			t.Fatalf("the attacker's own login %d: %v", i, err)
+		}
+		own.Close()
+	}
+	if wrong > 3 {
+		t.Errorf("%d of 12 guesses for alice were checked (535), want at most max_failures=3; %d locked out", wrong, locked)
+	}
+	// alice is locked out from this address, even with her password...
+	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); code(err) != 454 {
+		t.Errorf("alice after the guesses: %v, want 454 4.7.0", err)
+	}
+	// ...but not from elsewhere.
+	c = e.dial(relay.KindSMTPS, "127.0.0.3")
+	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
+		t.Errorf("alice from another address: %v", err)
+	}
+}
+
+// Many connections guess at the same moment: the lockout must hold although
+// no failure has been recorded when they all start.
+func TestAttackParallelGuesses(t *testing.T) {
+	e := start(t, func(c *config.Config) { c.Limits.MaxConnectionsPerIP = 50 })
+	lim := e.srv.Limiter()
+	lim.BaseDelay, lim.MaxDelay = 0, 0
+	const n = 20
+	var conns []*textproto.Conn
+	for range n {
+		conns = append(conns, smtpsRaw(t, e, "127.0.0.1"))
+	}
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	startGun := make(chan struct{})
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-startGun
+			id, _ := c.Cmd("AUTH PLAIN %s", base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong")))
+			c.StartResponse(id)
+			codes[i], _, _ = c.ReadResponse(0)
+			c.EndResponse(id)
+		}()
+	}
+	close(startGun)
+	wg.Wait()
+	var checked int
+	for i, c := range codes {
+		switch c {
+		case 535:
+			checked++
+		case 454:
+		default:
+			t.Errorf("connection %d: reply %d, want 535 or 454", i, c)
+		}
+	}
+	if checked > 3 {
+		t.Errorf("%d of %d parallel guesses were checked (535), want at most max_failures=3", checked, n)
+	}
+}
+
+// The slow-down after a failed AUTH must end when the server shuts down,
+// not hold the connection's goroutine for its whole length.
+func TestAttackAuthDelayIgnoresShutdown(t *testing.T) {
+	e := start(t, nil)
+	lim := e.srv.Limiter()
+	lim.BaseDelay, lim.MaxDelay = time.Hour, time.Hour
+	c := smtpsRaw(t, e, "127.0.0.1")
+	id, err := c.Cmd("AUTH PLAIN %s", base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the session is in its delay now
+	go func() {
+		ctx, cancel := contextWithTimeout(10 * time.Second)
+		defer cancel()
+		e.srv.Shutdown(ctx)
+	}()
+	c.StartResponse(id)
+	defer c.EndResponse(id)
+	got, line, err := c.ReadResponse(0)
+	if got != 535 {
+		t.Fatalf("AUTH reply after shutdown began: %d %q %v, want 535 within seconds", got, line, err)
+	}
+}
+
+// smtpsRaw opens an implicit-TLS connection from the loopback address from,
+// reads the greeting and says EHLO.
+func smtpsRaw(t *testing.T, e *env, from string) *textproto.Conn {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", e.addr(relay.KindSMTPS), clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	c := textproto.NewConn(conn)
+	t.Cleanup(func() { c.Close() })
+	if _, _, err := c.ReadResponse(220); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Cmd("EHLO client.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.StartResponse(id)
+	_, msg, err := c.ReadResponse(250)
+	c.EndResponse(id)
+	if err != nil || !strings.Contains(msg, "AUTH") {
+		t.Fatalf("EHLO: %q %v", msg, err)
+	}
+	return c
+}
