@@ -29,6 +29,7 @@ import (
 	"github.com/inkan-relay/inkan/auth"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -58,13 +59,13 @@ type State struct {
 	TLS      *tls.Config     // server certificate(s)
 }
 
-// beginSign starts signing for a message whose header (with inkan's
-// additions) is head. A nil stream with a nil error means "not signed".
-func (st *State) beginSign(head []byte) (*signing.Stream, string, error) {
+// beginSign starts signing m. A nil stream with a nil error means "not
+// signed".
+func (st *State) beginSign(m signing.Message) (*signing.Stream, string, error) {
 	if st.Signer == nil {
 		return nil, "not signed: no DKIM keys configured", nil
 	}
-	stream, d := st.Signer.Begin(head)
+	stream, d := st.Signer.Begin(m)
 	if d.Err != nil {
 		return nil, d.String(), d.Err
 	}
@@ -298,7 +299,7 @@ func (s *Server) noSign(from string, rcpts []string) bool {
 		return false
 	}
 	for _, r := range rcpts {
-		if !s.router.NoSign(from, auth.Domain(r)) {
+		if !s.router.NoSign(from, mailsyntax.DomainOf(r)) {
 			return false
 		}
 	}
@@ -512,7 +513,7 @@ func senderDomains(cfg *config.Config) []string {
 	var out []string
 	add := func(pats []string) {
 		for _, p := range pats {
-			if d := strings.ToLower(auth.Domain(p)); d != "" && !seen[d] {
+			if d := strings.ToLower(mailsyntax.DomainOf(p)); d != "" && !seen[d] {
 				seen[d] = true
 				out = append(out, d)
 			}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/inkan-relay/inkan/auth"
 	"github.com/inkan-relay/inkan/queue"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -104,7 +105,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		if err := auth.CheckSender(from); err != nil {
 			return err
 		}
-		if !isASCII(from) && (opts == nil || !opts.UTF8) {
+		if !mailsyntax.IsASCII(from) && (opts == nil || !opts.UTF8) {
 			return ErrNeedSMTPUTF8
 		}
 	}
@@ -121,6 +122,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	if opts != nil && opts.Size > 0 && opts.Size > s.maxSize() {
 		return ErrMessageTooLarge
+	}
+	if err := s.checkQuota(1, 1); err != nil {
+		return err
 	}
 	if s.user == "" {
 		if err := s.network.AllowMessage(s.ip); err != nil {
@@ -155,7 +159,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !s.hasFrom {
 		return ErrNoMailFrom
 	}
-	if !s.utf8 && !isASCII(to) {
+	if !s.utf8 && !mailsyntax.IsASCII(to) {
 		return ErrNeedSMTPUTF8
 	}
 	if err := auth.CheckRecipient(to); err != nil {
@@ -165,6 +169,9 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	}
 	if max := s.maxRcpts(); max > 0 && len(s.rcpts) >= max {
 		return ErrTooManyRecipients
+	}
+	if err := s.checkQuota(1, len(s.rcpts)+1); err != nil {
+		return err
 	}
 	s.rcpts = append(s.rcpts, to)
 	return nil
@@ -194,9 +201,16 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return s.readError(err, lr)
 	}
-	fields := parseFields(hdr)
-	if err := s.checkHeaderFrom(fields); err != nil {
-		refused.WithLabelValues("header_from").Inc()
+	// The one parse of the header section: the loop check, the sender
+	// policy and the signer all read this, never the raw bytes again.
+	h := mailsyntax.ParseHeader(hdr)
+	if hops := h.Count("Received"); hops >= s.st.Config.Limits.MaxHops {
+		refused.WithLabelValues("too_many_hops").Inc()
+		s.log.Warn("refused", "reason", "too many hops", "received_fields", hops)
+		return tooManyHops(hops)
+	}
+	author, addFrom, err := s.checkAuthors(h)
+	if err != nil {
 		return err
 	}
 
@@ -217,15 +231,15 @@ func (s *session) Data(r io.Reader) error {
 	id := draft.ID()
 	log := s.log.With("queue_id", id)
 
-	added := s.fixups(fields, id)
+	added := s.fixups(h, id, addFrom)
 	var sink io.Writer = spoolWriter{draft}
 	var stream *signing.Stream
 	decision := "not signed: signing disabled for this route"
 	if s.srv.noSign(s.from, s.rcpts) {
 		s.st.Signer.Skip("route has no_sign")
 	} else {
-		head := append(append([]byte(nil), added...), hdr...)
-		stream, decision, err = s.st.beginSign(head)
+		m := signing.Message{Header: append(mailsyntax.ParseHeader(added), h...), Author: author}
+		stream, decision, err = s.st.beginSign(m)
 		if err != nil {
 			log.Error("dkim signing failed", "err", err)
 			return ErrSignFailed
@@ -276,6 +290,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	committed = true
 	accepted.Inc()
+	s.countQuota()
 	submitSeconds.Observe(time.Since(start).Seconds())
 	log.Info("accepted", "from", s.from, "rcpts", len(s.rcpts), "to", strings.Join(s.rcpts, ","),
 		"size", lr.read, "dkim", decision)
@@ -316,43 +331,62 @@ func (s *session) spoolError(op string, err error) error {
 	return ErrSpoolFailed
 }
 
-// checkHeaderFrom applies the sender policy to every header From address, so
-// a user allowed to send as alice@ cannot forge From: ceo@.
-func (s *session) checkHeaderFrom(fields []field) error {
-	if s.user == "" && (s.network == nil || s.network.Senders == nil) {
-		return nil
+// checkAuthors applies authorOf to this session, with the log line and
+// metric of a refusal.
+func (s *session) checkAuthors(h mailsyntax.Header) (author mailsyntax.Address, addFrom bool, err error) {
+	author, addFrom, err = authorOf(h, s.from, s.user, s.network, s.st.Policy)
+	if err != nil {
+		refused.WithLabelValues("header_from").Inc()
+		s.log.Warn("refused", "reason", "header sender refused", "err", err)
 	}
-	for _, v := range fieldValues(fields, "From") {
-		addrs, err := auth.ParseHeaderFrom(v)
-		if err != nil {
-			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed From header: " + err.Error()}
+	return author, addFrom, err
+}
+
+// authorOf reads who the header says the message is from (From, Sender,
+// Resent-From, Resent-Sender) and applies the sender policy of user (or of
+// trusted network n) to every one of them, so a user allowed to send as
+// alice@ can neither forge From: ceo@ nor get ceo@'s domain signed through a
+// field the signer reads differently. It returns the author the signer signs
+// for. A message without From gets one from the envelope sender envFrom
+// (RFC 6409 §8.1), which the policy approved at MAIL FROM; with the null
+// sender it stays unsigned (the zero author).
+func authorOf(h mailsyntax.Header, envFrom, user string, n *auth.Network, p *auth.Policy) (author mailsyntax.Address, addFrom bool, err error) {
+	a, err := h.Authors()
+	if errors.Is(err, mailsyntax.ErrNoFrom) && envFrom != "" {
+		env, serr := mailsyntax.SplitAddress(envFrom)
+		if serr != nil { // MAIL FROM checked it; cannot happen
+			return author, false, ErrBadMessage
 		}
-		for _, a := range addrs {
-			var perr error
-			if s.user != "" {
-				perr = s.st.Policy.CheckUser(s.user, a)
-			} else {
-				perr = s.st.Policy.CheckNetwork(s.network, a)
-			}
-			if perr != nil {
-				s.log.Warn("refused", "reason", "header From not allowed", "header_from", a)
-				return auth.HeaderFromNotOwned(s.user, a)
-			}
+		a.From, addFrom, err = []mailsyntax.Address{env}, true, nil
+	}
+	var fe *mailsyntax.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return author, false, malformedAuthor(fe)
+	case err != nil: // no From and the null sender
+		return author, false, nil
+	}
+	if auth.Restricted(user, n) {
+		if perr := p.CheckAuthors(user, n, a.All()); perr != nil {
+			return author, false, perr
 		}
 	}
-	return nil
+	return a.From[0], addFrom, nil
 }
 
 // fixups returns the header fields RFC 6409 §8 lets a submission server add.
-func (s *session) fixups(fields []field, id string) []byte {
+func (s *session) fixups(h mailsyntax.Header, id string, addFrom bool) []byte {
 	var b []byte
-	h := s.st.Config.Headers
-	if (h.AddMessageID == nil || *h.AddMessageID) && !hasField(fields, "Message-ID") {
+	if addFrom {
+		b = fmt.Appendf(b, "From: %s\r\n", s.from)
+	}
+	hc := s.st.Config.Headers
+	if (hc.AddMessageID == nil || *hc.AddMessageID) && !h.Has("Message-ID") {
 		var r [8]byte
 		rand.Read(r[:])
 		b = fmt.Appendf(b, "Message-ID: <%s.%s@%s>\r\n", id, hex.EncodeToString(r[:]), s.st.Config.Hostname)
 	}
-	if (h.AddDate == nil || *h.AddDate) && !hasField(fields, "Date") {
+	if (hc.AddDate == nil || *hc.AddDate) && !h.Has("Date") {
 		b = fmt.Appendf(b, "Date: %s\r\n", now().Format(time.RFC1123Z))
 	}
 	return b
@@ -446,12 +480,3 @@ type writeError struct{ err error }
 
 func (w *writeError) Error() string { return w.err.Error() }
 func (w *writeError) Unwrap() error { return w.err }
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/mail"
 	"os"
 	"os/user"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // sysexits.h codes, which cron, PHP and MTAs' callers understand.
@@ -168,28 +168,34 @@ func submitLocal(o *sendmailOpts, msg []byte, stderr io.Writer) int {
 		from = defaultSender()
 	}
 	hdrEnd := bytes.Index(msg, []byte("\r\n\r\n"))
-	var header mail.Header
-	if m, err := mail.ReadMessage(bytes.NewReader(msg)); err == nil {
-		header = m.Header
+	var header mailsyntax.Header
+	if hdrEnd >= 0 {
+		header = mailsyntax.ParseHeader(msg[:hdrEnd+4])
 	}
 	rcpts := o.rcpts
 	if o.fromHeaderRcpts {
 		for _, k := range []string{"To", "Cc", "Bcc"} {
-			if list, err := header.AddressList(k); err == nil {
+			for _, v := range header.Values(k) {
+				list, err := mailsyntax.ParseAddressList(v)
+				if err != nil {
+					fmt.Fprintf(stderr, "sendmail: %s header: %v\n", k, err)
+					return exDataErr
+				}
 				for _, a := range list {
-					rcpts = append(rcpts, a.Address)
+					rcpts = append(rcpts, a.String())
 				}
 			}
 		}
-		msg = stripBcc(msg, hdrEnd)
 	}
+	// Bcc never leaves, whichever way the recipients were given (as
+	// Postfix's sendmail does).
+	msg = stripBcc(msg, hdrEnd)
 	if len(rcpts) == 0 {
 		fmt.Fprintln(stderr, "sendmail: no recipients (give them as arguments, or use -t)")
 		return exUsage
 	}
-	if header.Get("From") == "" {
-		a := mail.Address{Name: o.fullName, Address: from}
-		msg = append([]byte("From: "+a.String()+"\r\n"), msg...)
+	if !header.Has("From") {
+		msg = append([]byte("From: "+mailsyntax.FormatMailbox(o.fullName, from)+"\r\n"), msg...)
 	}
 
 	conn, err := net.DialTimeout("tcp", o.server, 10*time.Second)

@@ -3,6 +3,7 @@ package mailsyntax
 import (
 	"errors"
 	"fmt"
+	"mime"
 	"net/netip"
 	"strings"
 	"unicode/utf8"
@@ -212,4 +213,19 @@ func isDotAtom(s string) bool {
 		}
 	}
 	return true
+}
+
+// FormatMailbox writes a mailbox for a header field: addr alone, or with a
+// display name, quoted when it is ASCII and an RFC 2047 encoded word when
+// it is not.
+func FormatMailbox(name, addr string) string {
+	if name == "" {
+		return addr
+	}
+	if IsASCII(name) {
+		name = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\r", "", "\n", "").Replace(name) + `"`
+	} else {
+		name = mime.QEncoding.Encode("utf-8", name)
+	}
+	return name + " <" + addr + ">"
 }

@@ -167,3 +167,19 @@ func TestSplitAddress(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatMailbox(t *testing.T) {
+	for _, tc := range []struct{ name, want string }{
+		{"", "a@example.com"},
+		{`Cron "Daemon"`, `"Cron \"Daemon\"" <a@example.com>`},
+		{"Jürgen", "=?utf-8?q?J=C3=BCrgen?= <a@example.com>"},
+	} {
+		got := FormatMailbox(tc.name, "a@example.com")
+		if got != tc.want {
+			t.Errorf("FormatMailbox(%q) = %q, want %q", tc.name, got, tc.want)
+		}
+		if list, err := ParseMailboxList(got); err != nil || list[0].String() != "a@example.com" {
+			t.Errorf("%q does not read back: %v %v", got, list, err)
+		}
+	}
+}
