@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/inkan-relay/inkan/queue/safefile"
 )
 
 // Users is the set of accounts of a users file. It is safe for concurrent
@@ -39,8 +41,9 @@ type userDB struct {
 }
 
 // LoadUsers reads the users file at path: "name:hash" lines, '#' comments
-// and blank lines. It refuses a file that group or others may access, and
-// names file:line for a bad line.
+// and blank lines. It refuses a file safefile.Check does not trust (owned by
+// someone other than root or inkan's user, or readable by others or by a
+// group inkan is not in), and names file:line for a bad line.
 func LoadUsers(path string) (*Users, error) {
 	if path == "" {
 		return nil, errors.New("no users file configured (auth.users_file)")
@@ -70,8 +73,8 @@ func readUsers(path string) (*userDB, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("users file %s is not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("users file %s is accessible by group or others (mode %04o): run chmod 600 %s", path, perm, path)
+	if err := safefile.Check("users file", path, fi); err != nil {
+		return nil, err
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxUsersFile+1))
 	if err != nil {

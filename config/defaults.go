@@ -3,7 +3,6 @@ package config
 import (
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,8 +14,10 @@ import (
 // loopback ports (IPv4 and IPv6), TLS uses a self-signed certificate, and
 // mail is delivered directly to MX hosts.
 //
-// DataDir is /var/lib/inkan for root, otherwise $XDG_STATE_HOME/inkan or
-// $HOME/.local/state/inkan.
+// DataDir is $STATE_DIRECTORY (systemd), /var/lib/inkan for root, otherwise
+// $XDG_STATE_HOME/inkan or $HOME/.local/state/inkan. Without any of these
+// it is empty and Validate asks for data_dir: a fallback under /tmp would be
+// a name another user can create first.
 func Default() *Config {
 	return defaults(os.Geteuid(), os.Hostname, os.LookupEnv)
 }
@@ -100,7 +101,7 @@ func defaultDataDir(euid int, env func(string) (string, bool)) string {
 	if h, ok := env("HOME"); ok && filepath.IsAbs(h) {
 		return filepath.Join(h, ".local", "state", "inkan")
 	}
-	return filepath.Join(os.TempDir(), "inkan-"+strconv.Itoa(euid))
+	return ""
 }
 
 // finalize fills defaults that depend on other settings.

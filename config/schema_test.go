@@ -146,7 +146,8 @@ func TestDefaultsByUser(t *testing.T) {
 		{0, map[string]string{"HOME": "/root"}, "Mail.Example.COM.", "/var/lib/inkan", "mail.example.com"},
 		{1000, map[string]string{"HOME": "/home/a"}, "box", "/home/a/.local/state/inkan", "box"},
 		{1000, map[string]string{"HOME": "/home/a", "XDG_STATE_HOME": "/xdg"}, "my_box", "/xdg/inkan", "localhost"},
-		{1000, map[string]string{"XDG_STATE_HOME": "rel"}, "", "", "localhost"},
+		{1000, map[string]string{"HOME": "/home/b", "XDG_STATE_HOME": "rel"}, "", "/home/b/.local/state/inkan", "localhost"},
+		// No usable variable at all: no default (TestAttackNoPredictableTmpDataDir).
 	} {
 		c := defaults(tc.euid, host(tc.host), env(tc.env))
 		if tc.wantDir != "" && c.DataDir != tc.wantDir || c.Hostname != tc.wantHost || c.DataDir == "" {

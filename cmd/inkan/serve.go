@@ -22,6 +22,7 @@ import (
 	"github.com/inkan-relay/inkan/auth"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue"
+	"github.com/inkan-relay/inkan/queue/safefile"
 	"github.com/inkan-relay/inkan/relay"
 	"github.com/inkan-relay/inkan/relay/deliver"
 	"github.com/inkan-relay/inkan/relay/signing"
@@ -87,8 +88,8 @@ type daemon struct {
 }
 
 func startDaemon(cfg *config.Config, cfgPath string, logger *slog.Logger) (*daemon, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data directory %s: %w (set data_dir or INKAN_DATA_DIR to a writable place)", cfg.DataDir, err)
+	if err := safefile.MakeDir("data directory", cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("%w (or set data_dir or INKAN_DATA_DIR to a directory of inkan's own)", err)
 	}
 	d := &daemon{cfgPath: cfgPath, log: logger}
 	d.cfg.Store(cfg)
@@ -174,7 +175,7 @@ func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *relay.TLSSetup)
 	usersFile := usersPath(cfg)
 	if _, err := os.Stat(usersFile); errors.Is(err, os.ErrNotExist) && cfg.Auth.UsersFile == "" {
 		// The embedded default keeps users in the data dir; start with none.
-		if err := os.WriteFile(usersFile, nil, 0o600); err != nil {
+		if err := safefile.WriteFile(usersFile, nil, 0o600); err != nil {
 			return nil, nil, fmt.Errorf("create users file: %w", err)
 		}
 	}

@@ -107,7 +107,7 @@ func TestCheck(t *testing.T) {
 		{"file owned by a stranger", false, 0o600, nobody, -1, false, "is owned by uid 65534"},
 		{"own 0700 folder", true, 0o700, -1, -1, true, ""},
 		{"folder others may list", true, 0o755, -1, -1, true, ""},
-		{"folder others may write", true, 0o777, -1, -1, false, "chmod 0750"},
+		{"folder others may write", true, 0o777, -1, -1, false, "chmod 0775"},
 		{"folder a foreign group may write", true, 0o770, -1, stranger, false, "which inkan is not in"},
 		{"folder owned by a stranger", true, 0o700, nobody, -1, false, "chown"},
 	} {

@@ -35,13 +35,14 @@ var groups = sync.OnceValue(func() []int {
 //
 //   - The owner must be root, the user inkan runs as, or one of owners (root
 //     acting for the owner of a spool passes that owner).
-//   - Nobody but the owner and the groups inkan is in may write to it.
-//   - A file (a secret: passwords, keys) may be read by a group only if
-//     inkan is in that group, never by every user. So a root-owned 0440 or
-//     0640 file of inkan's group (a Kubernetes secret with fsGroup, a file in
-//     /etc/inkan) is accepted, and so is a 0600 file of inkan's user.
-//   - A folder may be listed by others: what inkan keeps in it has its own
-//     private mode.
+//   - Every user: may not write; may not read a file.
+//   - A file (a secret: passwords, keys) may be read, not written, by its
+//     group, and only when inkan is in that group. So a root-owned 0440 or
+//     0640 file of inkan's group (a Kubernetes secret with fsGroup, a file
+//     in /etc/inkan) is accepted, and so is a 0600 file of inkan's user.
+//   - A folder may be written by its group when inkan is in it (a Kubernetes
+//     volume with fsGroup), and listed by anyone: what inkan keeps in it has
+//     its own private mode.
 //
 // A symbolic link is refused: open it first and check what it points to.
 func Check(what, path string, fi fs.FileInfo, owners ...int) error {
@@ -60,35 +61,34 @@ func Check(what, path string, fi fs.FileInfo, owners ...int) error {
 		return bad(fmt.Sprintf("is owned by %s, not by root or by %s that inkan runs as", describeUser(uid), describeUser(euid)),
 			fmt.Sprintf("run chown %d %s, or run inkan as its owner", euid, path))
 	}
-	perm := fi.Mode().Perm()
+	perm, dir := fi.Mode().Perm(), fi.IsDir()
 	ourGroup := slices.Contains(groups(), gid)
-	mask := fs.FileMode(0o002) // others may not write
+	group := "group " + describeGroup(gid)
 	if !ourGroup {
-		mask |= 0o020
+		group += ", which inkan is not in"
 	}
-	if !fi.IsDir() {
-		mask |= 0o004
-		if !ourGroup {
-			mask |= 0o040
+	var mask fs.FileMode
+	var problem string
+	refuse := func(bits fs.FileMode, text string) {
+		if perm&bits != 0 && problem == "" {
+			problem = fmt.Sprintf("%s (mode %04o)", text, perm)
 		}
+		mask |= bits
 	}
-	if perm&mask == 0 {
+	refuse(0o002, "may be written by every user")
+	if !dir {
+		refuse(0o004, "may be read by every user")
+	}
+	if !dir || !ourGroup {
+		refuse(0o020, "may be written by "+group)
+	}
+	if !dir && !ourGroup {
+		refuse(0o040, "may be read by "+group)
+	}
+	if problem == "" {
 		return nil
 	}
-	who := "every user"
-	if perm&mask&0o070 != 0 && perm&mask&0o007 == 0 {
-		who = fmt.Sprintf("group %s, which inkan is not in,", describeGroup(gid))
-	}
-	verb := "read"
-	if perm&mask&0o022 != 0 {
-		verb = "written"
-	}
-	want := fs.FileMode(0o600)
-	if fi.IsDir() {
-		want = 0o700
-	}
-	return bad(fmt.Sprintf("may be %s by %s (mode %04o)", verb, who, perm),
-		fmt.Sprintf("run chmod %04o %s", perm&^mask&(want|0o050), path))
+	return bad(problem, fmt.Sprintf("run chmod %04o %s", perm&^mask, path))
 }
 
 func describeUser(uid int) string {
@@ -103,6 +103,20 @@ func describeGroup(gid int) string {
 		return fmt.Sprintf("%d (%s)", gid, g.Name)
 	}
 	return strconv.Itoa(gid)
+}
+
+// MakeDir creates the folder path (mode 0700, with its parents) when it is
+// missing, and checks the folder it names (following links: path is a
+// setting the administrator chose) with Check.
+func MakeDir(what, path string) error {
+	if err := os.MkdirAll(path, 0o700); err != nil {
+		return fmt.Errorf("create %s %s: %w", what, path, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return Check(what, path, fi)
 }
 
 // OpenDir opens the folder path as an os.Root after checking it with Check.
