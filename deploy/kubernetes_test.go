@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"path"
 	"path/filepath"
@@ -15,6 +16,9 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/queue/safefile"
 )
 
 // The subset of the Kubernetes API the manifests use, decoded strictly so
@@ -440,18 +444,23 @@ func checkInkanContainer(t *testing.T, where string, objs []k8sObject, spec podS
 	checkSecurity(t, where, spec.SecurityContext, c.SecurityContext)
 
 	view := newFSView()
+	modes := make(map[string]fs.FileMode) // files of Secret and ConfigMap volumes
+	writable := make(map[string]volume)   // by mount path
 	for _, m := range c.VolumeMounts {
 		v := vols[m.Name]
 		if v.EmptyDir != nil || v.PersistentVolumeClaim != nil || (v.ConfigMap == nil && v.Secret == nil && v.Projected == nil) {
 			view.writable = append(view.writable, m.MountPath)
+			writable[m.MountPath] = v
 			continue
 		}
 		files, complete := volumeFiles(t, objs, v)
 		for p, content := range files {
 			if m.SubPath == "" {
 				view.addFile(path.Join(m.MountPath, p), content, true)
+				modes[path.Join(m.MountPath, p)] = fileMode(v, p, spec.SecurityContext)
 			} else if p == m.SubPath {
 				view.addFile(m.MountPath, content, true)
+				modes[m.MountPath] = fileMode(v, p, spec.SecurityContext)
 			}
 		}
 		if !complete && m.SubPath == "" {
@@ -472,6 +481,7 @@ func checkInkanContainer(t *testing.T, where string, objs []k8sObject, spec podS
 		t.Fatalf("%s: the configuration does not load: %v", where, err)
 	}
 	checkConfigFiles(t, where, cfg, view)
+	checkTrust(t, where, cfg, podProcess(spec.SecurityContext, c.SecurityContext, img), spec.SecurityContext, modes, writable)
 
 	ink := &podInkan{c: c, ports: make(map[string]int)}
 	ls := listeners(t, cfg)
@@ -562,6 +572,108 @@ func checkSecurity(t *testing.T, where string, pod, c *securityContext) {
 	}
 	if c.Capabilities == nil || !slices.Equal(c.Capabilities.Drop, []string{"ALL"}) || len(c.Capabilities.Add) > 0 {
 		t.Errorf("%s: capabilities must drop ALL and add none", where)
+	}
+}
+
+// podProcess is the user and groups inkan runs as in the pod: runAsUser and
+// runAsGroup (the container's, else the pod's, else the image's USER) and
+// fsGroup.
+func podProcess(pod, c *securityContext, img image) safefile.Process {
+	if pod == nil {
+		pod = &securityContext{}
+	}
+	if c == nil {
+		c = &securityContext{}
+	}
+	imgUser, imgGroup, _ := strings.Cut(img.user, ":")
+	uid, _ := strconv.Atoi(imgUser)
+	gid, _ := strconv.Atoi(imgGroup)
+	for _, v := range []*int64{pod.RunAsUser, c.RunAsUser} {
+		if v != nil {
+			uid = int(*v)
+		}
+	}
+	for _, v := range []*int64{pod.RunAsGroup, c.RunAsGroup} {
+		if v != nil {
+			gid = int(*v)
+		}
+	}
+	p := safefile.Process{UID: uid, Groups: []int{gid}}
+	if pod.FSGroup != nil {
+		p.Groups = append(p.Groups, int(*pod.FSGroup))
+	}
+	return p
+}
+
+// fileMode is the mode the kubelet gives file p of a Secret or ConfigMap
+// volume: the item's mode, else defaultMode, else 0644; with fsGroup, group
+// read is added (the volume is read-only) and the group is fsGroup.
+func fileMode(v volume, p string, pod *securityContext) fs.FileMode {
+	mode := 0o644
+	var items []keyToPath
+	switch {
+	case v.Secret != nil:
+		items = v.Secret.Items
+		if v.Secret.DefaultMode != nil {
+			mode = *v.Secret.DefaultMode
+		}
+	case v.ConfigMap != nil:
+		items = v.ConfigMap.Items
+		if v.ConfigMap.DefaultMode != nil {
+			mode = *v.ConfigMap.DefaultMode
+		}
+	case v.Projected != nil:
+		if v.Projected.DefaultMode != nil {
+			mode = *v.Projected.DefaultMode
+		}
+		for _, src := range v.Projected.Sources {
+			for _, ref := range []*objectRef{src.Secret, src.ConfigMap} {
+				if ref != nil {
+					items = append(items, ref.Items...)
+				}
+			}
+		}
+	}
+	for _, it := range items {
+		if it.Path == p && it.Mode != nil {
+			mode = *it.Mode
+		}
+	}
+	if pod != nil && pod.FSGroup != nil {
+		mode |= 0o440
+	}
+	return fs.FileMode(mode)
+}
+
+// checkTrust runs the binary's own rule (safefile.Check) on what the pod
+// gives inkan: the users file, root-owned with the mode and fsGroup the
+// kubelet gives it, and the data directory, which is either a volume's root
+// (root-owned, fsGroup; an emptyDir is 0777, a new disk's root 0755, both
+// plus group write) or a folder inkan creates below one (its own, 0700).
+func checkTrust(t *testing.T, where string, cfg *config.Config, proc safefile.Process, pod *securityContext, modes map[string]fs.FileMode, writable map[string]volume) {
+	t.Helper()
+	fsGroup := -1
+	if pod != nil && pod.FSGroup != nil {
+		fsGroup = int(*pod.FSGroup)
+	}
+	if p := cfg.Auth.UsersFile; p != "" {
+		if mode, ok := modes[p]; ok {
+			if err := proc.CheckMode("users file", p, mode, 0, fsGroup); err != nil {
+				t.Errorf("%s: inkan would refuse auth.users_file: %v", where, err)
+			}
+		}
+	}
+	if v, ok := writable[cfg.DataDir]; ok {
+		mode := fs.ModeDir | 0o755
+		if v.EmptyDir != nil {
+			mode = fs.ModeDir | 0o777
+		}
+		if fsGroup >= 0 {
+			mode |= 0o070
+		}
+		if err := proc.CheckMode("data directory", cfg.DataDir, mode, 0, fsGroup); err != nil {
+			t.Errorf("%s: inkan would refuse data_dir (the root of a volume): %v; use a folder below it, which inkan creates", where, err)
+		}
 	}
 }
 

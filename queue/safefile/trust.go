@@ -23,46 +23,63 @@ func (e *UnsafeError) Error() string {
 	return fmt.Sprintf("%s %s %s: %s", e.What, e.Path, e.Problem, e.Fix)
 }
 
-// groups are the process's effective and supplementary groups.
-var groups = sync.OnceValue(func() []int {
+// Process is a user and the groups it is in: who Check decides for.
+type Process struct {
+	UID    int
+	Groups []int // effective and supplementary
+}
+
+// Self is the running process.
+var Self = sync.OnceValue(func() Process {
 	g, _ := os.Getgroups()
-	return append(g, os.Getegid())
+	return Process{UID: os.Geteuid(), Groups: append(g, os.Getegid())}
 })
 
+// Check is Self().Check.
+func Check(what, path string, fi fs.FileInfo, owners ...int) error {
+	return Self().Check(what, path, fi, owners...)
+}
+
 // Check returns an *UnsafeError when fi (the Lstat of path, or the Stat of
-// an open file) describes something inkan must not trust, and nil otherwise.
-// what names it in the error ("users file").
+// an open file) describes something inkan, running as p, must not trust,
+// and nil otherwise. what names it in the error ("users file").
 //
-//   - The owner must be root, the user inkan runs as, or one of owners (root
-//     acting for the owner of a spool passes that owner).
+//   - The owner must be root, p's user, or one of owners (root acting for
+//     the owner of a spool passes that owner).
 //   - Every user: may not write; may not read a file.
 //   - A file (a secret: passwords, keys) may be read, not written, by its
-//     group, and only when inkan is in that group. So a root-owned 0440 or
-//     0640 file of inkan's group (a Kubernetes secret with fsGroup, a file
-//     in /etc/inkan) is accepted, and so is a 0600 file of inkan's user.
-//   - A folder may be written by its group when inkan is in it (a Kubernetes
+//     group, and only when p is in that group. So a root-owned 0440 or 0640
+//     file of inkan's group (a Kubernetes secret with fsGroup, a file in
+//     /etc/inkan) is accepted, and so is a 0600 file of inkan's user.
+//   - A folder may be written by its group when p is in it (a Kubernetes
 //     volume with fsGroup), and listed by anyone: what inkan keeps in it has
 //     its own private mode.
 //
 // A symbolic link is refused: open it first and check what it points to.
-func Check(what, path string, fi fs.FileInfo, owners ...int) error {
-	bad := func(problem, fix string) error {
-		return &UnsafeError{What: what, Path: path, Problem: problem, Fix: fix}
-	}
+func (p Process) Check(what, path string, fi fs.FileInfo, owners ...int) error {
 	if fi.Mode()&fs.ModeSymlink != 0 {
-		return bad("is a symbolic link", "point the setting at the real file or folder")
+		return &UnsafeError{What: what, Path: path, Problem: "is a symbolic link", Fix: "point the setting at the real file or folder"}
 	}
 	uid, gid, ok := ownerOf(fi)
 	if !ok {
 		return nil // no owners on this system
 	}
-	euid := os.Geteuid()
+	return p.CheckMode(what, path, fi.Mode(), uid, gid, owners...)
+}
+
+// CheckMode is Check for a file or folder (mode.IsDir()) described by its
+// mode, owner and group.
+func (p Process) CheckMode(what, path string, mode fs.FileMode, uid, gid int, owners ...int) error {
+	bad := func(problem, fix string) error {
+		return &UnsafeError{What: what, Path: path, Problem: problem, Fix: fix}
+	}
+	euid := p.UID
 	if uid != 0 && uid != euid && !slices.Contains(owners, uid) {
 		return bad(fmt.Sprintf("is owned by %s, not by root or by %s that inkan runs as", describeUser(uid), describeUser(euid)),
 			fmt.Sprintf("run chown %d %s, or run inkan as its owner", euid, path))
 	}
-	perm, dir := fi.Mode().Perm(), fi.IsDir()
-	ourGroup := slices.Contains(groups(), gid)
+	perm, dir := mode.Perm(), mode.IsDir()
+	ourGroup := slices.Contains(p.Groups, gid)
 	group := "group " + describeGroup(gid)
 	if !ourGroup {
 		group += ", which inkan is not in"
