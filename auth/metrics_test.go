@@ -32,7 +32,7 @@ func authCount(t *testing.T, result string) float64 {
 }
 
 func TestObserveAuth(t *testing.T) {
-	for _, r := range []string{auth.ResultSuccess, auth.ResultFailure, auth.ResultLocked} {
+	for _, r := range []string{auth.ResultSuccess, auth.ResultFailure, auth.ResultLocked, auth.ResultBusy} {
 		before := authCount(t, r)
 		auth.ObserveAuth(r)
 		if got := authCount(t, r); got != before+1 {

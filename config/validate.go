@@ -44,6 +44,7 @@ func (c *Config) check() ([]error, []string) {
 	k.delivery()
 	k.queue()
 	k.limits()
+	k.abuse()
 	k.misc()
 	return k.errs, k.warns
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 
+	"github.com/inkan-relay/inkan/auth"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay"
 )
@@ -151,4 +152,80 @@ func smtpsRaw(t *testing.T, e *env, from string) *textproto.Conn {
 		t.Fatalf("EHLO: %q %v", msg, err)
 	}
 	return c
+}
+
+// A stolen password or a runaway device: per-user and per-network quotas
+// stop it with a temporary 451 4.7.1 that names the quota.
+func TestQuotas(t *testing.T) {
+	e := start(t, func(c *config.Config) {
+		c.Quotas.User = config.Quota{MessagesPerHour: 2, RecipientsPerHour: 3}
+		c.Quotas.Network = config.Quota{MessagesPerDay: 1}
+		c.Quotas.Overrides = []config.QuotaOverride{{User: "bob@example.net", MessagesPerHour: 100}}
+	})
+	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := send(c, "alice@example.com", []string{"a@example.net", "b@example.net"}, msg("alice@example.com", "a@example.net", "1")); err != nil {
+		t.Fatal(err)
+	}
+	// Recipients: 2 of 3 used; the second RCPT of this message is refused,
+	// the first goes through.
+	if err := c.Mail("alice@example.com", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("c@example.net", nil); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Rcpt("d@example.net", nil)
+	if code(err) != 451 || enhanced(err) != "4.7.1" || !strings.Contains(err.Error(), "3 recipients per hour") {
+		t.Fatalf("RCPT over the recipient quota: %v, want 451 4.7.1 naming it", err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(msg("alice@example.com", "c@example.net", "2")))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Messages: 2 of 2 used.
+	err = c.Mail("alice@example.com", nil)
+	if code(err) != 451 || enhanced(err) != "4.7.1" || !strings.Contains(err.Error(), "user alice may send 2 messages per hour and has sent 2") {
+		t.Fatalf("MAIL over the message quota: %v, want 451 4.7.1 naming it", err)
+	}
+	// bob's override lifts the message quota and, replacing the whole
+	// quota, the recipient one.
+	cb := e.dial(relay.KindSMTPS, "127.0.0.1")
+	if err := cb.Auth(sasl.NewPlainClient("", "bob@example.net", testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := send(cb, "bob@example.net", []string{"a@example.net", "b@example.net"}, msg("bob@example.net", "a@example.net", "b")); err != nil {
+			t.Fatalf("bob's message %d: %v", i, err)
+		}
+	}
+	// A trusted network's clients share the network's quota.
+	r := e.dial(relay.KindRelay, "127.0.0.2")
+	if _, err := send(r, "printer@example.com", []string{"x@example.net"}, "Subject: scan\r\n\r\nscan\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r = e.dial(relay.KindRelay, "127.0.0.2")
+	err = r.Mail("printer@example.com", nil)
+	if code(err) != 451 || !strings.Contains(err.Error(), "network trusted_networks may send 1 messages per day") {
+		t.Fatalf("second message from the network: %v, want 451 4.7.1", err)
+	}
+	got := map[string]auth.SenderUsage{}
+	for _, u := range e.srv.Quotas().Usage() {
+		got[u.Sender.String()] = u
+	}
+	if u := got["user alice"]; u.MessagesHour != 2 || u.RecipientsDay != 3 {
+		t.Errorf("alice's usage %+v, want 2 messages to 3 recipients", u)
+	}
+	if u := got["user bob@example.net"]; u.MessagesDay != 3 || u.RecipientsHour != 6 {
+		t.Errorf("bob's usage %+v", u)
+	}
+	if u := got["network trusted_networks"]; u.MessagesDay != 1 {
+		t.Errorf("network usage %+v", u)
+	}
 }
