@@ -45,6 +45,7 @@ func (d *daemon) startHTTP(cfg *config.Config) error {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
+	d.routeStatus(mux, cfg)
 	if cfg.HTTP.Autoconfig {
 		mux.HandleFunc("/.well-known/autoconfig/mail/config-v1.1.xml", d.autoconfig)
 		mux.HandleFunc("/mail/config-v1.1.xml", d.autoconfig)

@@ -34,6 +34,7 @@ func init() {
 		{"queue", "inspect and manage the queue: list|show|retry|delete|bounce|hold|release", runQueue},
 		{"sendmail", "sendmail-compatible submission to the local inkan (for cron, PHP mail())", runSendmail},
 		{"health", "exit 0 when the local inkan is ready (for container health checks)", runHealth},
+		{"status", "who sent how much against the sending quotas (needs http.status)", runStatus},
 		{"version", "print the version", runVersion},
 		{"help", "show this help", runHelp},
 	}
