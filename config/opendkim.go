@@ -27,6 +27,7 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -236,6 +237,51 @@ func opendkimParseSigningTable(data []byte, file string, regex bool) (*SigningTa
 		return nil, err
 	}
 	return t, nil
+}
+
+// CheckKeyNames returns an error for each line that names a key keys do not
+// define; keyTable is the KeyTable's name for the message. A key name of "%"
+// is only known when mail arrives and is not checked. OpenDKIM tempfails the
+// mail such a line matches; inkan refuses the configuration instead, so the
+// mistake shows at start or reload rather than as mail leaving unsigned.
+func (t *SigningTable) CheckKeyNames(keys []KeyTableEntry, keyTable string) error {
+	defined := make(map[string]bool, len(keys))
+	for _, e := range keys {
+		defined[e.Name] = true
+	}
+	var errs []error
+	for _, r := range t.Rules {
+		if r.KeyName == "%" || defined[r.KeyName] {
+			continue
+		}
+		errs = append(errs, &OpenDKIMError{File: t.File, Line: r.Line,
+			Problem: fmt.Sprintf("%q names key %q, which KeyTable %s does not define, so the mail it matches would leave unsigned",
+				r.Pattern, r.KeyName, keyTable),
+			Fix: keyNameFix(r.KeyName, keys)})
+	}
+	return errors.Join(errs...)
+}
+
+// keyNameFix suggests the KeyTable name meant, or how to define one.
+func keyNameFix(name string, keys []KeyTableEntry) string {
+	var names []string
+	for _, e := range keys {
+		if strings.EqualFold(e.Name, name) {
+			return fmt.Sprintf("KeyTable %s:%d defines %q: write the name exactly as there", e.File, e.Line, e.Name)
+		}
+		if len(names) < 5 {
+			names = append(names, fmt.Sprintf("%q", e.Name))
+		}
+	}
+	defined := "it defines no key"
+	if len(names) > 0 {
+		defined = "it defines " + strings.Join(names, ", ")
+		if len(keys) > len(names) {
+			defined += "..."
+		}
+	}
+	return fmt.Sprintf(`add "%s example.com:selector:/path/to/selector.private" to the KeyTable or correct the name (%s); `+
+		"delete the line to leave that mail unsigned on purpose", name, defined)
 }
 
 // opendkimGlobRegexp mirrors OpenDKIM's dkimf_mkregexp: '*' becomes ".*",

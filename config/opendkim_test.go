@@ -334,3 +334,33 @@ func TestSigningTableRepeatedPattern(t *testing.T) {
 		t.Fatalf("Lookup = %v, want [excom catchall]", got)
 	}
 }
+
+// Every SigningTable line naming an undefined key is reported, with its
+// line and a fix; "%" names are checked only when mail arrives.
+func TestSigningTableCheckKeyNames(t *testing.T) {
+	keys, err := opendkimParseKeyTable([]byte("Mail example.com:mail:/k/mail\nwild %:s:/k/%\n"), "kt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := opendkimParseSigningTable([]byte("*@example.com Mail\n*@example.org mail\n*@example.net gone\n* %\n*@x.example wild\n"), "st", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.CheckKeyNames(keys, "kt")
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) || len(joined.Unwrap()) != 2 {
+		t.Fatalf("want two errors, got %v", err)
+	}
+	for i, want := range []string{
+		`st:2: "*@example.org" names key "mail", which KeyTable kt does not define, so the mail it matches would leave unsigned (fix: KeyTable kt:1 defines "Mail": write the name exactly as there)`,
+		`st:3: "*@example.net" names key "gone", which KeyTable kt does not define`,
+	} {
+		if got := joined.Unwrap()[i].Error(); !strings.HasPrefix(got, want) {
+			t.Errorf("error %d:\n got %s\nwant %s...", i, got, want)
+		}
+	}
+	if got := joined.Unwrap()[1].Error(); !strings.Contains(got, `add "gone example.com:selector:/path/to/selector.private" to the KeyTable`) ||
+		!strings.Contains(got, `delete the line to leave that mail unsigned on purpose`) {
+		t.Errorf("fix of a missing key: %s", got)
+	}
+}

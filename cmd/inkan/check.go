@@ -57,7 +57,7 @@ func runCheck(args []string) int {
 	if hasDKIM(cfg) {
 		s, err := signing.New(cfg.DKIM, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "error:", err)
+			printConfigError(os.Stderr, err) // one line per SigningTable mistake
 			failed = true
 		} else {
 			warnings = append(warnings, s.Warnings()...)

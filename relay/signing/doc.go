@@ -6,9 +6,13 @@
 //     A key file anyone may read, an encrypted key or an RSA key under 2048
 //     bits is refused, with the command that fixes it; group-readable keys
 //     only warn.
-//   - A SigningTable line naming a key the KeyTable lacks, or a "%" key file
-//     that does not exist, leaves that mail unsigned with the reason in the
-//     Decision (OpenDKIM would tempfail it); Warnings lists the literal ones.
+//   - A SigningTable line naming a key the KeyTable lacks is an error from
+//     New, so start and reload refuse it. A "%" key name the KeyTable lacks,
+//     or a "%" key file that does not exist, leaves that mail unsigned with
+//     the reason in the Decision (OpenDKIM would tempfail it).
+//   - "%" stands for the From domain only when that domain is a host name
+//     (mailsyntax.SigningDomain): a domain literal or anything holding "/"
+//     never reaches a key path or d=. At most 1024 "%" lookups are cached.
 //   - The signing domain is chosen from the header From (never the envelope),
 //     so a signature inkan adds aligns for DMARC. Native rules (dkim.keys):
 //     every key whose sender patterns match signs, which is how dual
@@ -24,7 +28,9 @@
 //     the configuration but cannot be used, so the caller can defer (451)
 //     instead of sending mail unsigned.
 //
-// Metrics: inkan_dkim_signatures_total{domain,algorithm} and
+// Metrics: inkan_dkim_signatures_total{domain,algorithm} (configured d=
+// domains, plus the first 100 others "%" keys signed for; the rest count as
+// domain="other") and
 // inkan_dkim_unsigned_total{reason} with reason in no_rule, no_from,
 // already_signed, disabled, error.
 package signing

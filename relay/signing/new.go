@@ -46,6 +46,10 @@ func New(cfg config.DKIM, logger *slog.Logger) (*Signer, error) {
 		return nil, err
 	}
 	s.checkAlignment()
+	s.configured = map[string]bool{}
+	for _, d := range s.domains {
+		s.configured[d.Name] = true
+	}
 	if !s.Enabled() {
 		s.warnings = append(s.warnings, "DKIM signing is not configured: mail leaves unsigned (add dkim.keys; see inkan dkim keygen)")
 	}
@@ -225,11 +229,11 @@ func (s *Signer) loadTables(cfg config.DKIM, od *config.OpenDKIMConf) error {
 	for _, e := range entries {
 		t.entries[e.Name] = e
 	}
-	for _, r := range st.Rules {
-		if _, ok := t.entries[r.KeyName]; !ok && r.KeyName != "%" {
-			s.warnings = append(s.warnings, fmt.Sprintf("SigningTable %s:%d %q names key %q, which KeyTable %s does not define: mail it matches leaves unsigned",
-				st.File, r.Line, r.Pattern, r.KeyName, strings.TrimPrefix(strings.TrimPrefix(ktSpec, "refile:"), "file:")))
-		}
+	// Until 2026 this was a warning and the mail went out unsigned, the
+	// silent failure OpenDKIM migrants reported most; now start and reload
+	// refuse it (a reload keeps the running configuration).
+	if err := st.CheckKeyNames(entries, strings.TrimPrefix(strings.TrimPrefix(ktSpec, "refile:"), "file:")); err != nil {
+		return fmt.Errorf("dkim: %w", err)
 	}
 	for _, e := range entries {
 		if !used[e.Name] && !used["%"] {
@@ -264,13 +268,13 @@ func (s *Signer) loadEntry(t *tableRules, e config.KeyTableEntry) error {
 		k, err := loadTableKey(e, t.keyPath(e, d), collect)
 		if errors.Is(err, fs.ErrNotExist) {
 			s.warnings = append(s.warnings, fmt.Sprintf("KeyTable %s:%d key %q: %v", e.File, e.Line, e.Name, err))
-			t.dynamic[t.keyPath(e, d)] = dynKey{nil, err}
+			t.remember(t.keyPath(e, d), dynKey{nil, err})
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("dkim: %w", err)
 		}
-		t.dynamic[t.keyPath(e, d)] = dynKey{k, nil}
+		t.remember(t.keyPath(e, d), dynKey{k, nil})
 		if err := s.addDomain(d, k); err != nil {
 			return err
 		}

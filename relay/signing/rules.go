@@ -156,12 +156,21 @@ func dedupe(cands []candidate) []candidate {
 }
 
 func (t *tableRules) choose(addr, fromDomain string) (cands []candidate, notes []string, err error) {
+	// OpenDKIM's "%" pastes the From domain into key names, i=, d= and key
+	// paths as it is. Here it must be a host name first: no "../", no
+	// domain literal, nothing a d= tag cannot hold.
+	domainErr := mailsyntax.CheckDomain(fromDomain, mailsyntax.SigningDomain)
 	for _, m := range t.st.Match(addr, t.multi) {
 		where := fmt.Sprintf("SigningTable %s:%d %q", t.st.File, m.Rule.Line, m.Rule.Pattern)
 		e, ok := t.entries[m.KeyName]
+		if domainErr != nil && (m.Rule.KeyName == "%" || strings.Contains(m.Rule.Signer, "%") || (ok && e.Domain == "%")) {
+			notes = append(notes, fmt.Sprintf("%s: the From domain %q is not a host name (%v), so it cannot stand for %%", where, fromDomain, domainErr))
+			continue
+		}
 		if !ok {
-			// Unlike OpenDKIM (which tempfails), send unsigned: Warnings lists
-			// literal names at startup, and "%" names cannot be checked earlier.
+			// Only a "%" key name gets here (New refuses literal names the
+			// KeyTable lacks). Unlike OpenDKIM, which tempfails, send
+			// unsigned: the name comes from the sender's From domain.
 			notes = append(notes, fmt.Sprintf("%s names key %q, which the KeyTable does not define", where, m.KeyName))
 			continue
 		}
@@ -199,9 +208,30 @@ func identityOK(id, d string) bool {
 	return strings.Contains(id, "@") && (dom == d || strings.HasSuffix(dom, "."+d))
 }
 
+// maxDynamicKeys bounds the "%"-key cache. Senders choose From domains, so
+// each new one may add a failed lookup; those are forgotten first.
+const maxDynamicKeys = 1024
+
+// remember caches a "%" key or its failure; t.mu is held (or t is not
+// shared yet). When the cache is full the failures are dropped; when keys
+// alone fill it (over maxDynamicKeys key files), the result is not kept.
+func (t *tableRules) remember(path string, dk dynKey) {
+	if len(t.dynamic) >= maxDynamicKeys {
+		for p, old := range t.dynamic {
+			if old.k == nil {
+				delete(t.dynamic, p)
+			}
+		}
+		if len(t.dynamic) >= maxDynamicKeys {
+			return
+		}
+	}
+	t.dynamic[path] = dk
+}
+
 // keyFor returns the loaded key for a KeyTable entry and From domain. Keys
 // with a fixed path were loaded by New; "%" paths are loaded on first use and
-// remembered (including failures) until restart.
+// remembered (including failures, up to maxDynamicKeys) until restart.
 func (t *tableRules) keyFor(e config.KeyTableEntry, fromDomain string) (*key, error) {
 	if k := t.static[e.Name]; k != nil {
 		return k, nil
@@ -217,7 +247,7 @@ func (t *tableRules) keyFor(e config.KeyTableEntry, fromDomain string) (*key, er
 		return dk.k, dk.err
 	}
 	k, err := loadTableKey(e, path, t.loadWarn)
-	t.dynamic[path] = dynKey{k, err}
+	t.remember(path, dynKey{k, err})
 	return k, err
 }
 

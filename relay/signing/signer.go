@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -38,6 +39,40 @@ var (
 		Help: "Messages that left without an inkan DKIM signature, by reason.",
 	}, []string{"reason"})
 )
+
+// At most maxDomainLabels d= domains that the configuration does not name
+// get their own domain label on inkan_dkim_signatures_total; the rest count
+// as otherDomainLabel. Only "%" keys sign such domains, for whatever From
+// domain arrives, and each label value is a series kept forever. "other"
+// cannot be a configured d= domain: those have at least two labels.
+const (
+	maxDomainLabels  = 100
+	otherDomainLabel = "other"
+)
+
+// dynamicLabels are the unconfigured domains given a label so far, shared
+// by every Signer (a reload builds a new one; the series stay).
+var dynamicLabels = struct {
+	sync.Mutex
+	seen map[string]bool
+}{seen: map[string]bool{}}
+
+// domainLabel is the domain label value for a signature with d=domain.
+func (s *Signer) domainLabel(domain string) string {
+	if s.configured[domain] {
+		return domain
+	}
+	dynamicLabels.Lock()
+	defer dynamicLabels.Unlock()
+	switch {
+	case dynamicLabels.seen[domain]:
+	case len(dynamicLabels.seen) >= maxDomainLabels:
+		return otherDomainLabel
+	default:
+		dynamicLabels.seen[domain] = true
+	}
+	return domain
+}
 
 func init() {
 	for _, r := range []string{UnsignedNoRule, UnsignedNoFrom, UnsignedAlreadySigned, UnsignedDisabled, UnsignedError} {
@@ -100,6 +135,7 @@ type Signer struct {
 	expiration time.Duration
 	warnings   []string
 	domains    []Domain
+	configured map[string]bool // d= names of domains, for the metric label
 }
 
 // Enabled reports whether any key is configured.
@@ -213,7 +249,7 @@ func withNotes(s string, notes []string) string {
 }
 
 func (s *Signer) newStream(use []candidate, headerKeys []string) (*Stream, error) {
-	st := &Stream{state: 2}
+	st := &Stream{state: 2, label: s.domainLabel}
 	var ws []io.Writer
 	var exp time.Time
 	if s.expiration > 0 {
@@ -252,6 +288,7 @@ func (s *Signer) newStream(use []candidate, headerKeys []string) (*Stream, error
 // goroutines end. A Stream is used by one goroutine.
 type Stream struct {
 	keys    []KeyInfo
+	label   func(domain string) string // metric label for a d= domain
 	signers []*dkim.Signer
 	bw      *bufio.Writer
 	err     error
@@ -329,7 +366,7 @@ func (st *Stream) Finish() ([]byte, error) {
 		return nil, fmt.Errorf("dkim sign: %w", st.err)
 	}
 	for _, k := range st.keys {
-		signaturesTotal.WithLabelValues(k.Domain, k.Algorithm).Inc()
+		signaturesTotal.WithLabelValues(st.label(k.Domain), k.Algorithm).Inc()
 	}
 	return out, nil
 }
@@ -415,9 +452,9 @@ func (s *Signer) coverage() []string {
 }
 
 // Warnings lists configuration problems found by New that do not stop
-// signing: unused keys, rules naming missing keys, keys that sign for
-// domains they do not align with, group-readable key files, OpenDKIM
-// settings inkan ignores.
+// signing: unused keys, keys that sign for domains they do not align with,
+// group-readable key files, OpenDKIM settings inkan ignores. (A SigningTable
+// line naming a key the KeyTable lacks is an error from New.)
 func (s *Signer) Warnings() []string {
 	if s == nil {
 		return nil
