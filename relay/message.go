@@ -74,7 +74,16 @@ func (c *crlfWriter) finish(endsWithNL bool) error {
 	return nil
 }
 
-var errHeaderTooLarge = errors.New("header too large")
+var (
+	errHeaderTooLarge = errors.New("header too large")
+	// Bytes RFC 5322 does not allow, which verifiers read differently from
+	// the signer (dkimpy refuses a header with a bare CR; OpenDKIM stops at
+	// a NUL): a message carrying them is refused, never signed. A bare CR
+	// in the body and bare LFs anywhere are repaired to CRLF instead, as
+	// every client's line ends are.
+	errBareCRInHeader = errors.New("bare CR in the header section")
+	errNUL            = errors.New("NUL byte in the message")
+)
 
 // readHeader reads the header section (through the blank line that ends it)
 // with line endings normalised. If the message does not start with a header
@@ -94,6 +103,7 @@ func readHeader(r *bufio.Reader, max int) (hdr []byte, bodyStart []byte, err err
 	}
 	first := true
 	midLine := false // the previous piece did not end its line
+	prevCR := false  // and it ended in CR
 	for {
 		line, err := r.ReadSlice('\n')
 		partial := err == bufio.ErrBufferFull // an over-long line comes in pieces
@@ -117,6 +127,13 @@ func readHeader(r *bufio.Reader, max int) (hdr []byte, bodyStart []byte, err err
 				return buf.Bytes(), append([]byte(nil), line...), nil
 			}
 		}
+		if bytes.IndexByte(line, 0) >= 0 {
+			return nil, nil, errNUL
+		}
+		if bareCR(line, prevCR) {
+			return nil, nil, errBareCRInHeader
+		}
+		prevCR = partial && line[len(line)-1] == '\r'
 		norm.Write(line)
 		if buf.Len() > max {
 			return nil, nil, errHeaderTooLarge
@@ -129,6 +146,26 @@ func readHeader(r *bufio.Reader, max int) (hdr []byte, bodyStart []byte, err err
 			return end(), nil, nil
 		}
 	}
+}
+
+// bareCR reports whether line has a CR that is not part of a CRLF. prevCR
+// says the previous piece of an over-long line ended in CR; a CR at the very
+// end is left to the next piece (or is the end of input, which ends the line).
+func bareCR(line []byte, prevCR bool) bool {
+	if prevCR && (len(line) == 0 || line[0] != '\n') {
+		return true
+	}
+	for i := bytes.IndexByte(line, '\r'); i >= 0 && i+1 < len(line); {
+		if line[i+1] != '\n' {
+			return true
+		}
+		j := bytes.IndexByte(line[i+1:], '\r')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 func isBlank(line []byte) bool {

@@ -62,6 +62,17 @@ func TestReadHeader(t *testing.T) {
 			t.Errorf("%s: got hdr %q body %q, want %q %q", c.name, hdr, rest.String(), c.hdr, c.body)
 		}
 	}
+	for in, want := range map[string]error{
+		"Subject: a\rb\r\n\r\n":                      errBareCRInHeader,
+		"Subject: a\r\r\n\r\n":                       errBareCRInHeader,
+		"Subject: a\x00b\r\n\r\n":                    errNUL,
+		"X: " + strings.Repeat("a", 40000) + "\rb\n": errBareCRInHeader,
+		"Subject: ok\r\n\r\nbody\rwith\x00\r\n":      nil, // the body is checked by Data
+	} {
+		if _, _, err := readHeader(bufio.NewReader(strings.NewReader(in)), 1<<20); err != want {
+			t.Errorf("readHeader(%.30q) err = %v, want %v", in, err, want)
+		}
+	}
 	br := bufio.NewReader(strings.NewReader("X: " + strings.Repeat("a", 5000) + "\r\n\r\n"))
 	if _, _, err := readHeader(br, 1000); err != errHeaderTooLarge {
 		t.Errorf("huge header: err = %v, want errHeaderTooLarge", err)

@@ -269,6 +269,9 @@ func (s *session) Data(r io.Reader) error {
 		}
 		return s.readError(err, lr)
 	}
+	if tail.nul || bytes.IndexByte(bodyStart, 0) >= 0 {
+		return s.readError(errNUL, lr)
+	}
 	endsNL := tail.last == '\n' || (len(bodyStart) == 0 && tail.n == 0)
 	if err := norm.finish(endsNL); err != nil {
 		return s.spoolError("write", err)
@@ -313,6 +316,12 @@ func (s *session) readError(err error, lr *limitReader) error {
 	case errors.Is(err, errHeaderTooLarge):
 		refused.WithLabelValues("header_too_large").Inc()
 		return ErrHeaderTooLarge
+	case errors.Is(err, errNUL):
+		refused.WithLabelValues("nul_byte").Inc()
+		return ErrNULByte
+	case errors.Is(err, errBareCRInHeader):
+		refused.WithLabelValues("bare_cr_header").Inc()
+		return ErrBareCRInHeader
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
@@ -450,16 +459,19 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// tailWriter remembers the last byte written and how many.
+// tailWriter remembers the last byte written, how many, and whether one
+// was a NUL.
 type tailWriter struct {
 	last byte
 	n    int64
+	nul  bool
 }
 
 func (t *tailWriter) Write(p []byte) (int, error) {
 	if len(p) > 0 {
 		t.last = p[len(p)-1]
 		t.n += int64(len(p))
+		t.nul = t.nul || bytes.IndexByte(p, 0) >= 0
 	}
 	return len(p), nil
 }

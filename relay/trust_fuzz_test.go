@@ -35,6 +35,8 @@ func FuzzPolicyAndSigner(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte{0xff, 0, 17}) // "From: alice@example.com"
+	f.Add([]byte{0xfe, 4, 0})  // "From: Alice <alice@example.com>"
 	dir := f.TempDir()
 	var keys []config.DKIMKey
 	for i, d := range []string{"example.com", "example.org", "other.example", "lan.example"} {
@@ -60,7 +62,7 @@ func FuzzPolicyAndSigner(f *testing.F) {
 		{"", lan, "printer@lan.example", func(a mailsyntax.Address) bool { return lanSenders.Allows(a.String()) }},
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		hdr, _, err := readHeader(bufio.NewReader(bytes.NewReader(raw)), 64<<10)
+		hdr, _, err := readHeader(bufio.NewReader(bytes.NewReader(headerFromInput(raw))), 64<<10)
 		if err != nil {
 			return
 		}
@@ -85,6 +87,47 @@ func FuzzPolicyAndSigner(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fragments are the pieces header attacks are made of; an input that
+// starts with 0xff is read as a list of them (one byte each), so the fuzzer
+// combines encoded words, quoted strings, comments, groups and second
+// fields in a few steps instead of having to spell them.
+var fragments = []string{
+	"From: ", "Sender: ", "Resent-From: ", "from:", "\r\n", "\r\n ", " ", ",", ":", ";", "<", ">", "\"", "(", ")", "@", ".",
+	"alice@example.com", "<alice@example.com>", "bob@other.example", "<bob@other.example>", "\"<bob@other.example>\"",
+	"news@example.org", "printer@lan.example", "=?x-unknown?q?a?=", "=?utf-8?q?=3Cbob=40other.example=3E?=",
+	"=?utf-8?b?PGJvYkBvdGhlci5leGFtcGxlPg==?=", "(bob@other.example)", "\\", "other.example", "example.com",
+	"group:", "undisclosed:;", "\xfc", "\t", "Subject: x", "[127.0.0.1]", "@other.example:",
+}
+
+// displays and authors build "From: display... author" lines from an input
+// that starts with 0xfe: each byte picks a display-name piece, the last one
+// the address, which is how display names are made to hide addresses.
+var (
+	displays = []string{
+		"=?x-unknown?q?a?=", "\"<bob@other.example>\"", "(<bob@other.example>)", "=?utf-8?q?=3Cbob=40other.example=3E?=",
+		"Alice", "\"Alice\"", "bob@other.example", "<bob@other.example>",
+	}
+	authors = []string{"<alice@example.com>", "alice@example.com", "<news@example.org>", "<printer@lan.example>"}
+)
+
+func headerFromInput(raw []byte) []byte {
+	if len(raw) > 1 && raw[0] == 0xfe {
+		b := []byte("From:")
+		for _, c := range raw[1 : len(raw)-1] {
+			b = append(append(b, ' '), displays[int(c)%len(displays)]...)
+		}
+		return append(append(append(b, ' '), authors[int(raw[len(raw)-1])%len(authors)]...), "\r\n\r\n"...)
+	}
+	if len(raw) == 0 || raw[0] != 0xff {
+		return raw
+	}
+	var b []byte
+	for _, c := range raw[1:] {
+		b = append(b, fragments[int(c)%len(fragments)]...)
+	}
+	return append(b, "\r\n\r\n"...)
 }
 
 func fuzzKey(f *testing.F, dir string, seed byte) string {

@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/queue"
 	"github.com/inkan-relay/inkan/relay"
 )
 
@@ -179,4 +180,59 @@ for i in range(n):
 		t.Fatalf("dkimpy: %v\n%s", err, out)
 	}
 	return strings.Fields(string(out))
+}
+
+// TestUnverifiableBytesRefused: a NUL anywhere or a bare CR in the header
+// would be signed and then read differently by verifiers (issue 20), so
+// such a message is refused with 554 5.6.0 on every listener and nothing is
+// queued. A bare CR in the body is repaired to CRLF and the message signed.
+func TestUnverifiableBytesRefused(t *testing.T) {
+	e, records := trustEnv(t)
+	for _, kind := range []relay.Kind{relay.KindRelay, relay.KindSMTPS} {
+		from := "127.0.0.1"
+		if kind == relay.KindRelay {
+			from = "127.0.0.2"
+		}
+		c := e.dial(kind, from)
+		if kind == relay.KindSMTPS {
+			if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, body := range []string{
+			"From: alice@example.com\r\nSubject: abc\rdef\r\n\r\nbody\r\n",
+			"From: alice@example.com\r\nSubject: x\r\r\n\r\nbody\r\n",
+			"From: alice@example.com\r\nSubject: a\x00b\r\n\r\nbody\r\n",
+			"From: alice@example.com\r\n\r\nbody with a \x00 in it\r\n",
+			"From: alice@example.com\r\n\r\n" + strings.Repeat("long body line\r\n", 5000) + "\x00\r\n",
+		} {
+			c.Reset()
+			_, err := send(c, "alice@example.com", []string{"rcpt@example.net"}, body)
+			if code(err) != 554 || enhanced(err) != "5.6.0" {
+				t.Errorf("%s %q: %v, want 554 5.6.0", kind, body[:min(len(body), 60)], err)
+			}
+		}
+		c.Reset()
+		reply, err := send(c, "alice@example.com", []string{"rcpt@example.net"}, "From: alice@example.com\r\nSubject: ok\r\n\r\nbare\rCR in the body\r\n")
+		if err != nil {
+			t.Fatalf("%s: bare CR in body: %v", kind, err)
+		}
+		b := e.body(queuedID(t, reply))
+		if !bytes.Contains(b, []byte("bare\r\nCR in the body")) {
+			t.Errorf("bare CR in the body not repaired: %q", b)
+		}
+		for _, v := range verifyWith(t, b, records) {
+			if v.Err != nil {
+				t.Errorf("repaired message does not verify: %v", v.Err)
+			}
+		}
+		if ds := dkimpyDomains(t, b, records); len(ds) == 0 && os.Getenv("CI") != "" {
+			t.Errorf("dkimpy does not verify the repaired message")
+		}
+	}
+	var n int
+	e.q.List(func(queue.Info) error { n++; return nil })
+	if n != 2 {
+		t.Fatalf("%d messages queued, want only the 2 repaired ones", n)
+	}
 }
