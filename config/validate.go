@@ -159,6 +159,22 @@ func (k *checker) listen() {
 	if !anySMTP {
 		k.warn("listen", "no SMTP listener is enabled, so no mail can be submitted", "set listen.submission, listen.smtps or listen.relay")
 	}
+	k.pprof()
+}
+
+// pprof refuses Go's profiler on a listener others can reach: it hands out
+// goroutine stacks and heap profiles, and a CPU profile costs a core.
+func (k *checker) pprof() {
+	if !k.c.HTTP.Pprof {
+		return
+	}
+	for _, a := range SplitAddrs(k.c.Listen.HTTP) {
+		if checkListenAddr(a) == nil && !isLoopbackAddr(a) {
+			k.bad("http.pprof", fmt.Sprintf("is on while listen.http %q is reachable from the network: whoever connects could read goroutine stacks and heap profiles and keep a CPU busy", a),
+				`bind listen.http to loopback, e.g. "127.0.0.1:8025", and reach it through an SSH tunnel or kubectl port-forward; or set http.pprof: false`)
+			return
+		}
+	}
 }
 
 func isLoopbackAddr(a string) bool {

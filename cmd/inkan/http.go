@@ -98,23 +98,18 @@ func (d *daemon) startACMEChallenge(cfg *config.Config) error {
 }
 
 // readyz is 200 only when the listeners are bound, the spool accepts writes
-// and every configured DKIM key is loaded.
+// and every configured DKIM key is loaded. Its callers may be anyone who
+// reaches listen.http, so the reply says what is wrong in general words;
+// the error, with its paths, goes to the log.
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	cfg := d.cfg.Load()
 	var problems []string
 	if len(d.srv.Addrs(relay.KindSMTPS))+len(d.srv.Addrs(relay.KindSubmission))+len(d.srv.Addrs(relay.KindRelay)) == 0 {
 		problems = append(problems, "no SMTP listener is bound")
 	}
-	probe := filepath.Join(queueDir(cfg), ".readyz-probe")
-	if f, err := os.OpenFile(probe, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
-		problems = append(problems, "spool not writable: "+err.Error())
-	} else {
-		_, err := f.Write([]byte("ok"))
-		f.Close()
-		os.Remove(probe)
-		if err != nil {
-			problems = append(problems, "spool not writable: "+err.Error())
-		}
+	if err := probeSpool(queueDir(cfg)); err != nil {
+		d.log.Error("readyz: spool not writable", "err", err)
+		problems = append(problems, "spool not writable (the server log has the details)")
 	}
 	if hasDKIM(cfg) && d.srv.Current().Signer == nil {
 		problems = append(problems, "DKIM keys not loaded")
@@ -127,6 +122,21 @@ func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ready")
+}
+
+// probeSpool writes and removes a file in the queue directory.
+func probeSpool(dir string) error {
+	probe := filepath.Join(dir, ".readyz-probe")
+	f, err := os.OpenFile(probe, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write([]byte("ok"))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	os.Remove(probe)
+	return err
 }
 
 // autoconfig describes the account in Thunderbird's format
