@@ -66,7 +66,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, ip netip.Addr, user, p
 	a.log(slog.LevelWarn, "auth failed", "user", safe)
 	if lockedOut {
 		ObserveLockout()
-		a.log(slog.LevelWarn, "auth lockout", "user", safe, "client", ClientString(ip), "for", a.Limiter.Lockout.String(),
+		a.log(slog.LevelWarn, "auth lockout", "user", safe, "client", ClientString(ip), "for", a.Limiter.LockoutDuration().String(),
 			"hint", "auth.max_failures counts failures per client and user name, auth.max_failures_per_ip per client (IPv6: per /64); 0 turns either off")
 	}
 	if a.Limiter != nil {

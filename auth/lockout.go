@@ -305,6 +305,13 @@ func (l *FailureLimiter) Delay(ip netip.Addr, user string) time.Duration {
 	return d
 }
 
+// LockoutDuration is how long a lockout lasts now.
+func (l *FailureLimiter) LockoutDuration() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.Lockout
+}
+
 // Len returns the number of counters kept (for metrics and tests).
 func (l *FailureLimiter) Len() int {
 	l.mu.Lock()

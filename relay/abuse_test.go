@@ -229,3 +229,23 @@ func TestQuotas(t *testing.T) {
 		t.Errorf("network usage %+v", u)
 	}
 }
+
+// A stolen password with the default settings: the 1001st message in an
+// hour is refused (quotas.user.messages_per_hour: 1000). The first 999 are
+// counted directly; sending them costs 15 seconds of fsyncs.
+func TestAttackStolenPasswordDefaultQuota(t *testing.T) {
+	e := start(t, nil)
+	e.srv.Quotas().Add(auth.Sender{Name: "alice"}, 999, 999)
+	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	body := msg("alice@example.com", "x@example.net", "spam")
+	if _, err := send(c, "alice@example.com", []string{"x@example.net"}, body); err != nil {
+		t.Fatalf("message 1000: %v", err)
+	}
+	_, err := send(c, "alice@example.com", []string{"x@example.net"}, body)
+	if code(err) != 451 || enhanced(err) != "4.7.1" || !strings.Contains(err.Error(), "1000 messages per hour") {
+		t.Fatalf("message 1001 in an hour: %v, want 451 4.7.1", err)
+	}
+}

@@ -355,12 +355,12 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		ip := remoteIP(c)
 		prefix, why := l.srv.acquire(ip)
 		if why != "" {
-			from := ip.String()
+			from, label := ip.String(), "too_many_connections"
 			if why == refusedPreauth {
-				from = auth.ClientString(ip)
+				from, label = auth.ClientString(ip), "too_many_preauth_connections"
 			}
 			l.srv.log.Warn("connection refused", "client", ip.String(), "listener", l.kind.String(), "reason", why)
-			refused.WithLabelValues(map[bool]string{true: "too_many_preauth_connections", false: "too_many_connections"}[why == refusedPreauth]).Inc()
+			refused.WithLabelValues(label).Inc()
 			if l.kind != KindSMTPS {
 				c.SetWriteDeadline(time.Now().Add(time.Second))
 				fmt.Fprintf(c, "421 4.7.0 Too many connections from %s, try again later\r\n", from)
