@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// The per-network message rate (auth.networks[].rate_limit): how many
+// messages each address of a trusted network may start per rate_period.
+// Password guessing is lockout.go's job, sending quotas per user and
+// network quota.go's.
+
 // maxRateEntries bounds the per-IP buckets of one network.
 const maxRateEntries = 1 << 16
 
