@@ -27,6 +27,7 @@ const (
 	exNoUser      = 67
 	exUnavailable = 69
 	exTempFail    = 75
+	exNoPerm      = 77
 	exConfig      = 78
 )
 
@@ -38,6 +39,7 @@ type sendmailOpts struct {
 	server          string
 	startTLS        bool // server is a submission port
 	rcpts           []string
+	redirects       []string // -server, -config: only for root and inkan's user
 }
 
 // parseSendmailArgs understands the flags cron, PHP mail() and scripts pass.
@@ -72,8 +74,10 @@ func parseSendmailArgs(args []string) (*sendmailOpts, string, error) {
 			o.fullName, err = value("-F")
 		case a == "-config" || a == "--config":
 			cfgPath, err = value(a)
+			o.redirects = append(o.redirects, a)
 		case a == "-server" || a == "--server":
 			o.server, err = value(a)
+			o.redirects = append(o.redirects, a)
 		case strings.HasPrefix(a, "-o") || strings.HasPrefix(a, "-B") || a == "-v" || a == "-U" || a == "-bm" || a == "-em" || a == "-ep" || a == "-eq":
 			// accepted for compatibility, no effect
 			if (a == "-B" || a == "-O") && i+1 < len(args) {
@@ -98,6 +102,10 @@ func runSendmail(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sendmail:", err)
 		return exUsage
+	}
+	if err := mayRedirect(o.redirects); err != nil {
+		fmt.Fprintln(os.Stderr, "sendmail:", err)
+		return exNoPerm
 	}
 	if o.server == "" {
 		cfg, err := config.Load(cfgPath)
