@@ -152,7 +152,7 @@ func parseNetworkEntry(s string, lookup func(string) ([]netip.Addr, error)) ([]n
 		if p.Addr().Zone() != "" {
 			return nil, fmt.Errorf("zones are not allowed")
 		}
-		return []netip.Prefix{unmapPrefix(p)}, nil
+		return []netip.Prefix{config.UnmapPrefix(p)}, nil
 	}
 	if a, err := netip.ParseAddr(s); err == nil {
 		if a.Zone() != "" {
@@ -177,14 +177,6 @@ func parseNetworkEntry(s string, lookup func(string) ([]netip.Addr, error)) ([]n
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
-}
-
-// unmapPrefix turns ::ffff:10.0.0.0/104 into 10.0.0.0/8 and masks host bits.
-func unmapPrefix(p netip.Prefix) netip.Prefix {
-	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	return p.Masked()
 }
 
 func isHostName(s string) bool {

@@ -224,3 +224,33 @@ func TestNetworkRateLimitBoundedMemory(t *testing.T) {
 		t.Errorf("after refill: %d buckets, want 1", got)
 	}
 }
+
+// config.OpenTo, which warns about open relays, and Match, which decides,
+// agree on what a set of prefixes trusts, mapped forms included.
+func TestOpenToAgreesWithMatch(t *testing.T) {
+	v4 := []string{"0.0.0.0", "1.2.3.4", "127.255.255.255", "128.0.0.0", "203.0.113.9", "255.255.255.255", "::ffff:198.51.100.1"}
+	v6 := []string{"::", "::2", "2001:db8::1", "7fff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "8000::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}
+	for _, cidrs := range [][]string{
+		{"0.0.0.0/0"}, {"0.0.0.0/1", "128.0.0.0/1"}, {"::ffff:0:0/96"}, {"::ffff:0:0/97", "128.0.0.0/1"},
+		{"::/0"}, {"::/1", "8000::/1"}, {"::ffff:0:0/95"}, {"0.0.0.0/1", "::/1"},
+	} {
+		ns, err := auth.NewNetworks(config.Auth{TrustedNetworks: cidrs}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var prefixes []netip.Prefix
+		for _, n := range ns.All() {
+			prefixes = append(prefixes, n.Prefixes...)
+		}
+		open := strings.Join(config.OpenTo(prefixes), ",")
+		for family, addrs := range map[string][]string{"IPv4": v4, "IPv6": v6} {
+			all := true
+			for _, a := range addrs {
+				all = all && ns.Match(netip.MustParseAddr(a)) != nil
+			}
+			if all != strings.Contains(open, family) {
+				t.Errorf("%v: Match trusts every %s sample: %v; OpenTo says %q", cidrs, family, all, open)
+			}
+		}
+	}
+}

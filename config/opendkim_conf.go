@@ -186,6 +186,29 @@ func (c *OpenDKIMConf) apply(raw map[string]string) error {
 	return nil
 }
 
+// InternalHostsNotice explains what becomes of an InternalHosts setting, or
+// returns "" when there is none. In OpenDKIM it picks the clients whose mail
+// is signed rather than verified; whether they may relay is the MTA's
+// business (Postfix's mynetworks). inkan signs everything it accepts, from
+// AUTH users and trusted networks, so InternalHosts changes nothing here; it
+// is not turned into trusted networks, which would let those hosts relay
+// without AUTH (inkan did that until 2026-12).
+func (c *OpenDKIMConf) InternalHostsNotice() string {
+	if c.InternalHosts == "" {
+		return ""
+	}
+	where := c.Line["InternalHosts"].String()
+	listed := "the hosts listed there"
+	if hosts, err := ParseHostList(c.InternalHosts); err != nil {
+		listed += " (unreadable: " + err.Error() + ")"
+	} else if len(hosts) > 0 {
+		listed = strings.Join(hosts, ", ")
+	}
+	return fmt.Sprintf("opendkim.conf InternalHosts (%s) only chooses whose mail OpenDKIM signs; inkan signs all mail it accepts and "+
+		"does not let %s relay without AUTH (inkan before 2026-12 did). To keep that, add them to auth.trusted_networks "+
+		"(addresses, ranges or host names: a domain suffix such as .example.com matches no client), or have those clients authenticate", where, listed)
+}
+
 // Domains returns the single-key mode Domain data set.
 func (c *OpenDKIMConf) Domains() ([]string, error) {
 	if c.Domain == "" {

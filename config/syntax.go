@@ -118,9 +118,10 @@ func checkListenAddr(a string) error {
 }
 
 // checkNetwork checks a trusted network entry: a CIDR, an IP, or a host name.
-// It returns a warning when a CIDR has host bits set.
+// It returns a warning when a CIDR has host bits set, and for a CIDR or IP
+// the prefix it trusts, as UnmapPrefix stores it (invalid for a host name).
 // Postfix's "[2001:db8::]/32" form of IPv6 networks is accepted too.
-func checkNetwork(s string) (warn string, err error) {
+func checkNetwork(s string) (trusts netip.Prefix, warn string, err error) {
 	v := s
 	if rest, ok := strings.CutPrefix(v, "["); ok {
 		if addr, after, ok := strings.Cut(rest, "]"); ok {
@@ -130,23 +131,23 @@ func checkNetwork(s string) (warn string, err error) {
 	if strings.Contains(v, "/") {
 		p, err := netip.ParsePrefix(v)
 		if err != nil {
-			return "", fmt.Errorf("invalid CIDR %q", s)
+			return netip.Prefix{}, "", fmt.Errorf("invalid CIDR %q", s)
 		}
 		if p.Masked() != p {
-			return fmt.Sprintf("%q has host bits set and means %s", s, p.Masked()), nil
+			warn = fmt.Sprintf("%q has host bits set and means %s", s, p.Masked())
 		}
-		return "", nil
+		return UnmapPrefix(p), warn, nil
 	}
 	if ip, err := netip.ParseAddr(v); err == nil {
 		if ip.Zone() != "" {
-			return "", fmt.Errorf("%q has a zone, which is not allowed", s)
+			return netip.Prefix{}, "", fmt.Errorf("%q has a zone, which is not allowed", s)
 		}
-		return "", nil
+		return UnmapPrefix(netip.PrefixFrom(ip, ip.BitLen())), "", nil
 	}
 	if mailsyntax.ValidDomain(v, peerHost) {
-		return "", nil
+		return netip.Prefix{}, "", nil
 	}
-	return "", fmt.Errorf("%q is not a CIDR, IP address or host name", s)
+	return netip.Prefix{}, "", fmt.Errorf("%q is not a CIDR, IP address or host name", s)
 }
 
 // checkSenderPattern checks "local@domain" or "@domain".

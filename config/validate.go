@@ -89,20 +89,54 @@ func (k *checker) senders(key string, pats []string) {
 	}
 }
 
-func (k *checker) networks(key string, nets []string) {
+// openRelayFix is the advice for a trusted network that covers a whole
+// address family.
+const openRelayFix = "list only your own networks, e.g. 192.168.1.0/24; clients elsewhere should use AUTH on the submission port"
+
+// networks checks one list of trusted network entries and returns the
+// prefixes it trusts (host names are resolved later, by auth). An entry, or
+// the list as a whole, that covers every IPv4 or IPv6 address is an open
+// relay: coverage is computed, so "0.0.0.0/1, 128.0.0.0/1" and
+// "::ffff:0:0/96" are caught as well as "0.0.0.0/0".
+func (k *checker) networks(key string, nets []string) []netip.Prefix {
+	var all []netip.Prefix
+	alone := map[string]bool{} // families one entry opens by itself
 	for i, n := range nets {
 		ik := fmt.Sprintf("%s[%d]", key, i)
-		w, err := checkNetwork(n)
+		p, w, err := checkNetwork(n)
 		switch {
 		case err != nil:
 			k.bad(ik, err.Error(), "write a CIDR like 192.168.1.0/24, an IP address, or a host name")
 		case w != "":
 			k.warn(ik, w, "write the network address")
 		}
-		if n == "0.0.0.0/0" || n == "::/0" {
-			k.warn(ik, "trusts every address: this is an open relay", "list only your own networks")
+		if !p.IsValid() {
+			continue
+		}
+		all = append(all, p)
+		if open := OpenTo([]netip.Prefix{p}); len(open) > 0 {
+			k.warn(ik, fmt.Sprintf("trusts every address: this is an open relay for %s clients", strings.Join(open, " and ")), openRelayFix)
+			for _, f := range open {
+				alone[f] = true
+			}
 		}
 	}
+	if open := unreported(OpenTo(all), alone); len(open) > 0 {
+		k.warn(key, fmt.Sprintf("together trust every address: this is an open relay for %s clients", strings.Join(open, " and ")), openRelayFix)
+	}
+	return all
+}
+
+// unreported drops the families in seen from open and adds them to seen.
+func unreported(open []string, seen map[string]bool) []string {
+	var out []string
+	for _, f := range open {
+		if !seen[f] {
+			out = append(out, f)
+			seen[f] = true
+		}
+	}
+	return out
 }
 
 func (k *checker) general() {
@@ -225,7 +259,11 @@ func (k *checker) tls() {
 
 func (k *checker) auth() {
 	a := k.c.Auth
-	k.networks("auth.trusted_networks", a.TrustedNetworks)
+	trusted := k.networks("auth.trusted_networks", a.TrustedNetworks)
+	seen := map[string]bool{}
+	for _, f := range OpenTo(trusted) {
+		seen[f] = true
+	}
 	for _, user := range sortedKeys(a.Senders) {
 		key := "auth.senders." + user
 		if user == "" || strings.ContainsAny(user, " \t:") {
@@ -247,7 +285,11 @@ func (k *checker) auth() {
 		if len(n.CIDRs) == 0 {
 			k.bad(key+".cidrs", "is empty", "list the network's addresses, e.g. [192.168.1.0/24]")
 		}
-		k.networks(key+".cidrs", n.CIDRs)
+		cidrs := k.networks(key+".cidrs", n.CIDRs)
+		for _, f := range OpenTo(cidrs) {
+			seen[f] = true
+		}
+		trusted = append(trusted, cidrs...)
 		k.senders(key+".senders", n.Senders)
 		k.atLeast(key+".max_recipients", n.MaxRecipients, 0)
 		k.atLeast(key+".rate_limit", n.RateLimit, 0)
@@ -257,6 +299,9 @@ func (k *checker) auth() {
 		if n.RateLimit > 0 {
 			k.positive(key+".rate_period", n.RatePeriod)
 		}
+	}
+	if open := unreported(OpenTo(trusted), seen); len(open) > 0 {
+		k.warn("auth", fmt.Sprintf("auth.trusted_networks and auth.networks together trust every address: this is an open relay for %s clients", strings.Join(open, " and ")), openRelayFix)
 	}
 	k.atLeast("auth.max_failures", a.MaxFailures, 0)
 	if a.MaxFailures > 0 {

@@ -34,12 +34,7 @@ func runCheck(args []string) int {
 	}
 	failed := false
 	// Load what the config names, as serve would, to catch missing files.
-	authCfg, err := withInternalHosts(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil)))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		failed = true
-	}
-	if _, err := auth.NewNetworks(authCfg, nil); err != nil {
+	if _, err := auth.NewNetworks(cfg.Auth, nil); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		failed = true
 	}

@@ -184,11 +184,7 @@ func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *relay.TLSSetup)
 		return nil, nil, err
 	}
 	st.Users = users
-	authCfg, err := withInternalHosts(cfg, logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	if st.Networks, err = auth.NewNetworks(authCfg, nil); err != nil {
+	if st.Networks, err = auth.NewNetworks(cfg.Auth, nil); err != nil {
 		return nil, nil, err
 	}
 	if st.Policy, err = auth.NewPolicy(cfg.Auth.Senders); err != nil {
@@ -207,41 +203,6 @@ func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *relay.TLSSetup)
 	}
 	st.TLS = setup.Config
 	return st, setup, nil
-}
-
-// withInternalHosts adds OpenDKIM's InternalHosts (from dkim.opendkim_conf)
-// to the trusted networks, as OpenDKIM signs for them. Domain-suffix entries
-// cannot match a client address and are skipped with a warning.
-func withInternalHosts(cfg *config.Config, logger *slog.Logger) (config.Auth, error) {
-	a := cfg.Auth
-	if cfg.DKIM.OpenDKIMConf == "" {
-		return a, nil
-	}
-	conf, err := config.ParseOpenDKIMConf(cfg.DKIM.OpenDKIMConf)
-	if err != nil {
-		return a, err
-	}
-	if conf.InternalHosts == "" {
-		return a, nil
-	}
-	var hosts []string
-	if path := strings.TrimPrefix(strings.TrimPrefix(conf.InternalHosts, "refile:"), "file:"); strings.HasPrefix(path, "/") {
-		hosts, err = config.ParseHostList(path)
-	} else {
-		hosts, err = config.ParseOpenDKIMDataset(conf.InternalHosts) // "csl:a,b" inline list
-	}
-	if err != nil {
-		return a, err
-	}
-	a.TrustedNetworks = append([]string(nil), a.TrustedNetworks...)
-	for _, h := range hosts {
-		if strings.HasPrefix(h, ".") {
-			logger.Warn("InternalHosts domain suffix ignored: trusted networks match addresses", "entry", h, "file", conf.InternalHosts)
-			continue
-		}
-		a.TrustedNetworks = append(a.TrustedNetworks, h)
-	}
-	return a, nil
 }
 
 func hasDKIM(cfg *config.Config) bool {

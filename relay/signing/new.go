@@ -67,6 +67,9 @@ func (s *Signer) warnOpenDKIM(od *config.OpenDKIMConf) {
 	for _, u := range od.Unsupported {
 		s.warnings = append(s.warnings, "opendkim.conf setting not supported by inkan, ignored: "+u)
 	}
+	if n := od.InternalHostsNotice(); n != "" {
+		s.warnings = append(s.warnings, n)
+	}
 	if od.Mode != "" && !strings.ContainsAny(od.Mode, "sS") {
 		s.warnings = append(s.warnings, fmt.Sprintf("opendkim.conf Mode %q (%s) did not sign; inkan signs with the configured keys", od.Mode, od.Line["Mode"]))
 	}
