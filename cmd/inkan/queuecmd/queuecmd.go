@@ -2,6 +2,10 @@
 // bounce, hold and release queued messages. It talks to a running server
 // through the queue's control socket and, when no server holds the spool
 // lock, opens the spool itself, so it also works on a stopped server.
+//
+// Everything it prints that came from others (addresses, remote replies,
+// header fields) passes through mailsyntax.Printable first: no terminal
+// control sequence reaches the administrator's screen.
 package queuecmd
 
 import (
@@ -17,6 +21,7 @@ import (
 	"time"
 
 	"github.com/inkan-relay/inkan/queue"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // admin is what the commands need; *queue.Queue and *queue.Client have it.
@@ -165,7 +170,7 @@ func list(a admin, w io.Writer) error {
 		if from == "" {
 			from = "MAILER-DAEMON"
 		}
-		fmt.Fprintf(bw, "%-17s %8d %s  %s\n", id, info.Size, info.Arrival.Local().Format("Mon Jan _2 15:04:05"), from)
+		fmt.Fprintf(bw, "%-17s %8d %s  %s\n", id, info.Size, info.Arrival.Local().Format("Mon Jan _2 15:04:05"), term(from))
 		const indent = "                                              "
 		for _, r := range info.Rcpts {
 			if r.Status != queue.Pending {
@@ -174,7 +179,7 @@ func list(a admin, w io.Writer) error {
 			if r.LastReply != "" {
 				fmt.Fprintf(bw, "%s(%s)\n", indent, oneLine(r.LastReply))
 			}
-			fmt.Fprintf(bw, "%s%s\n", indent, r.Addr)
+			fmt.Fprintf(bw, "%s%s\n", indent, term(r.Addr))
 		}
 		fmt.Fprintln(bw)
 		return nil
@@ -206,7 +211,7 @@ func show(a admin, id string, w io.Writer) error {
 		state = "held"
 	}
 	fmt.Fprintf(bw, "Queue ID:     %s (%s)\n", info.ID, state)
-	fmt.Fprintf(bw, "Sender:       <%s>\n", info.From)
+	fmt.Fprintf(bw, "Sender:       <%s>\n", term(info.From))
 	fmt.Fprintf(bw, "Arrival:      %s\n", info.Arrival.Local().Format(time.RFC1123Z))
 	fmt.Fprintf(bw, "Size:         %d bytes\n", info.Size)
 	fmt.Fprintf(bw, "Attempts:     %d\n", info.Attempts)
@@ -214,16 +219,16 @@ func show(a admin, id string, w io.Writer) error {
 		fmt.Fprintf(bw, "Next attempt: %s\n", info.NextAttempt.Local().Format(time.RFC1123Z))
 	}
 	if info.User != "" || info.Client != "" {
-		fmt.Fprintf(bw, "Submitted by: user=%q client=%s helo=%q\n", info.User, info.Client, info.Helo)
+		fmt.Fprintf(bw, "Submitted by: user=%q client=%s helo=%q\n", info.User, term(info.Client), info.Helo)
 	}
 	fmt.Fprintln(bw, "Recipients:")
 	for _, r := range info.Rcpts {
-		fmt.Fprintf(bw, "  <%s> %s attempts=%d", r.Addr, r.Status, r.Attempts)
+		fmt.Fprintf(bw, "  <%s> %s attempts=%d", term(r.Addr), r.Status, r.Attempts)
 		if !r.NextAttempt.IsZero() {
 			fmt.Fprintf(bw, " next=%s", r.NextAttempt.Local().Format(time.RFC3339))
 		}
 		if r.Remote != "" {
-			fmt.Fprintf(bw, " relay=%s", r.Remote)
+			fmt.Fprintf(bw, " relay=%s", term(r.Remote))
 		}
 		fmt.Fprintln(bw)
 		if r.LastReply != "" {
@@ -237,7 +242,7 @@ func show(a admin, id string, w io.Writer) error {
 	}
 	for _, line := range strings.SplitAfter(string(hdr), "\n") {
 		if line = strings.TrimRight(line, "\r\n"); line != "" {
-			fmt.Fprintf(bw, "  %s\n", line)
+			fmt.Fprintf(bw, "  %s\n", term(line))
 		}
 	}
 	return bw.Flush()
@@ -262,6 +267,12 @@ func headers(a admin, id string) ([]byte, error) {
 	return buf, nil
 }
 
+// oneLine puts a remote reply on one line, fit for a terminal.
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return term(strings.Join(strings.Fields(s), " "))
 }
+
+// term makes text from the queue safe to print: senders, recipients,
+// remote hosts, SMTP replies and header fields all come from others, and
+// an ESC or CSI in them would be obeyed by the administrator's terminal.
+func term(s string) string { return mailsyntax.Printable(s) }
