@@ -265,7 +265,7 @@ func (s *Signer) loadEntry(t *tableRules, e config.KeyTableEntry) error {
 	}
 	domains := []string{e.Domain}
 	if e.Domain == "%" {
-		domains = t.tableDomains(e.Name)
+		domains = t.tableDomains(e.Name, collect)
 	}
 	for _, d := range domains {
 		k, err := loadTableKey(e, t.keyPath(e, d), collect)

@@ -292,8 +292,9 @@ func loadTableKey(e config.KeyTableEntry, path string, warn func(string)) (*key,
 
 // tableDomains derives, for a "%"-domain KeyTable entry, the domains it will
 // sign for from SigningTable patterns with a literal domain ("*@example.com",
-// "example.com", "user@example.com").
-func (t *tableRules) tableDomains(name string) []string {
+// "example.com", "user@example.com"). Patterns whose domain is not a host
+// name are skipped with a warning.
+func (t *tableRules) tableDomains(name string, warn func(string)) []string {
 	set := map[string]bool{}
 	for _, r := range t.st.Rules {
 		if r.KeyName != name && r.KeyName != "%" {
@@ -308,6 +309,12 @@ func (t *tableRules) tableDomains(name string) []string {
 		}
 		if r.KeyName == "%" && p != name {
 			continue // "%" names the key after the domain
+		}
+		if err := mailsyntax.CheckDomain(p, mailsyntax.SigningDomain); err != nil {
+			// Not a host name: never a key path or d= (see choose).
+			warn(fmt.Sprintf(`SigningTable %s:%d %q: %q is not a host name (%v), so KeyTable key %q ("%%") is not loaded for it; fix the domain part of the pattern`,
+				t.st.File, r.Line, r.Pattern, p, err, name))
+			continue
 		}
 		set[p] = true
 	}

@@ -127,3 +127,24 @@ func seriesCount(c prometheus.Collector) int {
 	}
 	return n
 }
+
+// New loads "%" keys for the domains the SigningTable names; a pattern
+// whose domain part is a path must not make it read outside the key folder.
+func TestPercentDomainFromSigningTableMustBeAHostName(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"evil", "keys/a"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeKey(t, dir, "evil/default.private", testEd25519(t, 23), 0o600)
+	writeFile(t, dir, "KeyTable", "any %:default:"+dir+"/keys/%/default.private\n")
+	writeFile(t, dir, "SigningTable", "x@a/../../evil any\n")
+	s := newSigner(t, config.DKIM{KeyTable: filepath.Join(dir, "KeyTable"), SigningTable: filepath.Join(dir, "SigningTable")})
+	if d := s.Domains(); len(d) != 0 {
+		t.Errorf("published %+v from a path in the SigningTable", d)
+	}
+	if w := strings.Join(s.Warnings(), "\n"); !strings.Contains(w, `SigningTable `+filepath.Join(dir, "SigningTable")+`:1 "x@a/../../evil": "a/../../evil" is not a host name`) {
+		t.Errorf("warnings:\n%s", w)
+	}
+}
