@@ -131,6 +131,9 @@ type Delivery struct {
 	DataTimeout    Duration             `yaml:"data_timeout"`
 	MaxConcurrent  int                  `yaml:"max_concurrent"` // deliveries at once
 	MaxPerDomain   int                  `yaml:"max_per_domain"` // deliveries at once per destination domain
+	// RefusePrivateMX refuses MX hosts at loopback, private (RFC 1918, ULA)
+	// and link-local addresses; transport and relay hosts are not affected.
+	RefusePrivateMX bool `yaml:"refuse_private_mx"`
 }
 
 // Smarthost is an upstream relay, like Postfix's relayhost.
@@ -139,9 +142,16 @@ type Smarthost struct {
 	Username     string   `yaml:"username"`
 	Password     string   `yaml:"password"`      // prefer password_file
 	PasswordFile string   `yaml:"password_file"` // first line is the password
-	TLS          string   `yaml:"tls"`           // encrypt (default, set by Load) | verify | implicit | may | none
+	TLS          string   `yaml:"tls"`           // none | may | encrypt | verify | implicit; default (set by Load): verify with a username, else encrypt
 	Domains      []string `yaml:"domains"`       // recipient domains routed here; empty = all
 	NoSign       bool     `yaml:"no_sign"`       // do not DKIM-sign mail for this route
+	// CAFile is a PEM file of the CA certificates that sign the relay's
+	// certificate, trusted instead of the system's (tls verify or implicit).
+	CAFile string `yaml:"ca_file"`
+	// TLSFingerprint pins the relay's certificate: the SHA-256 of its DER,
+	// in hex (colons allowed; several separated by commas, for a change of
+	// certificate). It is checked instead of the CA and the host name.
+	TLSFingerprint string `yaml:"tls_fingerprint"`
 }
 
 // Queue configures retries and lifetimes.

@@ -111,14 +111,12 @@ func finalize(c *Config) {
 			n.RatePeriod = Duration(time.Minute)
 		}
 	}
-	if s := c.Delivery.Smarthost; s != nil && s.TLS == "" {
-		s.TLS = "encrypt"
+	if s := c.Delivery.Smarthost; s != nil {
+		s.TLS = s.TLSMode()
 	}
 	for k, s := range c.Delivery.SenderRelay {
-		if s.TLS == "" {
-			s.TLS = "encrypt"
-			c.Delivery.SenderRelay[k] = s
-		}
+		s.TLS = s.TLSMode()
+		c.Delivery.SenderRelay[k] = s
 	}
 	if a := c.TLS.ACME; a != nil && a.ChallengeListen == "" {
 		a.ChallengeListen = ":80"

@@ -245,7 +245,8 @@ delivery:
 	if org.Address != "[smtp.example.net]:587" || org.TLS != "implicit" || org.Username != "u" {
 		t.Errorf("merged relay = %+v", org)
 	}
-	if com := c.Delivery.SenderRelay["@example.com"]; com.Address != org.Address || com.TLS != "encrypt" {
+	// A relay that logs in checks the certificate by default.
+	if com := c.Delivery.SenderRelay["@example.com"]; com.Address != org.Address || com.TLS != "verify" {
 		t.Errorf("aliased relay = %+v", com)
 	}
 }

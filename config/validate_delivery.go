@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"strings"
@@ -162,8 +164,8 @@ func (k *checker) smarthost(key string, s *Smarthost) {
 	if s.Password != "" {
 		k.warn(key+".password", "the password is written in the configuration", "put it in a file and use password_file")
 	}
-	if s.Username != "" && (s.TLS == "none" || s.TLS == "may") {
-		k.warn(key+".tls", fmt.Sprintf("%q may send the password unencrypted", s.TLS), "use encrypt, verify or implicit")
+	if sub, msg, fix := s.TLSProblem(); msg != "" {
+		k.bad(key+"."+sub, msg, fix)
 	}
 	for i, d := range s.Domains {
 		if !mailsyntax.ValidDomain(d, mailsyntax.MailDomain|mailsyntax.LeadingDot) {
@@ -232,4 +234,62 @@ func (k *checker) misc() {
 			k.bad(p.key, fmt.Sprintf("%d is not a port", p.n), "use 1-65535, or 0 for the listener's port")
 		}
 	}
+}
+
+// TLSMode is the relay's tls setting, or its default when empty: verify when
+// it logs in (a password goes only to a server whose certificate is
+// checked), encrypt otherwise.
+func (s *Smarthost) TLSMode() string {
+	switch {
+	case s.TLS != "":
+		return s.TLS
+	case s.Username != "":
+		return "verify"
+	}
+	return "encrypt"
+}
+
+// RelayTLSVerifies reports whether a relay's tls mode checks the server's
+// certificate: verify (STARTTLS) and implicit (TLS from the first byte) do;
+// none, may and encrypt do not.
+func RelayTLSVerifies(mode string) bool {
+	return strings.EqualFold(mode, "verify") || strings.EqualFold(mode, "implicit")
+}
+
+// TLSProblem returns what is wrong with the relay's certificate settings:
+// the key under the relay's ("tls", "tls_fingerprint"), the problem and the
+// fix; msg is "" when they are fine. The rule: a relay that logs in checks
+// the certificate (verify or implicit), against the system's CAs, ca_file,
+// or the tls_fingerprint pin, so that its password goes to no one else.
+func (s *Smarthost) TLSProblem() (sub, msg, fix string) {
+	mode := s.TLSMode()
+	verifies := RelayTLSVerifies(mode)
+	switch {
+	case s.Username != "" && !verifies:
+		return "tls", fmt.Sprintf("%q does not check the relay's certificate, so anyone on the path could collect the password of %s", mode, s.Username),
+			"use verify (STARTTLS) or implicit (port 465); for a relay with a private CA set ca_file, or pin its certificate with tls_fingerprint"
+	case (s.CAFile != "" || s.TLSFingerprint != "") && !verifies:
+		return "tls", fmt.Sprintf("%q does not check certificates, so ca_file and tls_fingerprint do nothing", mode), "use verify or implicit"
+	case s.CAFile != "" && s.TLSFingerprint != "":
+		return "tls_fingerprint", "is set together with ca_file; the pin would be checked instead of the CA", "keep only one"
+	}
+	if _, err := ParseFingerprints(s.TLSFingerprint); err != nil {
+		return "tls_fingerprint", err.Error(), "write the 64 hex digits of `openssl x509 -noout -fingerprint -sha256 -in cert.pem` (colons allowed; several separated by commas)"
+	}
+	return "", "", ""
+}
+
+// ParseFingerprints parses a tls_fingerprint value: SHA-256 digests in hex,
+// colons allowed, separated by commas or spaces. An empty value gives none.
+func ParseFingerprints(v string) ([][sha256.Size]byte, error) {
+	var out [][sha256.Size]byte
+	for _, f := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' }) {
+		h := strings.ReplaceAll(strings.TrimPrefix(strings.ToUpper(f), "SHA256:"), ":", "")
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != sha256.Size {
+			return nil, fmt.Errorf("%q is not a SHA-256 fingerprint", f)
+		}
+		out = append(out, [sha256.Size]byte(b))
+	}
+	return out, nil
 }

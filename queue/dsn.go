@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/emersion/go-message"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // DSN actions (RFC 3464 section 2.3.3) that the queue sends.
@@ -64,12 +66,12 @@ func BuildDSN(d *DSN) ([]byte, error) {
 	if len(d.Rcpts) == 0 {
 		return nil, errors.New("queue: DSN without recipients")
 	}
-	utf := !isASCII(d.To)
+	utf := !mailsyntax.IsASCII(d.To)
 	for _, r := range d.Rcpts {
 		if r.Action != ActionFailed && r.Action != ActionDelayed {
 			return nil, fmt.Errorf("queue: DSN action %q", r.Action)
 		}
-		utf = utf || !isASCII(r.Addr)
+		utf = utf || !mailsyntax.IsASCII(r.Addr)
 	}
 	host := strings.Map(func(r rune) rune {
 		if r <= ' ' || r == 0x7f {
@@ -98,13 +100,13 @@ func BuildDSN(d *DSN) ([]byte, error) {
 		return nil, fmt.Errorf("queue: build DSN: %w", err)
 	}
 	humanEnc, statusType, headersType, enc8 := "7bit", "message/delivery-status", "text/rfc822-headers", "7bit"
-	if !isASCII(human) {
+	if !mailsyntax.IsASCII(human) {
 		humanEnc = "quoted-printable"
 	}
 	if utf {
 		statusType, headersType = "message/global-delivery-status", "message/global-headers"
 	}
-	if !isASCII(status) || !isASCII(string(orig)) {
+	if !mailsyntax.IsASCII(status) || !mailsyntax.IsASCII(orig) {
 		enc8 = "8bit"
 	}
 	parts := []struct {
@@ -323,15 +325,6 @@ func readHeaderSection(r io.Reader) ([]byte, error) {
 		buf = buf[:i+2]
 	}
 	return headerSection(buf), nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
 }
 
 var tokenEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)

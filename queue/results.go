@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // applyResults records the transport's answers in r.st and logs one line per
@@ -242,7 +244,7 @@ func (q *Queue) queueDSN(msg []byte, to string, utf8 bool) (string, error) {
 	}
 	d, err := q.NewDraft(&Envelope{
 		To: []string{to}, Received: now(), Helo: q.opts.Hostname,
-		SMTPUTF8: utf8 || !isASCII(to) || !isASCII(string(msg)),
+		SMTPUTF8: utf8 || !mailsyntax.IsASCII(to) || !mailsyntax.IsASCII(msg),
 	})
 	if err != nil {
 		return "", err

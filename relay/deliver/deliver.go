@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,11 @@ type Options struct {
 	// MaxIdle is the number of idle connections kept per (host address, TLS
 	// mode, login). 0 = 4.
 	MaxIdle int
+
+	// Listen are the addresses inkan's SMTP listeners are on ("host:port";
+	// an empty, 0.0.0.0 or :: host means every local address). A next hop
+	// there is this server: its mail bounces "loops back to myself".
+	Listen []string
 }
 
 // Transport delivers messages over SMTP. It is safe for concurrent use.
@@ -45,6 +51,7 @@ type Transport struct {
 	opts           Options
 	routes         *routes
 	res            *resolver
+	self           *self
 	log            *slog.Logger
 	dialer         net.Dialer
 	tlsCache       tls.ClientSessionCache
@@ -87,6 +94,7 @@ func New(opts Options) (*Transport, error) {
 		opts:           opts,
 		routes:         rt,
 		res:            newResolver(c.Resolver),
+		self:           newSelf(opts.Listen),
 		log:            opts.Logger,
 		tlsCache:       tls.NewLRUClientSessionCache(256),
 		connectTimeout: orDefault(c.ConnectTimeout.D(), 30*time.Second),
@@ -155,27 +163,114 @@ func (t *Transport) deliver(ctx context.Context, d *queue.Delivery, route Route,
 		}
 	}
 	tried := 0
-	for _, h := range hosts {
-		addrs, v := t.res.addrs(ctx, h.name)
-		if v != nil {
-			st.note(v)
-			t.logLookup(d, route, h.name, v)
-			if ctx.Err() != nil {
-				return
-			}
-			continue
+	for first := true; len(hosts) > 0; first = false {
+		n := 1 // hosts[:n] share a preference
+		for n < len(hosts) && hosts[n].pref == hosts[0].pref {
+			n++
 		}
-		for _, a := range addrs {
-			if tried == maxAddrs {
-				return
+		group := t.resolveGroup(ctx, hosts[:n])
+		hosts = hosts[n:]
+		if v := t.loop(d, route, group); v != nil {
+			// As Postfix: hosts from this preference on would send the
+			// mail back; when none better was tried, it bounces.
+			if first {
+				st.note(v)
+				t.logLookup(d, route, v.remote, v)
 			}
-			tried++
-			t.attempt(ctx, d, route, rel, h.name, netip.AddrPortFrom(a, uint16(route.Port)), st)
-			if st.left == 0 || ctx.Err() != nil {
-				return
+			return
+		}
+		t.refusePrivate(route, group)
+		for _, h := range group {
+			if h.v != nil {
+				st.note(h.v)
+				t.logLookup(d, route, h.name, h.v)
+				if ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+			for _, a := range h.addrs {
+				if tried == maxAddrs {
+					return
+				}
+				tried++
+				t.attempt(ctx, d, route, rel, h.name, netip.AddrPortFrom(a, uint16(route.Port)), st)
+				if st.left == 0 || ctx.Err() != nil {
+					return
+				}
 			}
 		}
 	}
+}
+
+// resolved is a host to try with its addresses, or why it cannot be.
+type resolved struct {
+	name  string
+	addrs []netip.Addr
+	v     *verdict
+}
+
+// resolveGroup looks up the addresses of hosts of equal preference.
+func (t *Transport) resolveGroup(ctx context.Context, hosts []mxHost) []resolved {
+	out := make([]resolved, len(hosts))
+	for i, h := range hosts {
+		out[i].name = h.name
+		out[i].addrs, out[i].v = t.res.addrs(ctx, h.name)
+	}
+	return out
+}
+
+// loop returns the verdict for a group of hosts of which one is this server
+// ("mail for D loops back to myself", 5.4.6), or nil.
+func (t *Transport) loop(d *queue.Delivery, route Route, group []resolved) *verdict {
+	what := "MX host"
+	if !route.MX {
+		what = "next hop"
+	}
+	for _, h := range group {
+		for _, a := range h.addrs {
+			ap := netip.AddrPortFrom(a, uint16(route.Port))
+			if !t.self.is(ap) {
+				continue
+			}
+			where := "an address of this server where inkan listens"
+			if a.Unmap().IsUnspecified() {
+				where = "the unspecified address, which is this machine"
+			}
+			remote := fmt.Sprintf("%s[%s]:%d", h.name, a, route.Port)
+			return permanent("5.4.6", "mail for %s loops back to myself: %s %s is %s", d.Domain, what, remote, where).at(remote, "")
+		}
+	}
+	return nil
+}
+
+// refusePrivate applies delivery.refuse_private_mx to MX routes: it drops
+// loopback, private and link-local addresses, and a host left with none
+// fails permanently.
+func (t *Transport) refusePrivate(route Route, group []resolved) {
+	if !t.opts.Config.RefusePrivateMX || route.Via != ViaMX {
+		return
+	}
+	for i := range group {
+		h := &group[i]
+		if h.v != nil {
+			continue
+		}
+		public := slices.DeleteFunc(slices.Clone(h.addrs), private)
+		if len(public) == 0 {
+			h.v = permanent("5.4.4", "MX host %s has only private or loopback addresses (%s), which delivery.refuse_private_mx refuses",
+				h.name, joinAddrs(h.addrs))
+		}
+		h.addrs = public
+	}
+}
+
+func joinAddrs(list []netip.Addr) string {
+	s := make([]string, len(list))
+	for i, a := range list {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // attempt runs one SMTP session with one address: a pooled connection if
@@ -184,6 +279,9 @@ func (t *Transport) attempt(ctx context.Context, d *queue.Delivery, route Route,
 	start := now()
 	st.tally = tally{tried: st.left}
 	key := poolKey{addr: addr, host: host, tls: route.TLS, user: route.User}
+	if rel != nil {
+		key.via = rel.key
+	}
 	s := t.pool.get(key, now())
 	for {
 		if s == nil {

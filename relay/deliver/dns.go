@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/idna"
 
 	"github.com/inkan-relay/inkan/relay/dnsutil"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 const (
@@ -241,7 +242,7 @@ func (r *resolver) mx(ctx context.Context, domain string) ([]mxHost, *verdict) {
 	case err != nil:
 		return nil, temporary("4.4.3", "cannot look up MX records of %s: %v", domain, err)
 	case len(rrs) == 0:
-		return []mxHost{{name: normDomain(q)}}, nil
+		return []mxHost{{name: mailsyntax.NormDomain(q)}}, nil
 	}
 	hosts := make([]mxHost, 0, len(rrs))
 	for _, rr := range rrs {
@@ -249,7 +250,7 @@ func (r *resolver) mx(ctx context.Context, domain string) ([]mxHost, *verdict) {
 		if mx.Mx == "." {
 			continue
 		}
-		hosts = append(hosts, mxHost{name: normDomain(mx.Mx), pref: mx.Preference})
+		hosts = append(hosts, mxHost{name: mailsyntax.NormDomain(mx.Mx), pref: mx.Preference})
 	}
 	if len(hosts) == 0 {
 		return nil, permanent("5.1.10", "domain %s does not accept mail (null MX)", domain)

@@ -30,12 +30,24 @@
 //   - At most 10 addresses are tried per delivery.
 //   - TLS follows delivery.tls / tls_policy (none, may, encrypt, verify) for
 //     MX and transport routes, and the relay's own tls setting (none, may,
-//     encrypt, verify, implicit) for smarthosts. Only verify checks the
-//     certificate (against Options.RootCAs, for the MX or relay host name).
-//     Under may, a host whose TLS handshake fails is retried once in plain
-//     text; under encrypt and verify, a host without working TLS is skipped.
-//     Passwords are only sent over TLS, unless tls is none; a refused login
-//     defers the mail rather than bouncing it.
+//     encrypt, verify, implicit) for smarthosts. verify and implicit check
+//     the certificate: against Options.RootCAs for the MX or relay host
+//     name, or for a relay against its ca_file, or its tls_fingerprint pin
+//     instead. Under may, a host whose TLS handshake fails is retried once in
+//     plain text; under encrypt and verify, a host without working TLS is
+//     skipped.
+//   - A password is sent only over TLS whose certificate was checked: New
+//     refuses a relay with a username and tls none, may or encrypt, naming
+//     the key and the fix; a relay whose certificate fails the check gets no
+//     AUTH and the mail is deferred with a reason that says so. A refused
+//     login defers the mail rather than bouncing it.
+//   - A next hop that is this server (one of Options.Listen, address and
+//     port, a wildcard listener counting every local address) or the
+//     unspecified address 0.0.0.0 or :: is never dialled. As in Postfix,
+//     MX hosts from that preference on are dropped; when no better one
+//     exists the mail bounces: "mail for D loops back to myself" (5.4.6).
+//     Loopback and private MX hosts are allowed unless
+//     delivery.refuse_private_mx is set.
 //   - Connections are reused: after a transaction the connection waits idle
 //     for Options.IdleTimeout (at most Options.MaxIdle per host, address,
 //     TLS mode and login; none is used for more than 5 minutes); the next

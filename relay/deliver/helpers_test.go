@@ -144,6 +144,7 @@ type sink struct {
 	opts  sinkOpts
 	conns atomic.Int64 // connections accepted
 	mails atomic.Int64 // MAIL commands
+	auths atomic.Int64 // AUTH attempts: each one received the password
 
 	mu   sync.Mutex
 	msgs []received
@@ -236,6 +237,7 @@ func (n *sinkNet) start(t testing.TB, ip string, o sinkOpts) *sink {
 	wg.Go(func() { srv.Serve(ln) })
 	t.Cleanup(func() {
 		srv.Close()
+		ln.Close() // Close misses a listener Serve has not picked up yet
 		wg.Wait()
 	})
 	return s
@@ -337,6 +339,7 @@ var errBadLogin = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 
 
 func (ss *sinkSession) Auth(mech string) (sasl.Server, error) {
 	check := func(user, pass string) error {
+		ss.s.auths.Add(1)
 		if user != ss.s.opts.user || pass != ss.s.opts.pass {
 			return errBadLogin
 		}

@@ -43,9 +43,9 @@ func fromReply(e *smtp.SMTPError) *verdict {
 }
 
 // fromError is fromReply for an *smtp.SMTPError, and a lost connection
-// (temporary, 4.4.2) for anything else; session reports the latter, and 421,
-// which both end the session.
-func fromError(err error, remote, stage string) (v *verdict, session bool) {
+// (temporary, 4.4.2) for anything else; ends reports the latter, and 421,
+// which both end the connection.
+func fromError(err error, remote, stage string) (v *verdict, ends bool) {
 	var se *smtp.SMTPError
 	if errors.As(err, &se) {
 		v = fromReply(se)

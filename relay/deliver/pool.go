@@ -16,23 +16,24 @@ type poolKey struct {
 	host string // the name the certificate was (or would be) checked for
 	tls  string // route TLS mode
 	user string // AUTH identity; "" = none
+	via  string // the relay's config key, whose ca_file or pin checked it; "" = none
 }
 
-// pool keeps idle sessions, newest last.
+// pool keeps idle connections, newest last.
 type pool struct {
 	mu      sync.Mutex
-	idle    map[poolKey][]*session
+	idle    map[poolKey][]*conn
 	max     int
 	timeout time.Duration
 	closed  bool
 }
 
 func newPool(max int, timeout time.Duration) *pool {
-	return &pool{idle: map[poolKey][]*session{}, max: max, timeout: timeout}
+	return &pool{idle: map[poolKey][]*conn{}, max: max, timeout: timeout}
 }
 
-// get takes the most recently used live session for k, or nil.
-func (p *pool) get(k poolKey, t time.Time) *session {
+// get takes the most recently used live connection for k, or nil.
+func (p *pool) get(k poolKey, t time.Time) *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	list := p.idle[k]
@@ -50,8 +51,8 @@ func (p *pool) get(k poolKey, t time.Time) *session {
 	return nil
 }
 
-// put offers an idle session; false means the caller must close it.
-func (p *pool) put(s *session, t time.Time) bool {
+// put offers an idle connection; false means the caller must close it.
+func (p *pool) put(s *conn, t time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed || t.Sub(s.born) >= maxConnAge || len(p.idle[s.key]) >= p.max {
@@ -62,7 +63,7 @@ func (p *pool) put(s *session, t time.Time) bool {
 	return true
 }
 
-func (p *pool) set(k poolKey, list []*session) {
+func (p *pool) set(k poolKey, list []*conn) {
 	if len(list) == 0 {
 		delete(p.idle, k)
 	} else {
@@ -70,11 +71,11 @@ func (p *pool) set(k poolKey, list []*session) {
 	}
 }
 
-// expired removes and returns the sessions idle for too long.
-func (p *pool) expired(t time.Time) []*session {
+// expired removes and returns the connections idle for too long.
+func (p *pool) expired(t time.Time) []*conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []*session
+	var out []*conn
 	for k, list := range p.idle {
 		keep := list[:0]
 		for _, s := range list {
@@ -91,11 +92,11 @@ func (p *pool) expired(t time.Time) []*session {
 }
 
 // drain empties the pool for good.
-func (p *pool) drain() []*session {
+func (p *pool) drain() []*conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
-	var out []*session
+	var out []*conn
 	for _, list := range p.idle {
 		out = append(out, list...)
 	}
@@ -103,7 +104,7 @@ func (p *pool) drain() []*session {
 	return out
 }
 
-// size counts idle sessions (for tests).
+// size counts idle connections (for tests).
 func (p *pool) size() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -55,7 +55,8 @@ func TestReuseWithAuth(t *testing.T) {
 	s := e.net.start(t, "127.0.0.4", sinkOpts{tls: serverTLS(t), user: "u", pass: "p"})
 	c := e.config()
 	c.Smarthost = &config.Smarthost{Address: "[127.0.0.4]", Username: "u", Password: "p"}
-	tr := newTransport(t, deliver.Options{Config: c, IdleTimeout: time.Minute})
+	_, pool := selfSigned(t)
+	tr := newTransport(t, deliver.Options{Config: c, IdleTimeout: time.Minute, RootCAs: pool})
 	for _, dom := range []string{"one.test", "two.test"} {
 		res := deliverOne(t, tr, delivery("x@sender.test", dom, testMessage, "bob@"+dom))
 		wantStatus(t, res[0], queue.Sent)

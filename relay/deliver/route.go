@@ -1,15 +1,19 @@
 package deliver
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // Via names the rule that chose a Route.
@@ -68,10 +72,13 @@ func (r Route) Addr() string {
 
 // relay is a parsed smarthost or sender_relay entry.
 type relay struct {
+	key      string // "delivery.smarthost", "delivery.sender_relay.@example.com"
 	route    Route
 	domains  []string // recipient domains it serves; empty = all
 	settings config.Smarthost
-	password string // read at New; re-read from password_file at each login
+	password string              // read at New; re-read from password_file at each login
+	roots    *x509.CertPool      // from ca_file; nil = Options.RootCAs
+	pins     [][sha256.Size]byte // from tls_fingerprint; checked instead of roots
 }
 
 // routes is the parsed routing configuration.
@@ -121,9 +128,9 @@ func parseRoutes(c config.Delivery) (*routes, error) {
 		}
 	}
 	for _, k := range sortedKeys(c.TLSPolicy) {
-		key, mode := normDomain(k), strings.ToLower(c.TLSPolicy[k])
-		if !validDomainKey(key) {
-			bad("delivery.tls_policy."+k, "%q is not a domain or .domain", k)
+		key, mode := mailsyntax.NormDomain(k), strings.ToLower(c.TLSPolicy[k])
+		if err := mailsyntax.CheckDomain(key, domainKey); err != nil {
+			bad("delivery.tls_policy."+k, "%q is not a domain or .domain: %v", k, err)
 		}
 		if !oneOf(mode, deliveryModes) {
 			bad("delivery.tls_policy."+k, "invalid value %q (use %s)", c.TLSPolicy[k], strings.Join(deliveryModes, ", "))
@@ -131,9 +138,9 @@ func parseRoutes(c config.Delivery) (*routes, error) {
 		rt.policy[key] = mode
 	}
 	for _, k := range sortedKeys(c.Transport) {
-		key := normDomain(k)
-		if !validDomainKey(key) {
-			bad("delivery.transport."+k, "%q is not a domain or .domain", k)
+		key := mailsyntax.NormDomain(k)
+		if err := mailsyntax.CheckDomain(key, domainKey); err != nil {
+			bad("delivery.transport."+k, "%q is not a domain or .domain: %v", k, err)
 			continue
 		}
 		r, err := config.ParseRoute(c.Transport[k])
@@ -157,7 +164,7 @@ func parseRoutes(c config.Delivery) (*routes, error) {
 	}
 	for _, k := range sortedKeys(c.SenderRelay) {
 		key := strings.ToLower(strings.TrimSpace(k))
-		if i := strings.LastIndexByte(key, '@'); i < 0 || !validDomainKey(key[i+1:]) || strings.HasPrefix(key[i+1:], ".") {
+		if i := strings.LastIndexByte(key, '@'); i < 0 || mailsyntax.CheckDomain(key[i+1:], mailsyntax.MailDomain) != nil {
 			bad("delivery.sender_relay."+k, "%q is neither a sender address nor @domain", k)
 			continue
 		}
@@ -172,19 +179,19 @@ func parseRoutes(c config.Delivery) (*routes, error) {
 	return rt, errors.Join(errs...)
 }
 
-// parseRelay parses a smarthost entry and reads its password. A missing port
-// means 465 with implicit TLS, delivery.mx_port otherwise.
+// parseRelay parses a smarthost entry, reads its password and its ca_file.
+// A missing port means 465 with implicit TLS, delivery.mx_port otherwise.
+// A relay with a username must check the certificate (config.TLSProblem).
 func parseRelay(key string, s config.Smarthost, mxPort int) (*relay, error) {
 	var errs []error
 	bad := func(sub, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s.%s: %s", key, sub, fmt.Sprintf(format, args...)))
 	}
-	mode := strings.ToLower(s.TLS)
-	if mode == "" {
-		mode = "encrypt"
-	}
+	mode := strings.ToLower(s.TLSMode())
 	if !oneOf(mode, smarthostModes) {
 		bad("tls", "invalid value %q (use %s)", s.TLS, strings.Join(smarthostModes, ", "))
+	} else if sub, msg, fix := s.TLSProblem(); msg != "" {
+		bad(sub, "%s; %s", msg, fix)
 	}
 	r, err := config.ParseRoute(s.Address)
 	if err != nil {
@@ -197,13 +204,25 @@ func parseRelay(key string, s config.Smarthost, mxPort int) (*relay, error) {
 		}
 	}
 	rel := &relay{
+		key:      key,
 		route:    Route{Host: strings.ToLower(r.Host), Port: r.Port, MX: r.MX, TLS: mode, User: s.Username, NoSign: s.NoSign},
 		settings: s,
 	}
+	rel.pins, _ = config.ParseFingerprints(s.TLSFingerprint) // TLSProblem reported a bad one
+	if s.CAFile != "" {
+		pem, err := os.ReadFile(s.CAFile)
+		rel.roots = x509.NewCertPool()
+		switch {
+		case err != nil:
+			bad("ca_file", "%v", err)
+		case !rel.roots.AppendCertsFromPEM(pem):
+			bad("ca_file", "%s holds no PEM certificate; give the CA certificate(s) that sign the relay's certificate", s.CAFile)
+		}
+	}
 	for i, d := range s.Domains {
-		d = normDomain(d)
-		if !validDomainKey(d) {
-			bad(fmt.Sprintf("domains[%d]", i), "%q is not a domain or .domain", s.Domains[i])
+		d = mailsyntax.NormDomain(d)
+		if err := mailsyntax.CheckDomain(d, domainKey); err != nil {
+			bad(fmt.Sprintf("domains[%d]", i), "%q is not a domain or .domain: %v", s.Domains[i], err)
 		}
 		rel.domains = append(rel.domains, d)
 	}
@@ -226,10 +245,10 @@ func parseRelay(key string, s config.Smarthost, mxPort int) (*relay, error) {
 
 // choose applies the routing rules to a sender and a recipient domain.
 func (rt *routes) choose(from, domain string) (Route, *relay) {
-	domain = normDomain(domain)
+	domain = mailsyntax.NormDomain(domain)
 	from = strings.ToLower(from)
 	if i := strings.LastIndexByte(from, '@'); i >= 0 {
-		for _, k := range []string{from, "@" + normDomain(from[i+1:])} {
+		for _, k := range []string{from, "@" + mailsyntax.NormDomain(from[i+1:])} {
 			if r := rt.senders[k]; r != nil && (len(r.domains) == 0 || matchDomain(r.domains, domain)) {
 				return rt.finish(r.route, domain), r
 			}
@@ -283,29 +302,9 @@ func matchDomain(list []string, domain string) bool {
 	return false
 }
 
-func normDomain(d string) string {
-	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(d)), ".")
-}
-
-// validDomainKey accepts "example.com" or ".example.com" (labels of letters,
-// digits, hyphens and, for internationalised names, any non-ASCII rune).
-func validDomainKey(k string) bool {
-	k = strings.TrimPrefix(k, ".")
-	if k == "" || len(k) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(k, ".") {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return false
-		}
-		for _, c := range l {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c >= 0x80) {
-				return false
-			}
-		}
-	}
-	return true
-}
+// domainKey is the syntax of routing table keys: a mail domain, or
+// ".domain" for its subdomains.
+const domainKey = mailsyntax.MailDomain | mailsyntax.LeadingDot
 
 func oneOf(s string, list []string) bool {
 	for _, v := range list {

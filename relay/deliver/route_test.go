@@ -43,8 +43,8 @@ func TestRoute(t *testing.T) {
 		{"x@c.test", "a.b.sub.test", `transport ".sub.test" -> relay.sub.test:25 tls=may`},
 		{"x@c.test", "v6.test", `transport "v6.test" -> [2001:db8::1]:25 tls=may`},
 		{"x@c.test", "secure.test", `transport "secure.test" -> [10.0.0.3]:25 tls=verify`},
-		{"x@c.test", "partner.test", `smarthost -> [smtp.relay.test]:587 tls=encrypt auth=u no_sign`},
-		{"x@c.test", "x.gov.test", `smarthost -> [smtp.relay.test]:587 tls=encrypt auth=u no_sign`},
+		{"x@c.test", "partner.test", `smarthost -> [smtp.relay.test]:587 tls=verify auth=u no_sign`},
+		{"x@c.test", "x.gov.test", `smarthost -> [smtp.relay.test]:587 tls=verify auth=u no_sign`},
 		{"", "other.test", `mx -> other.test:25 tls=may`},
 		{"x@c.test", "secure.test.example", `mx -> secure.test.example:25 tls=may`},
 		{"x@c.test", "mail.secure.test", `mx -> mail.secure.test:25 tls=may`},
@@ -98,6 +98,15 @@ func TestNewErrors(t *testing.T) {
 			c.SenderRelay = map[string]config.Smarthost{"nobody": {Address: "[h.test]"}, "@x.test": {Address: "h:0"}}
 		}, "", []string{"delivery.sender_relay.nobody:", "delivery.sender_relay.@x.test.address:"}},
 		{"hostname", func(*config.Delivery) {}, "bad name", []string{"hostname:"}},
+		{"password over unchecked tls", func(c *config.Delivery) {
+			c.Smarthost = &config.Smarthost{Address: "[h.test]", Username: "u", Password: "p", TLS: "encrypt"}
+		}, "", []string{`delivery.smarthost.tls: "encrypt" does not check the relay's certificate`, "use verify"}},
+		{"ca file", func(c *config.Delivery) {
+			c.Smarthost = &config.Smarthost{Address: "[h.test]", TLS: "verify", CAFile: "/nonexistent/ca.pem"}
+		}, "", []string{"delivery.smarthost.ca_file:"}},
+		{"fingerprint", func(c *config.Delivery) {
+			c.SenderRelay = map[string]config.Smarthost{"@x.test": {Address: "[h.test]", TLS: "implicit", TLSFingerprint: "00:11"}}
+		}, "", []string{"delivery.sender_relay.@x.test.tls_fingerprint:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/emersion/go-smtp"
 	"github.com/inkan-relay/inkan/queue"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -19,7 +21,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // that happened before any message byte was sent (the recipients it leaves
 // pending may go to the next host), and whether the connection can be
 // reused.
-func (t *Transport) transact(s *session, d *queue.Delivery, st *outcome) (*verdict, bool) {
+func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict, bool) {
 	fail := func(stage string, err error) *verdict {
 		v, _ := fromError(err, s.remote, stage)
 		return v.at(s.remote, s.tls)
@@ -30,22 +32,22 @@ func (t *Transport) transact(s *session, d *queue.Delivery, st *outcome) (*verdi
 		}
 	}
 	todo := st.pending()
-	if limit, ok := s.c.MaxMessageSize(); ok && limit > 0 && d.Size > int64(limit) {
+	if limit, ok := s.smtp.MaxMessageSize(); ok && limit > 0 && d.Size > int64(limit) {
 		st.resolve(todo, permanent("5.3.4", "message size %d exceeds the size limit %d of %s", d.Size, limit, s.remote).at(s.remote, s.tls))
 		return nil, true
 	}
 	opts := &smtp.MailOptions{Size: d.Size}
 	if d.SMTPUTF8 {
-		if ok, _ := s.c.Extension("SMTPUTF8"); ok {
+		if ok, _ := s.smtp.Extension("SMTPUTF8"); ok {
 			opts.UTF8 = true
-		} else if !ascii(d.From) || !allASCII(d.Rcpts) {
+		} else if !mailsyntax.IsASCII(d.From) || slices.ContainsFunc(d.Rcpts, nonASCII) {
 			st.resolve(todo, permanent("5.6.7", "%s does not support SMTPUTF8, which the non-ASCII addresses need", s.remote).at(s.remote, s.tls))
 			return nil, true
 		}
 	}
-	if err := s.c.Mail(d.From, opts); err != nil {
-		v, session := fromError(err, s.remote, "after MAIL FROM")
-		if session {
+	if err := s.smtp.Mail(d.From, opts); err != nil {
+		v, ends := fromError(err, s.remote, "after MAIL FROM")
+		if ends {
 			return v.at(s.remote, s.tls), false
 		}
 		st.resolve(todo, v.at(s.remote, s.tls))
@@ -58,30 +60,30 @@ func (t *Transport) transact(s *session, d *queue.Delivery, st *outcome) (*verdi
 			st.resolve([]int{i}, permanent("5.1.3", "invalid recipient address %q", rcpt))
 			continue
 		}
-		err := s.c.Rcpt(rcpt, nil)
+		err := s.smtp.Rcpt(rcpt, nil)
 		if err == nil {
 			accepted = append(accepted, i)
 			continue
 		}
-		v, session := fromError(err, s.remote, "after RCPT TO")
-		if session {
+		v, ends := fromError(err, s.remote, "after RCPT TO")
+		if ends {
 			return v.at(s.remote, s.tls), false
 		}
 		st.resolve([]int{i}, v.at(s.remote, s.tls))
 	}
 	if len(accepted) == 0 {
-		return nil, s.c.Reset() == nil
+		return nil, s.smtp.Reset() == nil
 	}
 	body, err := d.Open()
 	if err != nil {
 		st.resolve(accepted, temporary("4.3.0", "cannot read the queued message: %v", err).at(s.remote, s.tls))
-		return nil, s.c.Reset() == nil
+		return nil, s.smtp.Reset() == nil
 	}
 	defer body.Close()
-	w, err := s.c.Data()
+	w, err := s.smtp.Data()
 	if err != nil {
-		v, session := fromError(err, s.remote, "after DATA")
-		if session {
+		v, ends := fromError(err, s.remote, "after DATA")
+		if ends {
 			return v.at(s.remote, s.tls), false
 		}
 		st.resolve(accepted, v.at(s.remote, s.tls))
@@ -100,9 +102,9 @@ func (t *Transport) transact(s *session, d *queue.Delivery, st *outcome) (*verdi
 	s.raw.SetDeadline(now().Add(t.dataTimeout))
 	resp, err := w.CloseWithResponse()
 	if err != nil {
-		v, session := fromError(err, s.remote, "after end of data (the message may have been delivered)")
+		v, ends := fromError(err, s.remote, "after end of data (the message may have been delivered)")
 		st.resolve(accepted, v.at(s.remote, s.tls))
-		return nil, !session
+		return nil, !ends
 	}
 	st.resolve(accepted, sentReply(resp.StatusText).at(s.remote, s.tls))
 	return nil, true
@@ -112,7 +114,7 @@ func (t *Transport) transact(s *session, d *queue.Delivery, st *outcome) (*verdi
 // whole transfer, so a large message on a slow link is not cut off. A read
 // error must not end the DATA: the caller drops the connection instead, so
 // that a partial message is never accepted.
-func (t *Transport) send(s *session, w io.Writer, body io.Reader) *verdict {
+func (t *Transport) send(s *conn, w io.Writer, body io.Reader) *verdict {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
@@ -141,20 +143,4 @@ func errText(err error) string {
 	return err.Error()
 }
 
-func ascii(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-func allASCII(list []string) bool {
-	for _, s := range list {
-		if !ascii(s) {
-			return false
-		}
-	}
-	return true
-}
+func nonASCII(s string) bool { return !mailsyntax.IsASCII(s) }

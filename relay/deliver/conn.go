@@ -3,13 +3,16 @@ package deliver
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"net/textproto"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -21,28 +24,32 @@ import (
 
 const quitTimeout = 2 * time.Second
 
-// session is one SMTP connection, ready for MAIL.
-type session struct {
-	c      *smtp.Client
+// conn is one outbound SMTP connection, ready for MAIL.
+type conn struct {
+	smtp   *smtp.Client
 	raw    net.Conn // TCP
-	conn   net.Conn // what the client talks over: raw, or TLS on top of it
+	wire   net.Conn // what the client talks over: raw, or TLS on top of it
 	key    poolKey
 	remote string // "mx.example.com[192.0.2.1]:25"
 	tls    string // "TLSv1.3 TLS_AES_128_GCM_SHA256"; "" = plain
 	born   time.Time
 	idle   time.Time // when it was put in the pool
 	reused bool      // it has carried a transaction before
-	stop   func() bool
+	// verified: the server's certificate was checked (tls verify or
+	// implicit, against the CAs or the relay's pin). Only then is a
+	// password sent.
+	verified bool
+	stop     func() bool
 }
 
 // attach closes the connection if ctx ends, which makes any command
 // waiting on it fail at once.
-func (s *session) attach(ctx context.Context) {
+func (s *conn) attach(ctx context.Context) {
 	s.stop = context.AfterFunc(ctx, func() { s.raw.Close() })
 }
 
 // detach undoes attach; false means ctx ended and the connection is closed.
-func (s *session) detach() bool {
+func (s *conn) detach() bool {
 	if s.stop == nil {
 		return true
 	}
@@ -51,13 +58,13 @@ func (s *session) detach() bool {
 	return ok
 }
 
-func (s *session) close() { s.raw.Close() }
+func (s *conn) close() { s.raw.Close() }
 
 // quit says goodbye politely, but briefly.
-func (s *session) quit() {
-	if s.c != nil {
-		s.c.CommandTimeout = quitTimeout
-		s.c.Quit()
+func (s *conn) quit() {
+	if s.smtp != nil {
+		s.smtp.CommandTimeout = quitTimeout
+		s.smtp.Quit()
 	}
 	s.raw.Close()
 }
@@ -66,18 +73,18 @@ func (s *session) quit() {
 // than with go-smtp's Client.Reset, which would make the next command send
 // EHLO again: a round trip per message for nothing. The client's buffers
 // are empty between commands, so reading the reply here is safe.
-func (s *session) rset(timeout time.Duration) error {
-	s.conn.SetDeadline(now().Add(timeout))
-	defer s.conn.SetDeadline(time.Time{})
-	if _, err := io.WriteString(s.conn, "RSET\r\n"); err != nil {
+func (s *conn) rset(timeout time.Duration) error {
+	s.wire.SetDeadline(now().Add(timeout))
+	defer s.wire.SetDeadline(time.Time{})
+	if _, err := io.WriteString(s.wire, "RSET\r\n"); err != nil {
 		return err
 	}
 	// Any failure, even a reply, means: drop it and dial a new one.
-	_, _, err := textproto.NewReader(bufio.NewReaderSize(s.conn, 64)).ReadResponse(250)
+	_, _, err := textproto.NewReader(bufio.NewReaderSize(s.wire, 64)).ReadResponse(250)
 	return err
 }
 
-func quitAll(list []*session) {
+func quitAll(list []*conn) {
 	done := make(chan struct{})
 	for _, s := range list {
 		go func() {
@@ -90,9 +97,9 @@ func quitAll(list []*session) {
 	}
 }
 
-// connect dials addr and prepares a session; under tls may, a failed TLS
+// connect dials addr and prepares a connection; under tls may, a failed TLS
 // handshake is retried once in plain text.
-func (t *Transport) connect(ctx context.Context, id string, route Route, rel *relay, host string, addr netip.AddrPort, key poolKey) (*session, *verdict) {
+func (t *Transport) connect(ctx context.Context, id string, route Route, rel *relay, host string, addr netip.AddrPort, key poolKey) (*conn, *verdict) {
 	s, v, tlsFailed := t.dial(ctx, route, rel, host, addr, key, false)
 	if tlsFailed && route.TLS == "may" && ctx.Err() == nil {
 		t.log.Warn("TLS handshake failed; retrying without TLS", "queue_id", id, "relay", v.remote, "err", v.msg)
@@ -108,13 +115,13 @@ func (t *Transport) connect(ctx context.Context, id string, route Route, rel *re
 
 // dial connects, reads the greeting, says EHLO, does TLS as route.TLS asks
 // (unless plainOnly) and logs in. tlsFailed reports a failed handshake.
-func (t *Transport) dial(ctx context.Context, route Route, rel *relay, host string, addr netip.AddrPort, key poolKey, plainOnly bool) (s *session, v *verdict, tlsFailed bool) {
+func (t *Transport) dial(ctx context.Context, route Route, rel *relay, host string, addr netip.AddrPort, key poolKey, plainOnly bool) (s *conn, v *verdict, tlsFailed bool) {
 	remote := fmt.Sprintf("%s[%s]:%d", host, addr.Addr(), addr.Port())
 	raw, err := t.dialer.DialContext(ctx, "tcp", addr.String())
 	if err != nil {
 		return nil, temporary("4.4.1", "connect to %s: %s", remote, dialReason(err)).at(remote, ""), false
 	}
-	s = &session{raw: raw, key: key, remote: remote, born: now()}
+	s = &conn{raw: raw, key: key, remote: remote, born: now()}
 	s.attach(ctx)
 	defer func() {
 		if !s.detach() && v == nil {
@@ -128,22 +135,22 @@ func (t *Transport) dial(ctx context.Context, route Route, rel *relay, host stri
 	}()
 	var conn net.Conn = raw
 	if route.TLS == "implicit" {
-		tc := tls.Client(raw, t.tlsConfig(route.TLS, host))
+		tc := tls.Client(raw, t.tlsConfig(route.TLS, rel, host))
 		if err := t.handshake(ctx, tc); err != nil {
-			return s, temporary("4.7.5", "TLS handshake with %s failed: %v", remote, err), true
+			return s, tlsFailure(remote, err, route, rel), true
 		}
-		conn, s.tls = tc, describeTLS(tc)
+		conn, s.tls, s.verified = tc, describeTLS(tc), true
 	}
-	s.conn = conn
-	if s.c, v = t.hello(conn, remote); v != nil {
+	s.wire = conn
+	if s.smtp, v = t.hello(conn, remote); v != nil {
 		return s, v, false
 	}
-	if ok, _ := s.c.Extension("STARTTLS"); s.tls == "" && !plainOnly && route.TLS != "none" && route.TLS != "implicit" {
+	if ok, _ := s.smtp.Extension("STARTTLS"); s.tls == "" && !plainOnly && route.TLS != "none" && route.TLS != "implicit" {
 		if !ok && route.TLS != "may" {
 			return s, temporary("4.7.5", "%s does not offer STARTTLS, which tls %s requires", remote, route.TLS), false
 		}
 		if ok {
-			tc, v := t.startTLS(ctx, s, route.TLS, host)
+			tc, v := t.startTLS(ctx, s, route, rel, host)
 			switch {
 			case v != nil && tc != nil:
 				return s, v, true
@@ -151,11 +158,11 @@ func (t *Transport) dial(ctx context.Context, route Route, rel *relay, host stri
 				return s, v, false
 			case v == nil:
 				// RFC 3207: forget what was said before TLS and greet again.
-				s.conn = &greeted{Conn: tc, pre: []byte("220 TLS ready\r\n")}
-				if s.c, v = t.hello(s.conn, remote); v != nil {
+				s.wire = &greeted{Conn: tc, pre: []byte("220 TLS ready\r\n")}
+				if s.smtp, v = t.hello(s.wire, remote); v != nil {
 					return s, v, false
 				}
-				s.tls = describeTLS(tc)
+				s.tls, s.verified = describeTLS(tc), verifies(route.TLS)
 			}
 		}
 	}
@@ -182,7 +189,7 @@ func (t *Transport) hello(conn net.Conn, remote string) (*smtp.Client, *verdict)
 // startTLS sends STARTTLS itself (go-smtp's client would send its own EHLO
 // name) and does the handshake. A refused command returns (nil, verdict);
 // a failed handshake returns the TLS connection too.
-func (t *Transport) startTLS(ctx context.Context, s *session, mode, host string) (*tls.Conn, *verdict) {
+func (t *Transport) startTLS(ctx context.Context, s *conn, route Route, rel *relay, host string) (*tls.Conn, *verdict) {
 	s.raw.SetDeadline(now().Add(t.commandTimeout))
 	defer s.raw.SetDeadline(time.Time{})
 	if _, err := io.WriteString(s.raw, "STARTTLS\r\n"); err != nil {
@@ -199,11 +206,26 @@ func (t *Transport) startTLS(ctx context.Context, s *session, mode, host string)
 		}
 		return nil, temporary("4.4.2", "lost connection with %s after STARTTLS: %v", s.remote, err)
 	}
-	tc := tls.Client(s.raw, t.tlsConfig(mode, host))
+	tc := tls.Client(s.raw, t.tlsConfig(route.TLS, rel, host))
 	if err := t.handshake(ctx, tc); err != nil {
-		return tc, temporary("4.7.5", "TLS handshake with %s failed: %v", s.remote, err)
+		return tc, tlsFailure(s.remote, err, route, rel)
 	}
 	return tc, nil
+}
+
+// tlsFailure is the verdict for a failed handshake. For a relay that logs
+// in it says that the password was kept back, and how to trust the relay.
+func tlsFailure(remote string, err error, route Route, rel *relay) *verdict {
+	v := temporary("4.7.5", "TLS handshake with %s failed: %v", remote, err)
+	if route.User == "" || rel == nil {
+		return v
+	}
+	v.msg += fmt.Sprintf("; the password of %s was not sent", route.User)
+	var cv *tls.CertificateVerificationError
+	if errors.As(err, &cv) || errors.Is(err, errPinMismatch) {
+		v.msg += fmt.Sprintf(" (trust the relay's CA with %[1]s.ca_file, or pin its certificate with %[1]s.tls_fingerprint)", rel.key)
+	}
+	return v
 }
 
 func (t *Transport) handshake(ctx context.Context, tc *tls.Conn) error {
@@ -212,23 +234,65 @@ func (t *Transport) handshake(ctx context.Context, tc *tls.Conn) error {
 	return tc.HandshakeContext(ctx)
 }
 
-// tlsConfig: verify checks the certificate against RootCAs for host (the MX
-// name, or the relay's name); every other mode encrypts without checking,
-// since an unchecked certificate still beats plain text (RFC 7435).
-func (t *Transport) tlsConfig(mode, host string) *tls.Config {
+// verifies reports whether a route's tls mode checks the certificate.
+func verifies(mode string) bool { return mode == "verify" || mode == "implicit" }
+
+var errPinMismatch = errors.New("the certificate does not match tls_fingerprint")
+
+// tlsConfig: verify and implicit check the certificate for host (the MX
+// name, or the relay's name) against Options.RootCAs, or for a relay against
+// its ca_file or its tls_fingerprint pin; the other modes encrypt without
+// checking, since an unchecked certificate still beats plain text (RFC 7435)
+// where no password is at stake.
+func (t *Transport) tlsConfig(mode string, rel *relay, host string) *tls.Config {
 	cfg := &tls.Config{ServerName: host, RootCAs: t.opts.RootCAs, ClientSessionCache: t.tlsCache}
-	if mode != "verify" {
+	switch {
+	case !verifies(mode):
 		cfg.InsecureSkipVerify = true
 		cfg.MinVersion = tls.VersionTLS10
+	case rel != nil && len(rel.pins) > 0:
+		// The pin replaces the CA and the name. VerifyConnection also runs
+		// on resumed sessions, so a session cannot bypass it.
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errPinMismatch
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+			if !slices.Contains(rel.pins, sum) {
+				return fmt.Errorf("%w: its SHA-256 fingerprint is %s", errPinMismatch, fingerprint(sum))
+			}
+			return nil
+		}
+	case rel != nil && rel.roots != nil:
+		cfg.RootCAs = rel.roots
 	}
 	return cfg
 }
 
+// fingerprint writes a SHA-256 digest as openssl does: "AB:CD:...".
+func fingerprint(sum [sha256.Size]byte) string {
+	h := strings.ToUpper(hex.EncodeToString(sum[:]))
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
+}
+
 // login authenticates with PLAIN, or LOGIN when only that is offered. The
-// password never goes out in plain text unless the relay's tls is none.
-func (t *Transport) login(s *session, route Route, rel *relay) *verdict {
-	if s.tls == "" && route.TLS != "none" {
+// password goes only over TLS whose certificate was checked: New refuses a
+// relay with a username and another tls mode, and this is the last guard.
+func (t *Transport) login(s *conn, route Route, rel *relay) *verdict {
+	switch {
+	case s.tls == "":
 		return temporary("4.7.0", "%s did not negotiate TLS; not sending the password for %s in plain text", s.remote, route.User)
+	case !s.verified:
+		return temporary("4.7.0", "the certificate of %s was not checked (tls %s); not sending the password for %s (use tls verify or implicit in %s)",
+			s.remote, route.TLS, route.User, rel.key)
 	}
 	pw := rel.password
 	if rel.settings.PasswordFile != "" {
@@ -240,19 +304,19 @@ func (t *Transport) login(s *session, route Route, rel *relay) *verdict {
 	}
 	var mech sasl.Client
 	switch {
-	case s.c.SupportsAuth("PLAIN"):
+	case s.smtp.SupportsAuth("PLAIN"):
 		mech = sasl.NewPlainClient("", route.User, pw)
-	case s.c.SupportsAuth("LOGIN"):
+	case s.smtp.SupportsAuth("LOGIN"):
 		mech = sasl.NewLoginClient(route.User, pw)
 	default:
-		if ok, list := s.c.Extension("AUTH"); ok {
+		if ok, list := s.smtp.Extension("AUTH"); ok {
 			return temporary("4.7.0", "%s offers no AUTH mechanism inkan supports (PLAIN, LOGIN): %s", s.remote, list)
 		}
 		return temporary("4.7.0", "%s does not offer AUTH", s.remote)
 	}
-	if err := s.c.Auth(mech); err != nil {
-		v, session := fromError(err, s.remote, "during AUTH")
-		if session {
+	if err := s.smtp.Auth(mech); err != nil {
+		v, ends := fromError(err, s.remote, "during AUTH")
+		if ends {
 			return v
 		}
 		// A refused login is a configuration problem here: keep the mail.
