@@ -21,6 +21,11 @@
 //     with exponential backoff (RetryMin doubling up to RetryMax, small jitter)
 //     until MaxLifetime, then it is bounced as expired.
 //   - Broken files are moved to the corrupt/ folder and logged, never deleted.
+//   - Nothing in the spool is reached through a symbolic link, and Open
+//     refuses a spool (or lock, msg/, tmp/, corrupt/) that is one, or that
+//     every user may write: root running `inkan queue` on the service user's
+//     spool cannot be made to delete, move or create files elsewhere. What
+//     root creates there is given to the spool's owner (see openDirs).
 //
 // On disk (Options.Dir, mode 0700):
 //
@@ -40,7 +45,8 @@
 //	CRC-32C of prefix+envelope | CRC-32C of the footer's first 28 bytes
 //
 // (big-endian). State files are replaced whole via tmp/ → fsync → rename →
-// directory fsync; message files are never edited. When a message is done its
+// directory fsync (safefile.CreateTemp, then the committer's batched rename
+// and fsync of msg/); message files are never edited. When a message is done its
 // file is removed first, then its state; state files without a message are
 // removed at Open.
 //
