@@ -190,3 +190,19 @@ func fileUID(fi os.FileInfo) int {
 	}
 	return -1
 }
+
+// A hard link in msg/ to a file that is not the spool owner's is not read
+// for root (where protected_hardlinks is off, the owner can plant one).
+func TestRootRefusesForeignFileInSpool(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	spool, _, _ := ownedSpool(t)
+	opts, _ := testOptions(t, spool, nil)
+	q := openQueue(t, opts)
+	id := commit(t, q, "alice@example.com", "bob@example.org")
+	os.Chown(filepath.Join(spool, "msg", id), 0, 0) // as if linked to a file of root's
+	if _, err := q.Get(id); err == nil || !strings.Contains(err.Error(), "not to the spool owner") {
+		t.Fatalf("Get = %v, want a refusal", err)
+	}
+}

@@ -334,8 +334,6 @@ func (q *Queue) indexState(id string) {
 	}
 }
 
-func (q *Queue) msgPath(id string) string { return filepath.Join(q.msgDir, id) }
-
 // moveCorrupt moves msg/name to corrupt/ and logs why; it never deletes.
 func (q *Queue) moveCorrupt(name, id string, why error) {
 	dst := name
@@ -354,8 +352,8 @@ func (q *Queue) moveCorrupt(name, id string, why error) {
 }
 
 // openMsg opens msg/name for reading. When root works in another user's
-// spool, a file that belongs to neither of them (a hard link the owner
-// planted) is refused.
+// spool, a file that is not that user's (a hard link to someone else's
+// file, planted by the owner) is refused.
 func (q *Queue) openMsg(name string) (*os.File, error) {
 	f, err := q.msg.Open(name)
 	if err != nil || q.owner == nil {
@@ -363,7 +361,7 @@ func (q *Queue) openMsg(name string) (*os.File, error) {
 	}
 	fi, err := f.Stat()
 	if err == nil {
-		if o, ok := safefile.OwnerOf(fi); ok && o.UID != 0 && o.UID != q.owner.UID {
+		if o, ok := safefile.OwnerOf(fi); ok && o.UID != q.owner.UID {
 			err = fmt.Errorf("%s belongs to uid %d, not to the spool owner", name, o.UID)
 		}
 	}
