@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/inkan-relay/inkan/config"
-	"github.com/inkan-relay/inkan/relay"
+	"github.com/inkan-relay/inkan/relay/inbound"
 )
 
 // startHTTP binds the ops listener (health, readiness, metrics, autoconfig)
@@ -52,7 +52,7 @@ func (d *daemon) startHTTP(cfg *config.Config) error {
 	}
 	d.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	for _, a := range addrs {
-		ln, err := relay.ListenTCP(a, d.log)
+		ln, err := inbound.ListenTCP(a, d.log)
 		if err != nil {
 			return fmt.Errorf("listen http on %s: %w", a, err)
 		}
@@ -104,7 +104,7 @@ func (d *daemon) startACMEChallenge(cfg *config.Config) error {
 func (d *daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	cfg := d.cfg.Load()
 	var problems []string
-	if len(d.srv.Addrs(relay.KindSMTPS))+len(d.srv.Addrs(relay.KindSubmission))+len(d.srv.Addrs(relay.KindRelay)) == 0 {
+	if len(d.srv.Addrs(inbound.KindSMTPS))+len(d.srv.Addrs(inbound.KindSubmission))+len(d.srv.Addrs(inbound.KindRelay)) == 0 {
 		problems = append(problems, "no SMTP listener is bound")
 	}
 	if err := probeSpool(queueDir(cfg)); err != nil {

@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +24,7 @@ import (
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue"
 	"github.com/inkan-relay/inkan/queue/safefile"
-	"github.com/inkan-relay/inkan/relay"
+	"github.com/inkan-relay/inkan/relay/inbound"
 	"github.com/inkan-relay/inkan/relay/deliver"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
@@ -74,10 +75,10 @@ type daemon struct {
 	log     *slog.Logger
 	cfg     atomic.Pointer[config.Config]
 
-	srv       *relay.Server
+	srv       *inbound.Server
 	q         *queue.Queue
 	transport *swapTransport
-	tlsSetup  *relay.TLSSetup
+	tlsSetup  *inbound.TLSSetup
 	httpSrv   *http.Server
 	httpAddrs []string
 	acmeSrv   *http.Server
@@ -111,7 +112,7 @@ func startDaemon(cfg *config.Config, cfgPath string, logger *slog.Logger) (*daem
 	if err != nil {
 		return nil, fmt.Errorf("open queue: %w", err)
 	}
-	d.srv = relay.New(st, relay.Options{Spool: d.q, Router: d.transport, Logger: logger})
+	d.srv = inbound.New(st, inbound.Options{Spool: d.q, Router: d.transport, Logger: logger})
 	if err := d.srv.Listen(); err != nil {
 		d.q.Close()
 		return nil, err
@@ -165,13 +166,15 @@ func queueOptions(cfg *config.Config, tr queue.Transport, logger *slog.Logger) q
 }
 
 func newTransport(cfg *config.Config, logger *slog.Logger) (*deliver.Transport, error) {
-	return deliver.New(deliver.Options{Config: cfg.Delivery, Hostname: cfg.Hostname, Logger: logger})
+	l := cfg.Listen
+	listen := slices.Concat(config.SplitAddrs(l.SMTPS), config.SplitAddrs(l.Submission), config.SplitAddrs(l.Relay))
+	return deliver.New(deliver.Options{Config: cfg.Delivery, Hostname: cfg.Hostname, Logger: logger, Listen: listen})
 }
 
 // buildState loads everything a reload replaces. old, when set, lends its
 // ACME manager: the challenge listener cannot be rebuilt on reload.
-func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *relay.TLSSetup) (*relay.State, *relay.TLSSetup, error) {
-	st := &relay.State{Config: cfg}
+func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *inbound.TLSSetup) (*inbound.State, *inbound.TLSSetup, error) {
+	st := &inbound.State{Config: cfg}
 	usersFile := usersPath(cfg)
 	if _, err := os.Stat(usersFile); errors.Is(err, os.ErrNotExist) && cfg.Auth.UsersFile == "" {
 		// The embedded default keeps users in the data dir; start with none.
@@ -197,7 +200,7 @@ func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *relay.TLSSetup)
 	}
 	setup := oldTLS
 	if setup == nil || setup.ACME == nil {
-		if setup, err = relay.ServerTLS(cfg, logger); err != nil {
+		if setup, err = inbound.ServerTLS(cfg, logger); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -372,14 +375,14 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 func printBanner(w io.Writer, d *daemon) {
 	cfg := d.cfg.Load()
 	fmt.Fprintf(w, "\ninkan %s is running (config: %s, data: %s)\n", version, sourceName(cfg), cfg.DataDir)
-	line := func(kind relay.Kind, what string) {
+	line := func(kind inbound.Kind, what string) {
 		for _, a := range d.srv.Addrs(kind) {
 			fmt.Fprintf(w, "  %-10s %-22s %s\n", kind, a, what)
 		}
 	}
-	line(relay.KindSMTPS, "implicit TLS, AUTH PLAIN/LOGIN")
-	line(relay.KindSubmission, "STARTTLS, AUTH after TLS")
-	line(relay.KindRelay, "plain SMTP for trusted networks")
+	line(inbound.KindSMTPS, "implicit TLS, AUTH PLAIN/LOGIN")
+	line(inbound.KindSubmission, "STARTTLS, AUTH after TLS")
+	line(inbound.KindRelay, "plain SMTP for trusted networks")
 	for _, a := range d.httpAddrs {
 		fmt.Fprintf(w, "  %-10s %-22s /healthz /readyz%s\n", "http", a, map[bool]string{true: " /metrics", false: ""}[cfg.HTTP.Metrics])
 	}
@@ -393,9 +396,9 @@ func printBanner(w io.Writer, d *daemon) {
 			fmt.Fprintf(w, "    %s._domainkey.%s TXT \"%s\"\n", dom.Selector, dom.Name, dom.PublicKeyTXT)
 		}
 	}
-	if addrs := d.srv.Addrs(relay.KindRelay); len(addrs) > 0 {
+	if addrs := d.srv.Addrs(inbound.KindRelay); len(addrs) > 0 {
 		fmt.Fprintf(w, "  Try it:  swaks --server %s --from you@example.com --to someone@example.net\n", addrs[0])
-	} else if addrs := d.srv.Addrs(relay.KindSubmission); len(addrs) > 0 {
+	} else if addrs := d.srv.Addrs(inbound.KindSubmission); len(addrs) > 0 {
 		fmt.Fprintf(w, "  Try it:  swaks --server %s -tls --auth-user NAME --from you@example.com --to someone@example.net\n", addrs[0])
 	}
 	fmt.Fprintln(w)

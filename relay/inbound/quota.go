@@ -1,4 +1,4 @@
-package relay
+package inbound
 
 import "github.com/inkan-relay/inkan/auth"
 

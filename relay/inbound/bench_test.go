@@ -1,4 +1,4 @@
-package relay_test
+package inbound_test
 
 import (
 	"io"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/inkan-relay/inkan/relay"
+	"github.com/inkan-relay/inkan/relay/inbound"
 )
 
 // BenchmarkSession is one whole SMTP transaction over loopback to the real
@@ -17,7 +17,7 @@ import (
 func BenchmarkSession(b *testing.B) {
 	e := start(b, nil)
 	body := "From: bench@example.com\r\nTo: x@example.net\r\nSubject: bench\r\n\r\n" + strings.Repeat("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_\r\n", 62)
-	addr := e.addr(relay.KindRelay)
+	addr := e.addr(inbound.KindRelay)
 	b.SetBytes(int64(len(body)))
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

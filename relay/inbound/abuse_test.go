@@ -1,4 +1,4 @@
-package relay_test
+package inbound_test
 
 import (
 	"crypto/tls"
@@ -14,7 +14,7 @@ import (
 
 	"github.com/inkan-relay/inkan/auth"
 	"github.com/inkan-relay/inkan/config"
-	"github.com/inkan-relay/inkan/relay"
+	"github.com/inkan-relay/inkan/relay/inbound"
 )
 
 // The attacks of issue 11 ("Authentication and abuse"), each against the
@@ -28,7 +28,7 @@ func TestAttackLockoutBypassWithOwnAccount(t *testing.T) {
 	lim.BaseDelay, lim.MaxDelay = 0, 0
 	var wrong, locked int
 	for i := range 12 {
-		c := e.dial(relay.KindSMTPS, "127.0.0.1")
+		c := e.dial(inbound.KindSMTPS, "127.0.0.1")
 		switch err := c.Auth(sasl.NewPlainClient("", "alice", "guess"+string(rune('a'+i)))); {
 		case code(err) == 535:
 			wrong++
@@ -38,7 +38,7 @@ func TestAttackLockoutBypassWithOwnAccount(t *testing.T) {
 			t.Fatalf("guess %d: %v", i, err)
 		}
 		c.Close()
-		own := e.dial(relay.KindSMTPS, "127.0.0.1")
+		own := e.dial(inbound.KindSMTPS, "127.0.0.1")
 		if err := own.Auth(sasl.NewPlainClient("", "bob@example.net", testPassword)); err != nil {
 			t.Fatalf("the attacker's own login %d: %v", i, err)
 		}
@@ -48,12 +48,12 @@ func TestAttackLockoutBypassWithOwnAccount(t *testing.T) {
 		t.Errorf("%d of 12 guesses for alice were checked (535), want at most max_failures=3; %d locked out", wrong, locked)
 	}
 	// alice is locked out from this address, even with her password...
-	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	c := e.dial(inbound.KindSMTPS, "127.0.0.1")
 	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); code(err) != 454 {
 		t.Errorf("alice after the guesses: %v, want 454 4.7.0", err)
 	}
 	// ...but not from elsewhere.
-	c = e.dial(relay.KindSMTPS, "127.0.0.3")
+	c = e.dial(inbound.KindSMTPS, "127.0.0.3")
 	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
 		t.Errorf("alice from another address: %v", err)
 	}
@@ -131,7 +131,7 @@ func TestAttackAuthDelayIgnoresShutdown(t *testing.T) {
 func smtpsRaw(t *testing.T, e *env, from string) *textproto.Conn {
 	t.Helper()
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
-	conn, err := tls.DialWithDialer(d, "tcp", e.addr(relay.KindSMTPS), clientTLS)
+	conn, err := tls.DialWithDialer(d, "tcp", e.addr(inbound.KindSMTPS), clientTLS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestQuotas(t *testing.T) {
 		c.Quotas.Network = config.Quota{MessagesPerDay: 1}
 		c.Quotas.Overrides = []config.QuotaOverride{{User: "bob@example.net", MessagesPerHour: 100}}
 	})
-	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	c := e.dial(inbound.KindSMTPS, "127.0.0.1")
 	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestQuotas(t *testing.T) {
 	}
 	// bob's override lifts the message quota and, replacing the whole
 	// quota, the recipient one.
-	cb := e.dial(relay.KindSMTPS, "127.0.0.1")
+	cb := e.dial(inbound.KindSMTPS, "127.0.0.1")
 	if err := cb.Auth(sasl.NewPlainClient("", "bob@example.net", testPassword)); err != nil {
 		t.Fatal(err)
 	}
@@ -206,11 +206,11 @@ func TestQuotas(t *testing.T) {
 		}
 	}
 	// A trusted network's clients share the network's quota.
-	r := e.dial(relay.KindRelay, "127.0.0.2")
+	r := e.dial(inbound.KindRelay, "127.0.0.2")
 	if _, err := send(r, "printer@example.com", []string{"x@example.net"}, "Subject: scan\r\n\r\nscan\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	r = e.dial(relay.KindRelay, "127.0.0.2")
+	r = e.dial(inbound.KindRelay, "127.0.0.2")
 	err = r.Mail("printer@example.com", nil)
 	if code(err) != 451 || !strings.Contains(err.Error(), "network trusted_networks may send 1 messages per day") {
 		t.Fatalf("second message from the network: %v, want 451 4.7.1", err)
@@ -236,7 +236,7 @@ func TestQuotas(t *testing.T) {
 func TestAttackStolenPasswordDefaultQuota(t *testing.T) {
 	e := start(t, nil)
 	e.srv.Quotas().Add(auth.Sender{Name: "alice"}, 999, 999)
-	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	c := e.dial(inbound.KindSMTPS, "127.0.0.1")
 	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
 		t.Fatal(err)
 	}

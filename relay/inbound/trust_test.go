@@ -1,4 +1,4 @@
-package relay_test
+package inbound_test
 
 import (
 	"bytes"
@@ -19,7 +19,7 @@ import (
 
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue"
-	"github.com/inkan-relay/inkan/relay"
+	"github.com/inkan-relay/inkan/relay/inbound"
 )
 
 // trustEnv is start() plus a second signing domain, other.example, that
@@ -86,7 +86,7 @@ var mustRefuse = map[string]bool{
 func TestCraftedFromNeverGetsForeignSeal(t *testing.T) {
 	e, records := trustEnv(t)
 	approved := map[string]bool{"example.com": true, "example.org": true}
-	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	c := e.dial(inbound.KindSMTPS, "127.0.0.1")
 	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
 		t.Fatal(err)
 	}
@@ -188,13 +188,13 @@ for i in range(n):
 // queued. A bare CR in the body is repaired to CRLF and the message signed.
 func TestUnverifiableBytesRefused(t *testing.T) {
 	e, records := trustEnv(t)
-	for _, kind := range []relay.Kind{relay.KindRelay, relay.KindSMTPS} {
+	for _, kind := range []inbound.Kind{inbound.KindRelay, inbound.KindSMTPS} {
 		from := "127.0.0.1"
-		if kind == relay.KindRelay {
+		if kind == inbound.KindRelay {
 			from = "127.0.0.2"
 		}
 		c := e.dial(kind, from)
-		if kind == relay.KindSMTPS {
+		if kind == inbound.KindSMTPS {
 			if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
 				t.Fatal(err)
 			}

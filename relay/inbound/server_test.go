@@ -1,4 +1,4 @@
-package relay_test
+package inbound_test
 
 import (
 	"bytes"
@@ -26,7 +26,7 @@ import (
 	"github.com/inkan-relay/inkan/auth"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue"
-	"github.com/inkan-relay/inkan/relay"
+	"github.com/inkan-relay/inkan/relay/inbound"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -43,7 +43,7 @@ func (nullTransport) Deliver(_ ctxT, d *queue.Delivery) []queue.Result {
 
 type env struct {
 	t       testing.TB
-	srv     *relay.Server
+	srv     *inbound.Server
 	q       *queue.Queue
 	cfg     *config.Config
 	dkimPub string // TXT record for the test key
@@ -88,7 +88,7 @@ func start(t testing.TB, mutate func(*config.Config)) *env {
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	st := &relay.State{Config: cfg}
+	st := &inbound.State{Config: cfg}
 	var err error
 	if st.Users, err = auth.LoadUsers(cfg.Auth.UsersFile); err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func start(t testing.TB, mutate func(*config.Config)) *env {
 	if st.Signer, err = signing.New(cfg.DKIM, logger); err != nil {
 		t.Fatal(err)
 	}
-	setup, err := relay.ServerTLS(cfg, logger)
+	setup, err := inbound.ServerTLS(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func start(t testing.TB, mutate func(*config.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := relay.New(st, relay.Options{Spool: q, Logger: logger})
+	srv := inbound.New(st, inbound.Options{Spool: q, Logger: logger})
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func start(t testing.TB, mutate func(*config.Config)) *env {
 		dkimPub: "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)}
 }
 
-func (e *env) addr(kind relay.Kind) string {
+func (e *env) addr(kind inbound.Kind) string {
 	e.t.Helper()
 	a := e.srv.Addrs(kind)
 	if len(a) == 0 {
@@ -142,14 +142,14 @@ var clientTLS = &tls.Config{InsecureSkipVerify: true}
 
 // dial connects from a chosen loopback source address (127.0.0.1 is
 // untrusted in these tests; 127.0.0.2 is trusted).
-func (e *env) dial(kind relay.Kind, from string) *smtp.Client {
+func (e *env) dial(kind inbound.Kind, from string) *smtp.Client {
 	e.t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
 	conn, err := d.Dial("tcp", e.addr(kind))
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if kind == relay.KindSMTPS {
+	if kind == inbound.KindSMTPS {
 		conn = tls.Client(conn, clientTLS)
 	}
 	c := smtp.NewClient(conn)
@@ -164,7 +164,7 @@ func (e *env) dial(kind relay.Kind, from string) *smtp.Client {
 func (e *env) dialStartTLS(from string) *smtp.Client {
 	e.t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
-	conn, err := d.Dial("tcp", e.addr(relay.KindSubmission))
+	conn, err := d.Dial("tcp", e.addr(inbound.KindSubmission))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -258,17 +258,17 @@ func TestSubmissionAuthAndSigning(t *testing.T) {
 	e := start(t, nil)
 	for _, tc := range []struct {
 		name string
-		kind relay.Kind
+		kind inbound.Kind
 		mech func(u, p string) sasl.Client
 	}{
-		{"smtps plain", relay.KindSMTPS, func(u, p string) sasl.Client { return sasl.NewPlainClient("", u, p) }},
-		{"smtps login", relay.KindSMTPS, sasl.NewLoginClient},
-		{"submission plain", relay.KindSubmission, func(u, p string) sasl.Client { return sasl.NewPlainClient("", u, p) }},
-		{"submission login", relay.KindSubmission, sasl.NewLoginClient},
+		{"smtps plain", inbound.KindSMTPS, func(u, p string) sasl.Client { return sasl.NewPlainClient("", u, p) }},
+		{"smtps login", inbound.KindSMTPS, sasl.NewLoginClient},
+		{"submission plain", inbound.KindSubmission, func(u, p string) sasl.Client { return sasl.NewPlainClient("", u, p) }},
+		{"submission login", inbound.KindSubmission, sasl.NewLoginClient},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := e.dial(tc.kind, "127.0.0.1")
-			if tc.kind == relay.KindSubmission {
+			if tc.kind == inbound.KindSubmission {
 				if ok, _ := c.Extension("AUTH"); ok {
 					t.Fatal("AUTH advertised before STARTTLS")
 				}
@@ -303,7 +303,7 @@ func TestSubmissionAuthAndSigning(t *testing.T) {
 
 func TestAuthBeforeStartTLSRefused(t *testing.T) {
 	e := start(t, nil)
-	c := e.dial(relay.KindSubmission, "127.0.0.1")
+	c := e.dial(inbound.KindSubmission, "127.0.0.1")
 	err := c.Auth(sasl.NewPlainClient("", "alice", testPassword))
 	if code(err) != 530 && code(err) != 538 {
 		t.Fatalf("AUTH before STARTTLS: %v, want 530", err)
@@ -315,19 +315,19 @@ func TestWrongPasswordAndLockout(t *testing.T) {
 	lim := e.srv.Limiter()
 	lim.BaseDelay, lim.MaxDelay = 0, 0 // tests must not sleep
 	for i := 0; i < 3; i++ {
-		c := e.dial(relay.KindSMTPS, "127.0.0.1")
+		c := e.dial(inbound.KindSMTPS, "127.0.0.1")
 		err := c.Auth(sasl.NewPlainClient("", "alice", "wrong"))
 		if code(err) != 535 || enhanced(err) != "5.7.8" {
 			t.Fatalf("attempt %d: %v, want 535 5.7.8", i, err)
 		}
 	}
-	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	c := e.dial(inbound.KindSMTPS, "127.0.0.1")
 	err := c.Auth(sasl.NewPlainClient("", "alice", testPassword))
 	if code(err) != 454 {
 		t.Fatalf("after lockout: %v, want 454 4.7.0", err)
 	}
 	// Another address is not locked out.
-	c = e.dial(relay.KindSMTPS, "127.0.0.3")
+	c = e.dial(inbound.KindSMTPS, "127.0.0.3")
 	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
 		t.Fatalf("other IP: %v", err)
 	}
@@ -335,7 +335,7 @@ func TestWrongPasswordAndLockout(t *testing.T) {
 
 func TestTrustedRelayWithoutAuth(t *testing.T) {
 	e := start(t, nil)
-	c := e.dial(relay.KindRelay, "127.0.0.2")
+	c := e.dial(inbound.KindRelay, "127.0.0.2")
 	reply, err := send(c, "printer@example.com", []string{"admin@example.net"}, "Subject: scan\n\nbare LF body\n")
 	if err != nil {
 		t.Fatal(err)
@@ -352,7 +352,7 @@ func TestOpenRelayRefused(t *testing.T) {
 		"victim@example.net", "user%other.example@mx.test.example", "@relay.example:user@example.net",
 		"\"user@other\"@mx.test.example", "other!user@mx.test.example", "user@[192.0.2.1]",
 	}
-	for _, kind := range []relay.Kind{relay.KindRelay, relay.KindSubmission, relay.KindSMTPS} {
+	for _, kind := range []inbound.Kind{inbound.KindRelay, inbound.KindSubmission, inbound.KindSMTPS} {
 		for _, rcpt := range tricks {
 			c := e.dial(kind, "127.0.0.1")
 			_, err := send(c, "someone@example.com", []string{rcpt}, msg("someone@example.com", rcpt, "relay test"))
@@ -370,7 +370,7 @@ func TestOpenRelayRefused(t *testing.T) {
 
 func TestSenderPolicy(t *testing.T) {
 	e := start(t, nil)
-	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	c := e.dial(inbound.KindSMTPS, "127.0.0.1")
 	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +394,7 @@ func TestLimits(t *testing.T) {
 		c.Limits.MaxMessageSize = 2000
 		c.Limits.MaxConnectionsPerIP = 2
 	})
-	c := e.dial(relay.KindRelay, "127.0.0.2")
+	c := e.dial(inbound.KindRelay, "127.0.0.2")
 	c.Mail("p@example.com", nil)
 	c.Rcpt("a@example.net", nil)
 	c.Rcpt("b@example.net", nil)
@@ -407,8 +407,8 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("big message: %v, want 552 5.3.4", err)
 	}
 	// Two connections from 127.0.0.2 are open (c, and this one); a third is refused.
-	e.dial(relay.KindRelay, "127.0.0.2")
-	conn, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, mustTCP(e.addr(relay.KindRelay)))
+	e.dial(inbound.KindRelay, "127.0.0.2")
+	conn, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, mustTCP(e.addr(inbound.KindRelay)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +427,7 @@ func mustTCP(a string) *net.TCPAddr {
 
 func TestReloadKeepsConnections(t *testing.T) {
 	e := start(t, nil)
-	c := e.dial(relay.KindSMTPS, "127.0.0.1")
+	c := e.dial(inbound.KindSMTPS, "127.0.0.1")
 	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +445,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 	if _, err := send(c, "alice@example.com", []string{"x@example.net"}, msg("alice@example.com", "x@example.net", "after reload")); err != nil {
 		t.Fatalf("open session after reload: %v", err)
 	}
-	c2 := e.dial(relay.KindSMTPS, "127.0.0.1")
+	c2 := e.dial(inbound.KindSMTPS, "127.0.0.1")
 	if err := c2.Auth(sasl.NewPlainClient("", "carol@example.com", "newpass")); err != nil {
 		t.Fatalf("new user after reload: %v", err)
 	}
@@ -453,7 +453,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 
 func TestSmugglingDoesNotEndData(t *testing.T) {
 	e := start(t, nil)
-	conn, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, mustTCP(e.addr(relay.KindRelay)))
+	conn, err := net.DialTCP("tcp", &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, mustTCP(e.addr(inbound.KindRelay)))
 	if err != nil {
 		t.Fatal(err)
 	}

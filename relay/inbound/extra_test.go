@@ -1,4 +1,4 @@
-package relay_test
+package inbound_test
 
 import (
 	"crypto/ecdsa"
@@ -21,12 +21,12 @@ import (
 	"github.com/emersion/go-sasl"
 
 	"github.com/inkan-relay/inkan/config"
-	"github.com/inkan-relay/inkan/relay"
+	"github.com/inkan-relay/inkan/relay/inbound"
 )
 
 func TestEHLOExtensions(t *testing.T) {
 	e := start(t, nil)
-	c := e.dial(relay.KindRelay, "127.0.0.2")
+	c := e.dial(inbound.KindRelay, "127.0.0.2")
 	for _, ext := range []string{"SIZE", "8BITMIME", "SMTPUTF8", "PIPELINING", "ENHANCEDSTATUSCODES", "STARTTLS"} {
 		if ok, _ := c.Extension(ext); !ok {
 			t.Errorf("EHLO lacks %s", ext)
@@ -44,7 +44,7 @@ func TestPlainAuthOnlyForAllowedNetwork(t *testing.T) {
 	e := start(t, func(c *config.Config) {
 		c.Auth.Networks = []config.Network{{Name: "old-nas", CIDRs: []string{"127.0.0.4/32"}, AllowPlainAuth: true, Senders: []string{"@example.com"}}}
 	})
-	c := e.dial(relay.KindRelay, "127.0.0.4")
+	c := e.dial(inbound.KindRelay, "127.0.0.4")
 	if ok, mechs := c.Extension("AUTH"); !ok || !strings.Contains(mechs, "LOGIN") {
 		t.Fatalf("AUTH not offered to the network that allows plain text: %q", mechs)
 	}
@@ -56,11 +56,11 @@ func TestPlainAuthOnlyForAllowedNetwork(t *testing.T) {
 	if _, err := send(c, "alice@example.com", []string{"x@example.net"}, msg("alice@example.com", "x@example.net", "nas")); err != nil {
 		t.Fatal(err)
 	}
-	c2 := e.dial(relay.KindRelay, "127.0.0.4")
+	c2 := e.dial(inbound.KindRelay, "127.0.0.4")
 	if err := c2.Mail("nas@other.example", nil); code(err) != 553 && code(err) != 550 {
 		t.Fatalf("network sender policy: %v, want 5xx 5.7.1", err)
 	}
-	c3 := e.dial(relay.KindRelay, "127.0.0.1") // untrusted: no clear-text AUTH
+	c3 := e.dial(inbound.KindRelay, "127.0.0.1") // untrusted: no clear-text AUTH
 	if ok, _ := c3.Extension("AUTH"); ok {
 		t.Fatal("AUTH offered in clear text to an untrusted client")
 	}
@@ -68,7 +68,7 @@ func TestPlainAuthOnlyForAllowedNetwork(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	e := start(t, func(c *config.Config) { c.Limits.CommandTimeout = config.Duration(300 * time.Millisecond) })
-	conn, err := net.Dial("tcp", e.addr(relay.KindRelay))
+	conn, err := net.Dial("tcp", e.addr(inbound.KindRelay))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestCertificateFilesReloaded(t *testing.T) {
 	certFile, keyFile := writeCert(t, dir, "one.example")
 	cfg := config.Default()
 	cfg.TLS.CertFile, cfg.TLS.KeyFile = certFile, keyFile
-	setup, err := relay.ServerTLS(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	setup, err := inbound.ServerTLS(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-// Package relay is inkan's SMTP front door: the listeners (465 implicit TLS,
+// Package inbound is inkan's SMTP front door: the listeners (465 implicit TLS,
 // 587 STARTTLS, a plain relay port for trusted networks), the go-smtp session
 // that applies authentication, relay and sender policy, the RFC 6409 header
 // fix-ups and the DKIM signature, and the hand-off to the spool.
@@ -7,7 +7,7 @@
 // can never get a message queued; every refusal is an SMTP reply with an
 // enhanced status code; the 250 reply is sent only after the spool reports the
 // message durable; a failure of the spool or of signing is a 4xx, never a 5xx.
-package relay
+package inbound
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package relay
+package inbound
 
 import (
 	"crypto/tls"

@@ -1,4 +1,4 @@
-package relay_test
+package inbound_test
 
 import (
 	"io"
@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/inkan-relay/inkan/config"
-	"github.com/inkan-relay/inkan/relay"
+	"github.com/inkan-relay/inkan/relay/inbound"
 )
 
 // Whoever can write the data directory plants tls/selfsigned.key.tmp as a
@@ -24,7 +24,7 @@ func TestAttackSelfSignedTempLink(t *testing.T) {
 	}
 	cfg := config.Default()
 	cfg.DataDir, cfg.Hostname = data, "mail.example.test"
-	if _, err := relay.ServerTLS(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+	if _, err := inbound.ServerTLS(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "precious" {
