@@ -19,13 +19,16 @@ const TrustedNetworksName = "trusted_networks"
 // Network is a set of client addresses that may relay without AUTH, with its
 // own policy.
 type Network struct {
-	Name           string
-	Prefixes       []netip.Prefix // IPv4 prefixes are stored unmapped
-	Senders        *SenderSet     // nil = any sender address
-	AllowPlainAuth bool           // offer AUTH without TLS to these clients
-	MaxRecipients  int            // 0 = the global limit
-	MaxMessageSize int64          // 0 = the global limit
-	RateLimit      int            // messages per RatePeriod per client IP; 0 = unlimited
+	Name     string
+	Prefixes []netip.Prefix // IPv4 prefixes are stored unmapped
+	Senders  *SenderSet     // nil = any sender address
+	// sendersSet says the configuration listed senders (["*"] lists "any"),
+	// so DefaultSenders leaves the network alone.
+	sendersSet     bool
+	AllowPlainAuth bool  // offer AUTH without TLS to these clients
+	MaxRecipients  int   // 0 = the global limit
+	MaxMessageSize int64 // 0 = the global limit
+	RateLimit      int   // messages per RatePeriod per client IP; 0 = unlimited
 	RatePeriod     time.Duration
 
 	rate *rateLimiter // nil when RateLimit is 0
@@ -99,6 +102,7 @@ func NewNetworks(cfg config.Auth, lookupHost func(string) ([]netip.Addr, error))
 
 func (ns *Networks) add(n *Network, cidrKey string, cidrs []string, sendersKey string, senders []string,
 	lookup func(string) ([]netip.Addr, error)) error {
+	n.sendersSet = len(senders) > 0 // ["*"] too: NewSenderSet makes it nil, "any"
 	if len(senders) > 0 {
 		s, err := NewSenderSet(senders)
 		if err != nil {
@@ -226,4 +230,27 @@ func (ns *Networks) All() []*Network {
 		return nil
 	}
 	return append([]*Network(nil), ns.all...)
+}
+
+// DefaultSenders limits the generic trusted network (auth.trusted_networks)
+// to patterns when auth.trusted_senders is not set, and returns it (nil when
+// it is left as it was). It is the safer default: a host's local users and
+// LAN devices may send as the domains inkan signs for and the host's own
+// names, not as anyone; ["*"] in auth.trusted_senders restores "anyone".
+func (ns *Networks) DefaultSenders(patterns []string) (*Network, error) {
+	if len(patterns) == 0 {
+		return nil, nil
+	}
+	for _, n := range ns.all {
+		if n.Name != TrustedNetworksName || n.sendersSet {
+			continue
+		}
+		s, err := NewSenderSet(patterns)
+		if err != nil {
+			return nil, fmt.Errorf("default trusted senders: %w", err)
+		}
+		n.Senders = s
+		return n, nil
+	}
+	return nil, nil
 }

@@ -9,20 +9,31 @@ import (
 )
 
 // SenderSet is a list of addresses a user or network may send as. Patterns
-// are "alice@example.com" (that address) or "@example.com" (any address in
-// the domain). Both parts compare case-insensitively, as Postfix does; a
+// are "alice@example.com" (that address), "@example.com" (any address in
+// the domain) or "@.example.com" (any address in a subdomain of it). Both parts compare case-insensitively, as Postfix does; a
 // quoted local part compares by its decoded text.
 type SenderSet struct {
 	exact   map[string]struct{} // canonical addresses
 	domains map[string]struct{} // lower-case domains
+	parents map[string]struct{} // lower-case domains whose subdomains match
 }
 
 // NewSenderSet compiles patterns. An empty list gives a set that allows
-// nothing; callers that mean "any sender" use a nil *SenderSet.
+// nothing; ["*"] gives the nil *SenderSet, which allows any sender.
 func NewSenderSet(patterns []string) (*SenderSet, error) {
-	s := &SenderSet{exact: map[string]struct{}{}, domains: map[string]struct{}{}}
+	if len(patterns) == 1 && strings.TrimSpace(patterns[0]) == "*" {
+		return nil, nil
+	}
+	s := &SenderSet{exact: map[string]struct{}{}, domains: map[string]struct{}{}, parents: map[string]struct{}{}}
 	for _, p := range patterns {
 		p = strings.TrimSpace(p)
+		if d, ok := strings.CutPrefix(p, "@."); ok {
+			if mailsyntax.CheckDomain(d, mailsyntax.Underscore|mailsyntax.Unicode) != nil {
+				return nil, fmt.Errorf("sender pattern %q: invalid domain", p)
+			}
+			s.parents[mailsyntax.NormDomain(d)] = struct{}{}
+			continue
+		}
 		if d, ok := strings.CutPrefix(p, "@"); ok {
 			if mailsyntax.CheckDomain(d, mailsyntax.Underscore|mailsyntax.Unicode) != nil {
 				return nil, fmt.Errorf("sender pattern %q: invalid domain", p)
@@ -55,8 +66,17 @@ func (s *SenderSet) Allows(addr string) bool {
 	if _, ok := s.exact[key]; ok {
 		return true
 	}
-	_, ok = s.domains[key[strings.LastIndexByte(key, '@')+1:]]
-	return ok
+	d := key[strings.LastIndexByte(key, '@')+1:]
+	if _, ok := s.domains[d]; ok {
+		return true
+	}
+	for i := strings.IndexByte(d, '.'); i >= 0; i = strings.IndexByte(d, '.') {
+		d = d[i+1:]
+		if _, ok := s.parents[d]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Patterns returns the set's patterns in canonical form, sorted.
@@ -70,6 +90,9 @@ func (s *SenderSet) Patterns() []string {
 	}
 	for d := range s.domains {
 		out = append(out, "@"+d)
+	}
+	for d := range s.parents {
+		out = append(out, "@."+d)
 	}
 	sort.Strings(out)
 	return out

@@ -177,3 +177,21 @@ func TestPolicyCheckNetwork(t *testing.T) {
 		t.Errorf("nil network: %v", err)
 	}
 }
+
+func TestSenderSetSubdomainsAndAny(t *testing.T) {
+	s, err := auth.NewSenderSet([]string{"@.example.com", "@example.org"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, want := range map[string]bool{
+		"a@mail.example.com": true, "a@x.y.example.com": true, "a@example.com": false,
+		"a@example.org": true, "a@sub.example.org": false, "a@badexample.com": false, "a@example.com.evil.example": false,
+	} {
+		if got := s.Allows(addr); got != want {
+			t.Errorf("Allows(%s) = %v, want %v", addr, got, want)
+		}
+	}
+	if any, err := auth.NewSenderSet([]string{"*"}); err != nil || any != nil || !any.Allows("x@anything.example") {
+		t.Errorf(`["*"] = %v, %v; want the nil set that allows any sender`, any, err)
+	}
+}

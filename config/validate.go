@@ -82,9 +82,15 @@ func (k *checker) hostnames(key string, names []string) {
 }
 
 func (k *checker) senders(key string, pats []string) {
+	if len(pats) == 1 && strings.TrimSpace(pats[0]) == "*" {
+		return // any sender, said explicitly
+	}
 	for i, p := range pats {
+		if strings.HasPrefix(p, "@.") {
+			p = "@" + p[2:] // every subdomain of a domain
+		}
 		if err := checkSenderPattern(p); err != nil {
-			k.bad(fmt.Sprintf("%s[%d]", key, i), err.Error(), `write "alice@example.com" for one address or "@example.com" for a domain`)
+			k.bad(fmt.Sprintf("%s[%d]", key, i), err.Error(), `write "alice@example.com" for one address, "@example.com" for a domain, "@.example.com" for its subdomains, or ["*"] alone for any address`)
 		}
 	}
 }

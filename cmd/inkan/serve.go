@@ -24,8 +24,9 @@ import (
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue"
 	"github.com/inkan-relay/inkan/queue/safefile"
-	"github.com/inkan-relay/inkan/relay/inbound"
 	"github.com/inkan-relay/inkan/relay/deliver"
+	"github.com/inkan-relay/inkan/relay/inbound"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -197,6 +198,9 @@ func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *inbound.TLSSetu
 		if st.Signer, err = signing.New(cfg.DKIM, logger); err != nil {
 			return nil, nil, err
 		}
+		if err := limitTrustedSenders(cfg, st, logger); err != nil {
+			return nil, nil, err
+		}
 	}
 	setup := oldTLS
 	if setup == nil || setup.ACME == nil {
@@ -206,6 +210,35 @@ func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *inbound.TLSSetu
 	}
 	st.TLS = setup.Config
 	return st, setup, nil
+}
+
+// limitTrustedSenders applies the default for auth.trusted_senders: with
+// DKIM keys configured, clients of auth.trusted_networks may send as the
+// domains inkan signs for (and their subdomains where a key signs those),
+// the host's own names and localhost, so that a local user cannot get a
+// signature or the host's reputation for any address at all. ["*"] opts out.
+func limitTrustedSenders(cfg *config.Config, st *inbound.State, logger *slog.Logger) error {
+	patterns, complete := st.Signer.SigningDomains()
+	if !complete {
+		if len(cfg.Auth.TrustedSenders) == 0 && len(cfg.Auth.TrustedNetworks) > 0 {
+			logger.Warn("auth.trusted_networks may send as any address: a KeyTable \"%\" entry signs every From domain, so no default list can be made; set auth.trusted_senders")
+		}
+		return nil
+	}
+	hosts := []string{cfg.Hostname, "localhost"}
+	if h, err := os.Hostname(); err == nil {
+		hosts = append(hosts, h)
+	}
+	for _, h := range hosts {
+		if h = strings.TrimSuffix(h, "."); h != "" && mailsyntax.ValidDomain(h, mailsyntax.MailDomain) {
+			patterns = append(patterns, "@"+strings.ToLower(h))
+		}
+	}
+	n, err := st.Networks.DefaultSenders(patterns)
+	if n != nil {
+		logger.Info("auth.trusted_senders not set: trusted networks may send as " + strings.Join(n.Senders.Patterns(), " ") + " (set auth.trusted_senders, [\"*\"] for any address)")
+	}
+	return err
 }
 
 func hasDKIM(cfg *config.Config) bool {

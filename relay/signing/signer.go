@@ -492,3 +492,53 @@ func (s *Signer) Domains() []Domain {
 	}
 	return append([]Domain(nil), s.domains...)
 }
+
+// SigningDomains lists the d= domains the configured keys sign for, with
+// subdomains where a rule signs them too (as "@.domain" sender patterns:
+// "@example.com", "@.example.com"). complete is false when a KeyTable "%"
+// entry signs whatever domain a From names, so no list can say it.
+func (s *Signer) SigningDomains() (patterns []string, complete bool) {
+	if !s.Enabled() {
+		return nil, true
+	}
+	seen := map[string]bool{}
+	add := func(d string, sub bool) {
+		d = strings.ToLower(d)
+		if !seen["@"+d] {
+			seen["@"+d] = true
+			patterns = append(patterns, "@"+d)
+		}
+		if sub && !seen["@."+d] {
+			seen["@."+d] = true
+			patterns = append(patterns, "@."+d)
+		}
+	}
+	for _, r := range s.native {
+		sub := r.subdomains
+		for _, p := range r.patterns {
+			switch {
+			case p.re != nil:
+				sub = true // "*@lists.example.org" and the like
+			case p.domain != "":
+				add(p.domain, r.subdomains)
+			case p.exact != "":
+				add(mailsyntax.DomainOf(p.exact), false)
+			}
+		}
+		add(r.k.domain, sub)
+	}
+	if r := s.single; r != nil {
+		for _, d := range r.domains {
+			add(d, r.subdomains)
+		}
+	}
+	if t := s.table; t != nil {
+		for _, e := range t.entries {
+			if e.Domain == "%" {
+				return nil, false
+			}
+			add(e.Domain, true) // SigningTable patterns may name subdomains
+		}
+	}
+	return patterns, true
+}
