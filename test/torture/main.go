@@ -1,15 +1,16 @@
 // Command inkan-torture is inkan's reliability and security proof. It builds
 // the inkan binary, runs it over loopback (127.0.0.0/8 only) through crash,
-// full-disk, delivery-fault, load, abuse and secrets scenarios, and ends with
-// a table of figures per scenario: attempts, accepted, delivered, bounced,
-// lost, duplicated, crashes.
+// full-disk, delivery-fault, load, abuse, attack and secrets scenarios, and
+// ends with a table of figures per scenario: attempts, accepted, delivered,
+// bounced, lost, duplicated, crashes.
 //
 // Usage:
 //
 //	go run ./test/torture [-quick] [-only SCENARIO[,SCENARIO]] [-keep] [-v] [-bin INKAN] [-timeout D]
 //
-// A scenario is crash, disk, fault, load, abuse or secrets; a single row of
-// one can be named too: fault/null-mx, abuse/smuggling, secrets/logs.
+// A scenario is crash, disk, fault, load, abuse, attack (the attacks of
+// issue 11) or secrets; a single row of one can be named too:
+// fault/null-mx, abuse/smuggling, secrets/logs, attack/foreign-seal.
 //
 // Promises: every message that got "250 ... queued as ID" is counted as lost
 // unless it reached a sink (or came back as a bounce); every process the
@@ -44,6 +45,7 @@ var scenarios = []scenario{
 	{"fault", "misbehaving next hops and DNS: deferred, delivered or bounced as due", runFaults},
 	{"load", "hundreds of concurrent clients: bounded memory, goroutines return", runLoad},
 	{"abuse", "open relay tricks, AUTH brute force, injection, smuggling, huge input", runAbuse},
+	{"attack", "issue 11: another domain's seal, lockout bypass, unverifiable bytes, loops, quotas", runAttack},
 	{"secrets", "readable secrets refused at start; no password or key in any log", runSecrets},
 }
 
@@ -166,6 +168,10 @@ func rowNames(scenario string) []string {
 		}
 	case "secrets":
 		out = []string{"modes", "logs"}
+	case "attack":
+		for _, r := range attackRows {
+			out = append(out, r.name)
+		}
 	}
 	return out
 }
