@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"os"
@@ -84,7 +86,7 @@ type modeCase struct {
 
 var modeCases = []modeCase{
 	{"users file", 0o600, true, false, "private"},
-	{"users file", 0o640, false, false, "group-readable users file: refused (mode&077 != 0)"},
+	{"users file", 0o640, true, false, "readable by inkan's own group: accepted (0640 root:inkan, a Kubernetes secret with fsGroup)"},
 	{"users file", 0o644, false, false, "world-readable users file: refused"},
 	{"DKIM key", 0o600, true, false, "private"},
 	{"DKIM key", 0o640, true, true, "group-readable key: accepted with a warning (a dedicated group is a valid setup)"},
@@ -110,7 +112,12 @@ func secretModes(h *harness, r *result, keyPEM []byte) {
 		}
 		started, out := in.tryStart()
 		label := fmt.Sprintf("%s mode %04o", mc.what, mc.mode)
+		// The fix keeps what may stay: 0640 for a users file of inkan's
+		// group, 600 for a key.
 		fix := "chmod 600 " + file
+		if mc.what == "users file" {
+			fix = fmt.Sprintf("chmod %04o %s", mc.mode&^0o027, file)
+		}
 		switch {
 		case started != mc.start:
 			r.failf("%s: started=%v, want %v (%s); output:\n%s", label, started, mc.start, mc.reason, indent(out))
@@ -185,6 +192,10 @@ func secretRun(h *harness, r *result, keyPEM []byte, pubTXT string) {
 		r.failf("%v", err)
 		return
 	}
+	// A password goes only over checked TLS: the self-signed certificate
+	// is pinned.
+	sum := sha256.Sum256(cert.Certificate[0])
+	pin := hex.EncodeToString(sum[:])
 	sk, err := h.newSink("secrets-smarthost", cert, map[string]string{"relay@secrets.test": relayPass})
 	if err != nil {
 		r.failf("%v", err)
@@ -214,8 +225,8 @@ func secretRun(h *harness, r *result, keyPEM []byte, pubTXT string) {
 		r.failf("%v", err)
 		return
 	}
-	set(in.cfg, "delivery.smarthost", map[string]any{"address": "[127.0.0.1]:" + portOf(sk.addr), "tls": "encrypt",
-		"username": "relay@secrets.test", "password_file": pwFile})
+	set(in.cfg, "delivery.smarthost", map[string]any{"address": "[127.0.0.1]:" + portOf(sk.addr), "tls": "verify",
+		"tls_fingerprint": pin, "username": "relay@secrets.test", "password_file": pwFile})
 	if err := in.writeConfig(); err != nil {
 		r.failf("%v", err)
 		return
@@ -248,8 +259,8 @@ func secretRun(h *harness, r *result, keyPEM []byte, pubTXT string) {
 	}
 	in.stop(r)
 	// A password written in the config itself must be hidden by check -print.
-	set(in.cfg, "delivery.smarthost", map[string]any{"address": "[127.0.0.1]:" + portOf(sk.addr), "tls": "encrypt",
-		"username": "relay@secrets.test", "password": inlinePass})
+	set(in.cfg, "delivery.smarthost", map[string]any{"address": "[127.0.0.1]:" + portOf(sk.addr), "tls": "verify",
+		"tls_fingerprint": pin, "username": "relay@secrets.test", "password": inlinePass})
 	if err := in.writeConfig(); err != nil {
 		r.failf("%v", err)
 	} else if out, _ := in.cli("check", "-print"); !strings.Contains(out, "redacted") {
