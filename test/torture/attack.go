@@ -164,7 +164,6 @@ func (a *attack) setup(r *result) bool {
 	}
 	a.in, err = h.newInkan("attack", func(cfg map[string]any) {
 		routeAllTo(cfg, a.sk.addr)
-		set(cfg, "delivery.transport", map[string]any{"loop.test": "[127.0.0.1]:" + portOf(a.loop.relay)})
 		set(cfg, "auth.senders", attackUsers)
 		set(cfg, "auth.max_failures", attackMaxFailures)
 		set(cfg, "auth.lockout", "10m") // no failure leaks away during a row
@@ -200,6 +199,10 @@ func (a *attack) setup(r *result) bool {
 		keys = append(keys, map[string]any{"domain": d, "selector": "ed1", "key_file": path})
 	}
 	set(a.in.cfg, "dkim.keys", keys)
+	set(a.in.cfg, "delivery.transport", map[string]any{
+		"loop.test": "[127.0.0.1]:" + portOf(a.loop.relay),
+		"self.test": "[127.0.0.1]:" + portOf(a.in.relay), // a next hop that is this server
+	})
 	set(a.in.cfg, "auth.users_file", filepath.Join(a.in.dir, "users"))
 	if err := a.in.writeConfig(); err != nil {
 		r.failf("%v", err)

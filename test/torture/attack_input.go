@@ -92,10 +92,10 @@ func receivedFields(n int, name string) string {
 
 // mailLoop: a message that already went round 50 times is refused with
 // 554 5.4.6 and not queued, however its Received fields are spelled; one
-// with 49 is accepted and delivered. Then a real loop: this inkan and a
-// second one each route loop.test to the other; alice's message to it must
-// come back to her as a bounce after at most 50 hops, and leave no copy in
-// either queue.
+// with 49 is accepted and delivered. Then two real loops: a route to this
+// inkan's own listener must bounce at once; and with a second inkan, each
+// routing loop.test to the other, alice's message must come back to her as
+// a bounce after at most 50 hops and leave no copy in either queue.
 func (a *attack) mailLoop(r *result, led *ledger) {
 	const alice = "alice@example.com"
 	to := []string{"rcpt@elsewhere.test"}
@@ -128,6 +128,7 @@ func (a *attack) mailLoop(r *result, led *ledger) {
 	if s := snd.send(led, m, alice, msg); s.out != outAcked {
 		r.failf("%d Received fields: %s, want 250 (the limit is %d)", attackMaxHops-1, s.reply, attackMaxHops)
 	}
+	a.selfLoop(r, led)
 	a.realLoop(r, led)
 	r.notef("%d messages with %d or more Received fields refused with 554 5.4.6 and not queued; %d fields accepted and delivered",
 		len(probes), attackMaxHops, attackMaxHops-1)
@@ -150,6 +151,52 @@ func (a *attack) sendTrusted(led *ledger, m *msgRec, from, msg string) submissio
 	return s
 }
 
+// selfLoop: self.test is routed to this inkan's own relay listener. The
+// message must bounce at once ("loops back to myself"), without going round.
+func (a *attack) selfLoop(r *result, led *ledger) {
+	const alice, victim = "alice@example.com", "victim@self.test"
+	snd := a.sender("alice", "127.0.0.24")
+	defer snd.close()
+	m, msg := led.compose(alice, []string{victim}, 500, "")
+	if s := snd.send(led, m, alice, msg); s.out != outAcked {
+		r.failf("message to a next hop that is this server: %s, want 250", s.reply)
+		return
+	}
+	b, took, ok := a.waitBounce(led, m.seq, victim)
+	switch {
+	case !ok:
+		r.failf("no bounce for the message to a next hop that is this server after %s", took)
+	case !strings.HasPrefix(b.status, "5."):
+		r.failf("the message to a next hop that is this server bounced with status %q (%s), want 5.x.x", b.status, b.diag)
+	default:
+		r.notef("next hop at this server's own relay address: bounced after %s, status %s, %q", took, b.status, b.diag)
+	}
+}
+
+// waitBounce waits up to a minute for the DSN of one recipient.
+func (a *attack) waitBounce(led *ledger, seq int, rcpt string) (dsnRcpt, time.Duration, bool) {
+	start := time.Now()
+	for time.Since(start) < time.Minute {
+		if b, ok := bounceOf(led, seq, rcpt); ok {
+			return b, time.Since(start).Round(100 * time.Millisecond), true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return dsnRcpt{}, time.Since(start).Round(100 * time.Millisecond), false
+}
+
+// bounceOf is what a DSN said about rcpt of message seq, if one came.
+func bounceOf(led *ledger, seq int, rcpt string) (dsnRcpt, bool) {
+	led.mu.Lock()
+	defer led.mu.Unlock()
+	m := led.msgs[seq]
+	if m == nil {
+		return dsnRcpt{}, false
+	}
+	b, ok := m.bounces[strings.ToLower(rcpt)]
+	return b, ok
+}
+
 // realLoop starts the second inkan and sends alice's message round.
 func (a *attack) realLoop(r *result, led *ledger) {
 	const alice, victim = "alice@example.com", "victim@loop.test"
@@ -161,27 +208,18 @@ func (a *attack) realLoop(r *result, led *ledger) {
 	snd := a.sender("alice", "127.0.0.25")
 	defer snd.close()
 	m, msg := led.compose(alice, []string{victim}, 500, "")
-	start := time.Now()
 	if s := snd.send(led, m, alice, msg); s.out != outAcked {
 		r.failf("message into the loop: %s, want 250", s.reply)
 		return
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if led.tally().lost == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	took := time.Since(start)
+	b, took, ok := a.waitBounce(led, m.seq, victim)
 	for _, in := range []*inkan{a.in, a.loop} {
 		if ids, err := in.waitQueueEmpty(30 * time.Second); err != nil {
 			r.failf("%s still holds the looping message: %v (%s)", in.name, err, strings.Join(ids, " "))
 		}
 	}
-	b, ok := led.find(m.seq).bounces[victim]
 	if !ok {
-		r.failf("no bounce for the looping message after %s", took.Round(100*time.Millisecond))
+		r.failf("no bounce for the looping message after %s", took)
 		return
 	}
 	if !strings.HasPrefix(b.status, "5.") {
@@ -194,7 +232,7 @@ func (a *attack) realLoop(r *result, led *ledger) {
 		}
 	}
 	r.notef("a real loop between two inkans (loop.test routed to each other): bounced to alice after %s, status %s, %q, %d Received fields in the returned header; both queues empty",
-		took.Round(100*time.Millisecond), b.status, b.diag, hops)
+		took, b.status, b.diag, hops)
 }
 
 // quota: carol sends past quotas.user.messages_per_hour, a session per

@@ -144,7 +144,7 @@ func (a *attack) foreignSeal(r *result, led *ledger) {
 	a.wait(r, led, a.in)
 	a.checkSeals(r, led, verdict, ctl)
 	a.explainAccepted(r, led, wrong)
-	r.notef("%d probes as alice: %d refused (%s), %d accepted and sealed by example.com only: %s",
+	r.notef("%d probes as alice: %d refused (%s), %d accepted and sealed by example.com only: %s; controls: alice's plain message verified d=example.com, bob's d=other.example",
 		len(sealProbes), len(refused), countCodes(refused), len(accepted), strings.Join(accepted, "; "))
 }
 
