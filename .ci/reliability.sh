@@ -2,9 +2,9 @@
 # Reliability and security proof, bounded for CI (well under 4 minutes):
 # builds test/torture and runs it with -quick. It builds inkan, runs
 # the crash, full-disk, delivery-fault, load, abuse, attack and secrets
-# scenarios against the real binary over loopback only, prints one table row per
-# scenario (attempts, accepted, delivered, bounced, lost, duplicated,
-# crashes, PASS/FAIL/SKIP) and ends with "N passed, N failed".
+# scenarios against the real binary over loopback only, prints one table
+# row per scenario (attempts, accepted, delivered, bounced, lost,
+# duplicated, crashes, PASS/FAIL/SKIP) and ends with "N passed, N failed".
 #
 # Exit status: 0 when every scenario passed, 1 when one failed (a lost
 # message or an inkan crash always fails), 2 on a setup error or timeout.
