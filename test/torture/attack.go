@@ -211,6 +211,7 @@ func (a *attack) setup(r *result) bool {
 	for u := range attackUsers {
 		a.pass[u] = "Attack-" + u + "-" + randomToken(12)
 		h.addSecret("password of "+u, a.pass[u])
+		h.addSecret("AUTH PLAIN of "+u, plainResp(u, a.pass[u]))
 		if out, code := a.in.cliInput(a.pass[u]+"\n", "user", "add", u); code != 0 {
 			r.failf("inkan user add %s: exit %d: %s", u, code, out)
 			return false
@@ -304,16 +305,6 @@ func (s *sender) close() {
 		s.c.close()
 		s.c = nil
 	}
-}
-
-// withHeader replaces the From line that ledger.compose wrote with hdr
-// (CRLF-separated header lines, or "" for none).
-func withHeader(msg, from, hdr string) string {
-	rest := strings.TrimPrefix(msg, "From: <"+from+">\r\n")
-	if hdr == "" {
-		return rest
-	}
-	return hdr + "\r\n" + rest
 }
 
 // verifyDKIM checks every DKIM-Signature of a delivered copy with the

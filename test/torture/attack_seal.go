@@ -75,9 +75,10 @@ var sealProbes = []sealProbe{
 	{name: "MAIL FROM of another domain, own From", hdr: "From: alice@example.com", envFrom: otherAddr, refuse: true},
 }
 
-// sealMessage is a message from alice whose sender fields are p.hdr. They
-// come last in the header section, after the X-Torture fields, so that the
-// copy that arrives can be told even when they end the header early.
+// sealMessage is a message from alice whose sender fields are p.hdr in
+// place of the From that ledger.compose writes. They come last in the
+// header section, after the X-Torture fields, so that the copy that arrives
+// can be told even when they end the header early.
 func sealMessage(led *ledger, alice string, to []string, p sealProbe) (*msgRec, string) {
 	body := payload(0, 300)
 	want := body
@@ -85,7 +86,7 @@ func sealMessage(led *ledger, alice string, to []string, p sealProbe) (*msgRec, 
 		want = ""
 	}
 	m, msg := led.composeBody(alice, to, p.hdr+"\r\n", body, want)
-	return m, withHeader(msg, alice, "")
+	return m, strings.TrimPrefix(msg, "From: <"+alice+">\r\n")
 }
 
 // foreignSeal sends every probe as alice. A probe must be refused with a
