@@ -68,6 +68,7 @@ var sealProbes = []sealProbe{
 	{name: "Resent-Sender of another domain", hdr: "From: alice@example.com\r\nResent-Sender: bob@other.example", refuse: true},
 	{name: "no From, Sender of another domain", hdr: "Sender: bob@other.example", refuse: true},
 	{name: "no From, Resent-From of another domain", hdr: "Resent-From: bob@other.example", refuse: true},
+	{name: "null sender, no From, Sender of another domain", hdr: "Sender: bob@other.example", envFrom: "<>", refuse: true},
 	// The envelope.
 	{name: "plain forged From", hdr: "From: bob@other.example", refuse: true},
 	{name: "null sender with a forged From", hdr: "From: bob@other.example", envFrom: "<>", refuse: true},
@@ -198,8 +199,11 @@ func (a *attack) explainAccepted(r *result, led *ledger, wrong map[int]string) {
 					seen = append(seen, f.Name+": "+f.Value)
 				}
 			}
-			domains, _ := a.verifyDKIM(m.data)
-			seen = append(seen, fmt.Sprintf("DKIM d=%s", strings.Join(domains, ",")))
+			if domains, _ := a.verifyDKIM(m.data); len(domains) > 0 {
+				seen = append(seen, "DKIM d="+strings.Join(domains, ","))
+			} else {
+				seen = append(seen, "no DKIM signature")
+			}
 		}
 		r.failf("%q: accepted, want a 5xx refusal (it names %s as a sender); arrived with %s",
 			name, otherAddr, strings.Join(seen, "; "))
