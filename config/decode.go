@@ -43,12 +43,12 @@ func decodeYAML(file string, data []byte, c *Config, src *sources) []error {
 		if errors.Is(err, io.EOF) {
 			return nil // empty document
 		}
-		return []error{syntaxError(file, err)}
+		return []error{syntaxError(file, data, err)}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		if err != nil {
-			return []error{syntaxError(file, err)}
+			return []error{syntaxError(file, data, err)}
 		}
 		return []error{&Error{File: file, Line: extra.Line, Msg: "a second YAML document follows the first",
 			Fix: "keep the whole configuration in one document (remove the '---' line)"}}
@@ -72,13 +72,18 @@ func decodeYAML(file string, data []byte, c *Config, src *sources) []error {
 	return d.errs
 }
 
-func syntaxError(file string, err error) error {
+func syntaxError(file string, data []byte, err error) error {
 	msg := err.Error()
+	line, problem := 0, strings.TrimPrefix(msg, "yaml: ")
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{File: file, Line: line, Msg: "invalid YAML: " + m[2], Fix: "check the indentation and quoting"}
+		line, _ = strconv.Atoi(m[1])
+		problem = m[2]
 	}
-	return &Error{File: file, Msg: "invalid YAML: " + strings.TrimPrefix(msg, "yaml: "), Fix: "check the indentation and quoting"}
+	fix := "check the indentation and quoting"
+	if line = errorLine(data, problem, line); line > 0 {
+		fix = "check the indentation and quoting of this line against the lines above it"
+	}
+	return &Error{File: file, Line: line, Msg: "invalid YAML: " + problem, Fix: fix}
 }
 
 func (d *decoder) fail(n *yaml.Node, key, msg, fix string) {

@@ -17,7 +17,12 @@ type Error struct {
 	Key  string // dotted setting path, e.g. "delivery.smarthost.address" or "auth.networks[1].cidrs[0]"
 	Msg  string // what is wrong
 	Fix  string // how to fix it; may be ""
+
+	cause error // the underlying error (a file that cannot be read), for errors.Is
 }
+
+// Unwrap returns the underlying error, if any.
+func (e *Error) Unwrap() error { return e.cause }
 
 // Error formats the problem as "FILE:LINE: key: problem; fix" or
 // "env INKAN_X: key: problem; fix".

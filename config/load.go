@@ -66,7 +66,7 @@ func loadEnv(path, source string, env func(string) (string, bool)) (*Config, err
 // readError explains a config file that cannot be read, naming where its
 // path came from and what to do.
 func readError(path, source string, err error) *Error {
-	e := &Error{File: path}
+	e := &Error{File: path, cause: err}
 	if source == FromEnv {
 		e.File, e.Env, e.Msg = "", EnvConfig, path+": "
 	}

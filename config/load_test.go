@@ -160,7 +160,7 @@ func TestLoadErrors(t *testing.T) {
 		{"scalar for section", "listen: 127.0.0.1:25\n", []string{"FILE:1: listen: expected a mapping of settings (smtps, submission, relay, http)"}},
 		{"mapping for list", "auth:\n  trusted_networks: {a: b}\n", []string{"FILE:2: auth.trusted_networks: expected a list, got a mapping"}},
 		{"duplicate key", "hostname: a.example.com\nhostname: b.example.com\n", []string{"FILE:2: hostname: set twice (also on line 1)"}},
-		{"syntax error", "listen:\n  smtps: a\n bad\n", []string{"FILE:2: invalid YAML"}},
+		{"syntax error", "listen:\n  smtps: a\n bad\n", []string{"FILE:3: invalid YAML"}},
 		{"two documents", "hostname: a.example.com\n---\nhostname: b.example.com\n", []string{"FILE:2: a second YAML document follows"}},
 		{"top-level list", "- a\n- b\n", []string{"FILE:1: the top level must be a mapping"}},
 		{"several at once", "limits:\n  max_recipients: x\n  max_connections: y\n",
