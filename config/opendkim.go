@@ -1,10 +1,10 @@
 package config
 
 // OpenDKIM KeyTable and SigningTable parsing, so an existing Postfix+OpenDKIM
-// setup can be pointed at unchanged. Only flat files are read ("file:",
-// "refile:" or a bare path); SQL, LDAP, Lua and the other OpenDKIM data set
-// back ends are refused with a message. No crypto happens here: key files are
-// named, not opened.
+// setup can be pointed at unchanged. Flat files ("file:", "refile:" or a bare
+// path) and inline "csl:" lists are read; SQL, LDAP, Lua and the other
+// OpenDKIM data set back ends are refused with a message. No crypto happens
+// here: key files are named, not opened.
 //
 // Lookup order (checked against OpenDKIM 2.11's dkimf_apply_signtable, not
 // only opendkim.conf(5), whose prose differs): for a "refile:" table the
@@ -19,7 +19,13 @@ package config
 //
 // The ".parent" keys are always tried: OpenDKIM's SubDomains setting only
 // applies to the single-key Domain/KeyFile mode, never to a SigningTable. Only
-// the first match is used unless MultipleSignatures is on. A key name of "%"
+// the first match is used unless MultipleSignatures is on; then every match
+// is, in that order: for a "refile:" table every matching line, a pattern
+// listed twice (or in another letter case) included; in an exact table a
+// lookup key finds only its first line, as in OpenDKIM, and a repeated key is
+// reported by Warnings. The signer then uses each (d=, s=) once. (All of this
+// is checked against opendkim -t by relay/signing's differential test.) A
+// key name of "%"
 // in the SigningTable, and a "%" in the optional signer (i=) field, stand for
 // the From domain; a KeyTable domain of "%" means "the From domain" and a "%"
 // in a key path is replaced by the d= domain.
@@ -47,11 +53,7 @@ type OpenDKIMError struct {
 }
 
 func (e *OpenDKIMError) Error() string {
-	loc := e.File
-	if e.Line > 0 {
-		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
-	}
-	s := loc + ": " + e.Problem
+	s := opendkimPlace(e.File, e.Line) + ": " + e.Problem
 	if e.Fix != "" {
 		s += " (fix: " + e.Fix + ")"
 	}
@@ -72,13 +74,17 @@ type KeyTableEntry struct {
 }
 
 // ParseKeyTable reads an OpenDKIM KeyTable. path may carry a "file:" or
-// "refile:" prefix (OpenDKIM accepts both for a KeyTable).
+// "refile:" prefix (OpenDKIM accepts both for a KeyTable; a refile KeyTable
+// is still looked up by exact key name), or be an inline "csl:" list of
+// name=domain:selector:keyfile entries.
 func ParseKeyTable(path string) ([]KeyTableEntry, error) {
 	kind, file, err := opendkimTableSpec("KeyTable", path, false)
 	if err != nil {
 		return nil, err
 	}
-	_ = kind // a refile KeyTable is only ever looked up by exact key name
+	if kind == "csl" {
+		return opendkimKeyTable("csl:"+file, func(fn entryFunc) error { return opendkimCSL("csl:"+file, fn) })
+	}
 	data, err := os.ReadFile(file)
 	if err != nil {
 		return nil, &OpenDKIMError{File: file, Problem: "cannot read KeyTable: " + opendkimIOReason(err),
@@ -87,11 +93,20 @@ func ParseKeyTable(path string) ([]KeyTableEntry, error) {
 	return opendkimParseKeyTable(data, file)
 }
 
+// entryFunc receives one table entry: its line (or csl entry number), key
+// and value.
+type entryFunc func(line int, key, value string) error
+
 // opendkimParseKeyTable parses KeyTable text; file is used in messages only.
 func opendkimParseKeyTable(data []byte, file string) ([]KeyTableEntry, error) {
+	return opendkimKeyTable(file, func(fn entryFunc) error { return opendkimLines(data, file, fn) })
+}
+
+// opendkimKeyTable builds a KeyTable from the entries each yields.
+func opendkimKeyTable(file string, each func(entryFunc) error) ([]KeyTableEntry, error) {
 	var out []KeyTableEntry
 	seen := map[string]int{}
-	err := opendkimLines(data, file, func(n int, key, value string) error {
+	err := each(func(n int, key, value string) error {
 		bad := func(problem, fix string) error {
 			return &OpenDKIMError{File: file, Line: n, Problem: problem, Fix: fix}
 		}
@@ -162,10 +177,14 @@ type SigningRule struct {
 
 // SigningTable selects KeyTable entries by header From address.
 type SigningTable struct {
-	File  string
-	Regex bool // "refile:": wildcard patterns tried in file order
+	File  string // the file, or the whole "csl:" list
+	Regex bool   // "refile:": wildcard patterns tried in file order
 	Rules []SigningRule
-	exact map[string]int // exact tables: key -> index in Rules
+	// Warnings are lines OpenDKIM reads but never uses (a key listed twice
+	// in an exact table), each with its place and a fix. They do not stop
+	// signing: the table signs as OpenDKIM would.
+	Warnings []string
+	exact    map[string]int // exact tables: key -> index in Rules
 }
 
 // SigningMatch is one SigningTable hit for an address.
@@ -177,11 +196,15 @@ type SigningMatch struct {
 }
 
 // ParseSigningTable reads a SigningTable given as "refile:/path",
-// "file:/path" or a bare path.
+// "file:/path", a bare path, or an inline "csl:" list of pattern=keyname
+// entries (an exact table).
 func ParseSigningTable(spec string) (*SigningTable, error) {
 	kind, file, err := opendkimTableSpec("SigningTable", spec, true)
 	if err != nil {
 		return nil, err
+	}
+	if kind == "csl" {
+		return opendkimSigningTable("csl:"+file, false, func(fn entryFunc) error { return opendkimCSL("csl:"+file, fn) })
 	}
 	data, err := os.ReadFile(file)
 	if err != nil {
@@ -193,11 +216,16 @@ func ParseSigningTable(spec string) (*SigningTable, error) {
 
 // opendkimParseSigningTable parses SigningTable text.
 func opendkimParseSigningTable(data []byte, file string, regex bool) (*SigningTable, error) {
+	return opendkimSigningTable(file, regex, func(fn entryFunc) error { return opendkimLines(data, file, fn) })
+}
+
+// opendkimSigningTable builds a SigningTable from the entries each yields.
+func opendkimSigningTable(file string, regex bool, each func(entryFunc) error) (*SigningTable, error) {
 	t := &SigningTable{File: file, Regex: regex}
 	if !regex {
 		t.exact = map[string]int{}
 	}
-	err := opendkimLines(data, file, func(n int, key, value string) error {
+	err := each(func(n int, key, value string) error {
 		bad := func(problem, fix string) error {
 			return &OpenDKIMError{File: file, Line: n, Problem: problem, Fix: fix}
 		}
@@ -226,8 +254,15 @@ func opendkimParseSigningTable(data []byte, file string, regex bool) (*SigningTa
 				"prefix the table with refile: (signing_table: refile:"+file+"), or use the exact forms user@example.com, example.com, .example.com")
 		}
 		if first, dup := t.exact[r.Pattern]; dup {
-			return bad(fmt.Sprintf("%q already listed on line %d (OpenDKIM would only use the first)", key, t.Rules[first].Line),
-				"delete one of the two lines")
+			// OpenDKIM finds only the first line for a lookup key, even
+			// with MultipleSignatures: this one never signs.
+			f := t.Rules[first]
+			t.Warnings = append(t.Warnings, fmt.Sprintf("%s: %q (key %q) is never used: line %d lists %q (key %q) already, and an exact-lookup table "+
+				"finds only the first line for a key, as in OpenDKIM (fix: delete the line, or to sign with both keys, prefix the table with refile: "+
+				"so that every matching line signs under MultipleSignatures)",
+				opendkimPlace(file, n), key, name, f.Line, f.Pattern, f.KeyName))
+			t.Rules = append(t.Rules, r)
+			return nil
 		}
 		t.exact[r.Pattern] = len(t.Rules)
 		t.Rules = append(t.Rules, r)
@@ -335,15 +370,9 @@ func (t *SigningTable) Match(addr string, all bool) []SigningMatch {
 		return !all
 	}
 	if t.Regex {
-		// OpenDKIM keeps only the first line of a pattern listed twice
-		// (seen with MultipleSignatures: the repeat never signs).
-		seen := map[string]bool{}
+		// Every matching line in file order, a pattern listed twice (or in
+		// another letter case) included: OpenDKIM 2.11 signs with each.
 		for _, r := range t.Rules {
-			p := strings.ToLower(r.Pattern)
-			if seen[p] {
-				continue
-			}
-			seen[p] = true
 			if r.re.MatchString(addr) && hit(r, r.Pattern) {
 				break
 			}
@@ -392,9 +421,9 @@ func opendkimTableSpec(what, spec string, allowRefile bool) (kind, path string, 
 	if i := strings.IndexByte(spec, ':'); i > 0 && !strings.HasPrefix(spec, "/") {
 		prefix := strings.ToLower(spec[:i])
 		switch prefix {
-		case "file", "refile":
+		case "file", "refile", "csl":
 			kind, path = prefix, spec[i+1:]
-		case "csl", "db", "dsn", "ldap", "ldaps", "ldapi", "lua", "mdb", "redis", "memcache", "socket", "erlang":
+		case "db", "dsn", "ldap", "ldaps", "ldapi", "lua", "mdb", "redis", "memcache", "socket", "erlang":
 			return "", "", &OpenDKIMError{File: what, Problem: fmt.Sprintf("%q: OpenDKIM data set type %q is not supported by inkan", spec, prefix),
 				Fix: "export the table to a flat file and point " + what + " at file:/path or refile:/path"}
 		}
@@ -402,10 +431,47 @@ func opendkimTableSpec(what, spec string, allowRefile bool) (kind, path string, 
 	if kind == "refile" && !allowRefile {
 		kind = "file"
 	}
+	if path == "" && kind == "csl" {
+		return "", "", &OpenDKIMError{File: what, Problem: fmt.Sprintf("%q is an empty list", spec), Fix: "write csl:key=value,key=value or file:/path/to/table"}
+	}
 	if path == "" {
 		return "", "", &OpenDKIMError{File: what, Problem: fmt.Sprintf("%q names no file", spec), Fix: "write " + kind + ":/path/to/table"}
 	}
 	return kind, path, nil
+}
+
+// opendkimCSL calls fn for each entry of an inline "csl:" list (list is the
+// whole spec, for messages): entries are separated by commas, a key from
+// its value by '=', as OpenDKIM reads them; the entry number stands for the
+// line.
+func opendkimCSL(list string, fn entryFunc) error {
+	for n, e := range strings.Split(strings.TrimPrefix(list, "csl:"), ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		key, value, _ := strings.Cut(e, "=")
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		if strings.ContainsAny(key, " \t") {
+			return &OpenDKIMError{File: list, Line: n + 1, Problem: fmt.Sprintf("entry %q has white space in its key", e),
+				Fix: "write key=value entries separated by commas, e.g. csl:example.com=mail,example.org=org"}
+		}
+		if err := fn(n+1, key, value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// opendkimPlace is "file:line", or for a csl list "csl:... (entry n)".
+func opendkimPlace(file string, line int) string {
+	switch {
+	case line > 0 && strings.HasPrefix(file, "csl:"):
+		return fmt.Sprintf("%s (entry %d)", file, line)
+	case line > 0:
+		return fmt.Sprintf("%s:%d", file, line)
+	}
+	return file
 }
 
 // opendkimLines calls fn for each non-blank line with '#' comments removed,

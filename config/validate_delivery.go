@@ -53,8 +53,9 @@ func (k *checker) dkim() {
 	}
 }
 
-// table checks an OpenDKIM table reference: "/path", "file:/path" or
-// "refile:/path". Other OpenDKIM data set types (db:, ldap:...) are refused;
+// table checks an OpenDKIM table reference: "/path", "file:/path",
+// "refile:/path" or an inline "csl:" list. Other OpenDKIM data set types
+// (db:, ldap:...) are refused;
 // the OpenDKIM parsers in this package read the files themselves.
 func (k *checker) table(key, v string) {
 	scheme, path, ok := strings.Cut(strings.TrimSpace(v), ":")
@@ -66,7 +67,7 @@ func (k *checker) table(key, v string) {
 		if path == "" {
 			k.bad(key, "names no file", "write "+scheme+":/path/to/table")
 		}
-	case "csl", "db", "dsn", "ldap", "ldaps", "ldapi", "lua", "mdb", "redis", "memcache", "socket", "erlang":
+	case "db", "dsn", "ldap", "ldaps", "ldapi", "lua", "mdb", "redis", "memcache", "socket", "erlang":
 		k.bad(key, fmt.Sprintf("OpenDKIM data set type %q is not supported", scheme), "export the table to a flat file and use file:/path or refile:/path")
 	}
 }

@@ -222,6 +222,7 @@ func (s *Signer) loadTables(cfg config.DKIM, od *config.OpenDKIMConf) error {
 	if err != nil {
 		return fmt.Errorf("dkim: %w", err)
 	}
+	s.warnings = append(s.warnings, st.Warnings...)
 	t := &tableRules{entries: map[string]config.KeyTableEntry{}, st: st, multi: multi, baseDir: base,
 		static: map[string]*key{}, dynamic: map[string]dynKey{},
 		loadWarn: func(w string) { s.log.Warn("dkim key", "warning", w) }}
