@@ -8,7 +8,8 @@
 //
 // This package does no I/O besides reading the config file, INKAN_*_FILE
 // secrets, the smarthost password file (Smarthost.ReadPassword) and the
-// OpenDKIM tables it names, and holds no crypto.
+// OpenDKIM tables it names, and listing data_dir/dkim when no DKIM key is
+// configured (see AutoKeysDir); it holds no crypto.
 package config
 
 // Config is the whole configuration of one inkan instance.
@@ -29,6 +30,9 @@ type Config struct {
 
 	// Source is the file the config was loaded from ("" for the embedded default).
 	Source string `yaml:"-"`
+	// KeysDir is DataDir/dkim when the configuration names no DKIM keys and
+	// dkim.keys were filled from the DOMAIN.SELECTOR.key files there ("" otherwise).
+	KeysDir string `yaml:"-"`
 
 	src *sources // where each setting came from, for located errors; nil = unknown
 }

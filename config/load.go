@@ -53,6 +53,7 @@ func loadEnv(path, source string, env func(string) (string, bool)) (*Config, err
 	}
 	errs = append(errs, applyEnv(c, c.src, env)...)
 	finalize(c)
+	autoKeys(c)
 	// Validate even after decoding errors: a value that failed to decode kept
 	// its previous one, and the user gets every problem in one pass.
 	verrs, _ := c.check()
