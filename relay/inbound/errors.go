@@ -23,6 +23,7 @@ var (
 	ErrShuttingDown       = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "Server shutting down, try again later"}
 	ErrLineTooLong        = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2}, Message: "Line too long: this server accepts lines of up to 2000 characters (RFC 5321 section 4.5.3.1.6 allows 1000)"}
 	ErrNeedSMTPUTF8       = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "Non-ASCII address needs the SMTPUTF8 parameter on MAIL FROM (RFC 6531)"}
+	ErrNoFromNullSender   = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message has no From header and the null sender (MAIL FROM:<>) names nobody to put there; RFC 5322 requires a From"}
 	ErrBadMessage         = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message content rejected"}
 	ErrNULByte            = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Message contains a NUL byte, which RFC 5322 does not allow and DKIM verifiers read differently; remove it or send the content as a MIME attachment"}
 	ErrBareCRInHeader     = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Header section contains a carriage return (CR) that does not end a line, which RFC 5322 does not allow; fix the sending program"}

@@ -358,7 +358,7 @@ func (s *session) checkAuthors(h mailsyntax.Header) (author mailsyntax.Address, 
 // field the signer reads differently. It returns the author the signer signs
 // for. A message without From gets one from the envelope sender envFrom
 // (RFC 6409 §8.1), which the policy approved at MAIL FROM; with the null
-// sender it stays unsigned (the zero author).
+// sender there is nobody to name, and RFC 5322 §3.6 requires a From: refused.
 func authorOf(h mailsyntax.Header, envFrom, user string, n *auth.Network, p *auth.Policy) (author mailsyntax.Address, addFrom bool, err error) {
 	a, err := h.Authors()
 	if errors.Is(err, mailsyntax.ErrNoFrom) && envFrom != "" {
@@ -373,7 +373,7 @@ func authorOf(h mailsyntax.Header, envFrom, user string, n *auth.Network, p *aut
 	case errors.As(err, &fe):
 		return author, false, malformedAuthor(fe)
 	case err != nil: // no From and the null sender
-		return author, false, nil
+		return author, false, ErrNoFromNullSender
 	}
 	if auth.Restricted(user, n) {
 		if perr := p.CheckAuthors(user, n, a.All()); perr != nil {

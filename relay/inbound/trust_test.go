@@ -77,6 +77,7 @@ var mustRefuse = map[string]bool{
 	"two From fields": true, "two From fields, other first": true, "Sender of another domain": true,
 	"Resent-From of another domain": true, "route-addr": true, "8-bit display name": true,
 	"tab-space name": true, "lower-case field name": true, "quoted local with at": true, "domain literal": true,
+	"no From at all": true,
 	"broken quote": true,
 }
 
@@ -118,6 +119,24 @@ func TestCraftedFromNeverGetsForeignSeal(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNullSenderWithoutFromRefused: with MAIL FROM:<> there is no envelope
+// sender to put in a missing From, and a Sender of another domain must not
+// slip through because the From is missing (found by the torture suite).
+func TestNullSenderWithoutFromRefused(t *testing.T) {
+	e, _ := trustEnv(t)
+	c := e.dial(inbound.KindSMTPS, "127.0.0.1")
+	if err := c.Auth(sasl.NewPlainClient("", "alice", testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	for _, hdr := range []string{"Subject: x", "Sender: bob@other.example", "Resent-From: bob@other.example"} {
+		c.Reset()
+		_, err := send(c, "", []string{"rcpt@example.net"}, hdr+"\r\n\r\nbody\r\n")
+		if code(err) != 550 {
+			t.Errorf("null sender, %q: %v, want 550", hdr, err)
+		}
 	}
 }
 

@@ -45,15 +45,30 @@ func ParseHeader(b []byte) Header {
 			continue
 		}
 		name, value, ok := strings.Cut(line, ":")
-		if !ok {
+		if !ok || !isFieldName(name) {
 			continue
 		}
 		flush()
-		// RFC 5322 §4.5.3 (obs-optional) allows white space before the colon.
-		h = append(h, Field{Name: strings.TrimRight(name, " \t"), Value: strings.TrimSpace(value)})
+		h = append(h, Field{Name: name, Value: strings.TrimSpace(value)})
 	}
 	flush()
 	return h
+}
+
+// isFieldName reports whether s is an RFC 5322 field-name: printable ASCII
+// but ':', no white space. The SMTP reader ends the header section at a line
+// whose name is not one ("From : x" with the obsolete space is body text
+// there), and this parser agrees, so no one reads such a line as a field.
+func isFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // Has reports whether a field called name (any letter case) is present.
@@ -108,23 +123,24 @@ func (e *FieldError) Error() string { return fmt.Sprintf("%s header: %v", e.Fiel
 func (e *FieldError) Unwrap() error { return e.Err }
 
 // Authors parses the sender fields. It fails with ErrNoFrom when there is no
-// From field, and with a *FieldError when a sender field does not parse or
+// From field (Others are filled in all the same), and with a *FieldError when a sender field does not parse or
 // occurs more often than RFC 5322 §3.6 allows (From and Sender once each):
 // a second From is how a message shows one author to the signer and another
 // to the reader.
 func (h Header) Authors() (Authors, error) {
 	var a Authors
 	froms := h.Values("From")
-	switch {
-	case len(froms) == 0:
-		return a, ErrNoFrom
-	case len(froms) > 1:
+	if len(froms) > 1 {
 		return a, &FieldError{"From", fmt.Errorf("%d From fields; a message has exactly one", len(froms))}
 	}
-	var err error
-	if a.From, err = ParseMailboxList(froms[0]); err != nil {
-		return a, &FieldError{"From", err}
+	if len(froms) == 1 {
+		var err error
+		if a.From, err = ParseMailboxList(froms[0]); err != nil {
+			return a, &FieldError{"From", err}
+		}
 	}
+	// The other sender fields are read whether or not there is a From: a
+	// caller that fills in a missing From must still check them.
 	if n := h.Count("Sender"); n > 1 {
 		return a, &FieldError{"Sender", fmt.Errorf("%d Sender fields; a message has at most one", n)}
 	}
@@ -143,6 +159,9 @@ func (h Header) Authors() (Authors, error) {
 			return a, &FieldError{"Resent-From", err}
 		}
 		a.Others = append(a.Others, list...)
+	}
+	if len(a.From) == 0 {
+		return a, ErrNoFrom
 	}
 	return a, nil
 }
