@@ -1,10 +1,9 @@
 package auth
 
 import (
-	"strings"
-	"unicode/utf8"
-
 	"github.com/emersion/go-smtp"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // Replies this package hands to go-smtp. Constructors such as SenderNotOwned
@@ -128,23 +127,5 @@ func who(user string) string {
 
 func angle(addr string) string { return "<" + clean(addr) + ">" }
 
-// clean makes client-supplied text safe to echo in a reply line: no control
-// characters (a CR or LF would let a client forge reply lines), valid UTF-8,
-// and short.
-func clean(s string) string {
-	const max = 100
-	var b strings.Builder
-	n := 0
-	for _, r := range s {
-		if n == max {
-			b.WriteString("...")
-			break
-		}
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError || (r >= 0x80 && r < 0xa0) {
-			r = '?'
-		}
-		b.WriteRune(r)
-		n++
-	}
-	return b.String()
-}
+// clean makes client-supplied text safe to echo in a reply line.
+func clean(s string) string { return mailsyntax.ReplyText(s, 100) }

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"io/fs"
-	"os"
 	"syscall"
 )
 
@@ -22,14 +21,4 @@ func fileIDOf(fi fs.FileInfo) fileID {
 		id.ctime = st.Ctim.Nano()
 	}
 	return id
-}
-
-// keepOwner gives tmp the owner of the file it replaces, so that root running
-// `inkan user add` does not leave a file the server's user cannot read.
-func keepOwner(tmp *os.File, old fs.FileInfo) error {
-	st, ok := old.Sys().(*syscall.Stat_t)
-	if !ok || (int(st.Uid) == os.Geteuid() && int(st.Gid) == os.Getegid()) {
-		return nil
-	}
-	return tmp.Chown(int(st.Uid), int(st.Gid))
 }

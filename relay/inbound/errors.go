@@ -44,15 +44,4 @@ func tooManyHops(n int) *smtp.SMTPError {
 }
 
 // clean keeps client text echoed in a reply on one printable line.
-func clean(s string) string {
-	b := []rune(s)
-	for i, r := range b {
-		if r < 0x20 || r == 0x7f {
-			b[i] = '?'
-		}
-	}
-	if len(b) > 200 {
-		b = append(b[:200], []rune("...")...)
-	}
-	return string(b)
-}
+func clean(s string) string { return mailsyntax.ReplyText(s, 200) }

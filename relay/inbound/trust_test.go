@@ -78,7 +78,7 @@ var mustRefuse = map[string]bool{
 	"Resent-From of another domain": true, "route-addr": true, "8-bit display name": true,
 	"tab-space name": true, "lower-case field name": true, "quoted local with at": true, "domain literal": true,
 	"no From at all": true,
-	"broken quote": true,
+	"broken quote":   true,
 }
 
 // TestCraftedFromNeverGetsForeignSeal is the attack of issue 10: every

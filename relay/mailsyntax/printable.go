@@ -53,3 +53,14 @@ func printable(r rune, n int) bool {
 	}
 	return true
 }
+
+// ReplyText makes client-supplied text safe to echo in an SMTP reply line:
+// Printable, no tab, at most max characters (then "...").
+func ReplyText(s string, max int) string {
+	s = strings.ReplaceAll(Printable(s), "\t", "?")
+	if utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:max]) + "..."
+}
