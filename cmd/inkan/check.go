@@ -1,111 +1,100 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
-	"github.com/inkan-relay/inkan/auth"
 	"github.com/inkan-relay/inkan/cmd/inkan/dkimcmd"
 	"github.com/inkan-relay/inkan/cmd/inkan/dnscmd"
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/cmd/inkan/queuecmd"
 	"github.com/inkan-relay/inkan/cmd/inkan/usercmd"
 	"github.com/inkan-relay/inkan/config"
-	"github.com/inkan-relay/inkan/relay/signing"
 )
 
-func runCheck(args []string) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	cfgPath := fs.String("config", defaultConfigPath(), "config file to check (default: the embedded default)")
-	print := fs.Bool("print", false, "print the effective config (defaults, file and env merged; secrets hidden)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+func runCheck(args []string) int { return checkMain(args, os.Stdout, os.Stderr) }
+
+const checkUsage = `usage: inkan check [-config FILE] [-print] [FILE]
+
+Validates the configuration and what it names (data directory, users file,
+DKIM keys and tables, certificate files, delivery settings), without
+changing anything. Every problem names its file and line (or environment
+variable) and a fix. Exit status: 0 when there is none, 78 otherwise.
+Warnings go to stderr and do not change the status.
+
+`
+
+func checkMain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("inkan check", flag.ContinueOnError)
+	fs.Usage = cli.Usage(fs, checkUsage+configHelp+"\n\nFlags:\n")
+	cfgPath := configFlag(fs)
+	print := fs.Bool("print", false, "print the effective config (defaults, file and env merged; secrets hidden) and where it came from")
+	if status, ok := cli.Parse(fs, args, stdout, stderr); !ok {
+		return status
 	}
-	if fs.NArg() > 0 {
+	switch fs.NArg() {
+	case 0:
+	case 1:
 		*cfgPath = fs.Arg(0)
+	default:
+		fs.SetOutput(stderr)
+		fs.Usage()
+		return cli.ExitUsage
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		printConfigError(os.Stderr, err)
-		return 1
+	cfg, source, status := loadConfig(*cfgPath, stderr)
+	if status != cli.ExitOK {
+		return status
 	}
-	failed := false
-	// Load what the config names, as serve would, to catch missing files.
-	if _, err := auth.NewNetworks(cfg.Auth, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		failed = true
-	}
-	if _, err := auth.NewPolicy(cfg.Auth.Senders); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		failed = true
-	}
-	if cfg.Auth.UsersFile != "" {
-		if _, err := auth.LoadUsers(cfg.Auth.UsersFile); err != nil {
-			fmt.Fprintln(os.Stderr, "error:", err)
-			failed = true
-		}
-	}
-	warnings := cfg.Warnings()
-	if hasDKIM(cfg) {
-		s, err := signing.New(cfg.DKIM, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
-			printConfigError(os.Stderr, err) // one line per SigningTable mistake
-			failed = true
-		} else {
-			warnings = append(warnings, s.Warnings()...)
-		}
-	} else {
-		warnings = append(warnings, "no DKIM keys configured: mail will leave unsigned (see inkan dkim keygen)")
-	}
-	if _, err := newTransport(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		fmt.Fprintln(os.Stderr, "error:", err)
-		failed = true
-	}
+	problems, warnings := checkConfig(cfg)
 	for _, w := range warnings {
-		fmt.Fprintln(os.Stderr, "warning:", w)
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	for _, p := range problems {
+		cli.PrintErrors(stderr, p)
+	}
+	if len(problems) > 0 {
+		return cli.ExitConfig
+	}
+	where := config.Describe(cfg.Source, source)
+	if cfg.KeysDir != "" {
+		where += fmt.Sprintf("; DKIM keys: %d from %s", len(cfg.DKIM.Keys), cfg.KeysDir)
 	}
 	if *print {
 		b, err := cfg.Dump()
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "error:", err)
-			return 1
+			fmt.Fprintln(stderr, "inkan check:", err)
+			return cli.ExitFail
 		}
-		os.Stdout.Write(b)
+		fmt.Fprintf(stdout, "# %s\n", where)
+		stdout.Write(b)
+		return cli.ExitOK
 	}
-	if failed {
-		return 1
-	}
-	fmt.Fprintf(os.Stderr, "%s: ok\n", sourceName(cfg))
-	return 0
+	fmt.Fprintf(stdout, "%s: ok\n", where)
+	return cli.ExitOK
 }
 
-// printConfigError prints each problem of a joined error on its own line.
-func printConfigError(w io.Writer, err error) {
-	var joined interface{ Unwrap() []error }
-	if errors.As(err, &joined) {
-		for _, e := range joined.Unwrap() {
-			printConfigError(w, e)
-		}
-		return
-	}
-	fmt.Fprintln(w, "error:", err)
-}
-
+// loadConfigFor returns the loader the dkim and dns commands call when they
+// need the configuration.
 func loadConfigFor(path string) func() (*config.Config, error) {
-	return func() (*config.Config, error) { return config.Load(path) }
+	return func() (*config.Config, error) {
+		cfg, _, err := config.LoadDiscovered(path)
+		return cfg, err
+	}
 }
 
 func runUser(args []string) int {
 	path, rest := splitConfigFlag(args)
-	cfg, err := config.Load(path)
-	if err != nil {
-		printConfigError(os.Stderr, err)
-		return 78
+	if cli.WantsHelp(rest) || len(rest) == 0 {
+		return usercmd.Run(usercmd.Options{}, rest, os.Stdin, os.Stdout, os.Stderr)
 	}
-	return usercmd.Main(usersPath(cfg), rest, os.Stdin, os.Stdout, os.Stderr)
+	cfg, _, status := loadConfig(path, os.Stderr)
+	if status != cli.ExitOK {
+		return status
+	}
+	o := usercmd.Options{UsersFile: usersPath(cfg), Senders: cfg.Auth.Senders}
+	return usercmd.Run(o, rest, os.Stdin, os.Stdout, os.Stderr)
 }
 
 func runDKIM(args []string) int {
@@ -120,10 +109,12 @@ func runDNS(args []string) int {
 
 func runQueue(args []string) int {
 	path, rest := splitConfigFlag(args)
-	cfg, err := config.Load(path)
-	if err != nil {
-		printConfigError(os.Stderr, err)
-		return 78
+	if cli.WantsHelp(rest) {
+		return queuecmd.Main("", rest, os.Stdout, os.Stderr)
+	}
+	cfg, _, status := loadConfig(path, os.Stderr)
+	if status != cli.ExitOK {
+		return status
 	}
 	return queuecmd.Main(queueDir(cfg), rest, os.Stdout, os.Stderr)
 }

@@ -5,11 +5,15 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
+	"github.com/inkan-relay/inkan/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -50,7 +54,7 @@ func main() {
 	}
 	if len(os.Args) < 2 {
 		usage(os.Stderr)
-		os.Exit(2)
+		os.Exit(cli.ExitUsage)
 	}
 	name := os.Args[1]
 	for _, c := range commands {
@@ -60,11 +64,11 @@ func main() {
 	}
 	if name == "-h" || name == "--help" || name == "-help" {
 		usage(os.Stdout)
-		os.Exit(0)
+		os.Exit(cli.ExitOK)
 	}
 	fmt.Fprintf(os.Stderr, "inkan: unknown command %q\n\n", name)
 	usage(os.Stderr)
-	os.Exit(2)
+	os.Exit(cli.ExitUsage)
 }
 
 func usage(w io.Writer) {
@@ -72,23 +76,68 @@ func usage(w io.Writer) {
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, "\nEvery command takes -config FILE (or INKAN_CONFIG=FILE); `inkan <command> -h` shows its flags.\n")
+	fmt.Fprintf(w, "\n%s\n`inkan <command> -h` (or `inkan help <command>`) shows a command's flags.\n", configHelp)
 }
 
-func runHelp([]string) int { usage(os.Stdout); return 0 }
+// configHelp says how every command finds its configuration (config.Discover).
+const configHelp = `Every command reads the first of: -config FILE, $INKAN_CONFIG (set to ""
+for none), /etc/inkan/inkan.yaml, ~/.config/inkan/inkan.yaml; else the
+embedded default. INKAN_* variables apply on top. ` + "`inkan check -print`" + ` shows which.`
 
-func runVersion([]string) int { fmt.Println("inkan", version); return 0 }
+// runHelp prints the command list, or with a command name that command's help.
+func runHelp(args []string) int {
+	if len(args) > 0 && args[0] != "help" {
+		for _, c := range commands {
+			if c.name == args[0] {
+				return c.run(append(args[1:], "-h"))
+			}
+		}
+	}
+	usage(os.Stdout)
+	return cli.ExitOK
+}
 
-// configPath returns the -config flag value, or INKAN_CONFIG.
+func runVersion(args []string) int {
+	if cli.WantsHelp(args) {
+		fmt.Println("usage: inkan version\n\nPrints the version of this binary.")
+		return cli.ExitOK
+	}
+	fmt.Println("inkan", version)
+	return cli.ExitOK
+}
+
+// defaultConfigPath is $INKAN_CONFIG, for `inkan sendmail`; every other
+// command finds its configuration with config.Discover.
 func defaultConfigPath() string { return os.Getenv("INKAN_CONFIG") }
 
+// configFlag defines -config on fs.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("config", "", "config `file` (default: $INKAN_CONFIG, /etc/inkan/inkan.yaml, ~/.config/inkan/inkan.yaml, else the embedded default)")
+}
+
+// loadConfig loads the configuration a command uses (config.Discover). On a
+// problem it prints each one once on stderr and returns cli.ExitConfig.
+func loadConfig(flagValue string, stderr io.Writer) (*config.Config, string, int) {
+	cfg, source, err := config.LoadDiscovered(flagValue)
+	if err != nil {
+		cli.PrintErrors(stderr, err)
+		return nil, source, cli.ExitConfig
+	}
+	return cfg, source, cli.ExitOK
+}
+
+// printConfigError prints each problem of a joined error on its own line.
+func printConfigError(w io.Writer, err error) { cli.PrintErrors(w, err) }
+
 // splitConfigFlag pulls "-config X" / "--config=X" out of args so that
-// subcommands implemented in other packages need not know about it.
+// subcommands implemented in other packages need not know about it. path is
+// "" when the flag is absent: config.Discover then looks further.
 func splitConfigFlag(args []string) (path string, rest []string) {
-	path = defaultConfigPath()
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
+		case a == "--":
+			return path, append(rest, args[i:]...)
 		case a == "-config" || a == "--config":
 			if i+1 < len(args) {
 				path = args[i+1]

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/inkan-relay/inkan/auth"
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue"
 	"github.com/inkan-relay/inkan/queue/safefile"
@@ -31,24 +32,42 @@ import (
 )
 
 func runServe(args []string) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	cfgPath := fs.String("config", defaultConfigPath(), "config file (default: embedded default; env INKAN_CONFIG)")
+	fs := flag.NewFlagSet("inkan serve", flag.ContinueOnError)
+	fs.Usage = cli.Usage(fs, "usage: inkan serve [-config FILE] [-log-format text|json] [-log-level LEVEL] [-quiet]\n\n"+
+		"Runs the relay. SIGHUP reloads the configuration and what it names (a bad one is\nrefused and the running one stays); SIGTERM lets sessions finish and stops.\n"+
+		"Exit status: 0 after SIGTERM, 78 for a configuration problem, 1 otherwise.\n\n"+configHelp+"\n\nFlags:\n")
+	cfgPath := configFlag(fs)
 	logFormat := fs.String("log-format", "", "log format: text or json (overrides log.format)")
 	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (overrides log.level)")
 	quiet := fs.Bool("quiet", false, "do not print the startup banner")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := cli.Parse(fs, args, os.Stdout, os.Stderr); !ok {
+		return status
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		printConfigError(os.Stderr, err)
-		return 78 // EX_CONFIG
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "inkan serve: unexpected argument %q (the config file goes after -config)\n", fs.Arg(0))
+		return cli.ExitUsage
+	}
+	cfg, source, status := loadConfig(*cfgPath, os.Stderr)
+	if status != cli.ExitOK {
+		return status
 	}
 	if *logFormat != "" {
 		cfg.Log.Format = *logFormat
 	}
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
+	}
+	// What serve would refuse later, refused now: once, located, with exit
+	// status 78 so that systemd does not restart into the same mistake.
+	problems, _ := checkConfig(cfg)
+	if err := safefile.MakeDir("data directory", cfg.DataDir); err != nil {
+		problems = append(problems, cli.Locate(cfg, "data_dir", err))
+	}
+	if len(problems) > 0 {
+		for _, p := range problems {
+			cli.PrintErrors(os.Stderr, p)
+		}
+		return cli.ExitConfig
 	}
 	logger := newLogger(os.Stderr, cfg.Log)
 	slog.SetDefault(logger)
@@ -58,12 +77,15 @@ func runServe(args []string) int {
 		debug.SetGCPercent(400)
 	}
 
-	d, err := startDaemon(cfg, *cfgPath, logger)
+	d, err := startDaemon(cfg, cfg.Source, logger)
 	if err != nil {
-		logger.Error("cannot start", "err", err)
-		fmt.Fprintln(os.Stderr, "inkan:", err)
-		return 1
+		fmt.Fprintln(os.Stderr, "inkan serve: cannot start:", err)
+		if isConfigProblem(err) {
+			return cli.ExitConfig
+		}
+		return cli.ExitFail
 	}
+	d.source, d.quiet = source, *quiet
 	if !*quiet {
 		printBanner(os.Stderr, d)
 	}
@@ -73,6 +95,8 @@ func runServe(args []string) int {
 // daemon is a running inkan: SMTP listeners, queue, delivery, HTTP.
 type daemon struct {
 	cfgPath string
+	source  string // how cfgPath was found (config.Discover)
+	quiet   bool   // no banner, nor the DKIM records on reload
 	log     *slog.Logger
 	cfg     atomic.Pointer[config.Config]
 
@@ -298,8 +322,10 @@ func (d *daemon) reload() {
 	// connections; close it a little later.
 	time.AfterFunc(time.Minute, func() { old.Close() })
 	d.tlsSetup = setup
+	oldKeys := d.srv.Current().Signer.Domains()
 	d.srv.Swap(st)
 	d.cfg.Store(cfg)
+	d.announceKeys(oldKeys, cfg, st.Signer)
 	if cfg.Listen != d.srv.ListenConfig() {
 		d.log.Warn("listener addresses changed; restart inkan to apply them")
 	}
@@ -403,36 +429,4 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-func printBanner(w io.Writer, d *daemon) {
-	cfg := d.cfg.Load()
-	fmt.Fprintf(w, "\ninkan %s is running (config: %s, data: %s)\n", version, sourceName(cfg), cfg.DataDir)
-	line := func(kind inbound.Kind, what string) {
-		for _, a := range d.srv.Addrs(kind) {
-			fmt.Fprintf(w, "  %-10s %-22s %s\n", kind, a, what)
-		}
-	}
-	line(inbound.KindSMTPS, "implicit TLS, AUTH PLAIN/LOGIN")
-	line(inbound.KindSubmission, "STARTTLS, AUTH after TLS")
-	line(inbound.KindRelay, "plain SMTP for trusted networks")
-	for _, a := range d.httpAddrs {
-		fmt.Fprintf(w, "  %-10s %-22s /healthz /readyz%s\n", "http", a, map[bool]string{true: " /metrics", false: ""}[cfg.HTTP.Metrics])
-	}
-	fmt.Fprintf(w, "  TLS: %s certificate for %s\n", d.tlsSetup.Source, cfg.Hostname)
-	st := d.srv.Current()
-	if st.Signer == nil {
-		fmt.Fprintf(w, "  DKIM: no keys yet. Create one:  inkan dkim keygen -d example.com -s s1 -o %s\n", filepath.Join(cfg.DataDir, "dkim"))
-	} else {
-		fmt.Fprintf(w, "  DKIM: DNS records to publish (inkan dns records prints SPF/DMARC too):\n")
-		for _, dom := range st.Signer.Domains() {
-			fmt.Fprintf(w, "    %s._domainkey.%s TXT \"%s\"\n", dom.Selector, dom.Name, dom.PublicKeyTXT)
-		}
-	}
-	if addrs := d.srv.Addrs(inbound.KindRelay); len(addrs) > 0 {
-		fmt.Fprintf(w, "  Try it:  swaks --server %s --from you@example.com --to someone@example.net\n", addrs[0])
-	} else if addrs := d.srv.Addrs(inbound.KindSubmission); len(addrs) > 0 {
-		fmt.Fprintf(w, "  Try it:  swaks --server %s -tls --auth-user NAME --from you@example.com --to someone@example.net\n", addrs[0])
-	}
-	fmt.Fprintln(w)
 }

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
 )
 
@@ -76,22 +77,24 @@ func runStatus(args []string) int { return statusMain(args, os.Stdout, os.Stderr
 func statusMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", defaultConfigPath(), "config file, to find the http listener")
+	fs.Usage = cli.Usage(fs, "usage: inkan status [-config FILE] [-url URL] [-json]\n\nWho sent how much in the last hour and day, against the sending quotas\n(needs http.status: true on the running inkan).\n\nFlags:\n")
+	cfgPath := configFlag(fs)
 	url := fs.String("url", "", "URL of the status document (default: "+statusPath+" on the configured http listener)")
 	asJSON := fs.Bool("json", false, "print the JSON document as it is")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if status, ok := cli.Parse(fs, args, stdout, stderr); !ok {
+		return status
 	}
 	if *url == "" {
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			printConfigError(stderr, err)
-			return 78
+		cfg, _, status := loadConfig(*cfgPath, stderr)
+		if status != cli.ExitOK {
+			return status
 		}
-		if *url, err = statusURL(cfg); err != nil {
+		u, err := statusURL(cfg)
+		if err != nil {
 			fmt.Fprintln(stderr, "status:", err)
 			return 1
 		}
+		*url = u
 	}
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get(*url)

@@ -3,11 +3,13 @@
 // configured keys. "inkan dns" (package dnscmd) prints and checks them with
 // the SPF and DMARC records, through LoadSigner, Keys and PrintRecord.
 //
-// Promises: a key file is written once (never overwritten) with mode 0600;
-// nothing here probes the network except "rotate check", which asks only
-// the resolver given with -resolver (default: delivery.resolver, else
-// /etc/resolv.conf); every command returns 0 on success, 1 on failure, 2 on
-// a usage error.
+// Promises: a key file is written once (never overwritten) with mode 0600,
+// or 0640 with its folder's group when that group is not the process's and
+// may read the folder; nothing here probes the network except "rotate
+// check", which asks only the resolver given with -resolver (default:
+// delivery.resolver, else /etc/resolv.conf); every command returns 0 on
+// success, 1 on failure, 2 on a usage error and 78 when the configuration
+// or its keys cannot be loaded; -h prints a command's usage on stdout.
 package dkimcmd
 
 import (
@@ -16,6 +18,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
@@ -41,11 +44,17 @@ const dkimUsage = `usage: inkan dkim COMMAND
 func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, dkimUsage)
-		return 2
+		return cli.ExitUsage
+	}
+	if cli.WantsHelp(args[1:]) {
+		if u, ok := helpOf[args[0]]; ok {
+			fmt.Fprint(stdout, u)
+			return cli.ExitOK
+		}
 	}
 	switch args[0] {
 	case "keygen":
-		return Keygen(args[1:], stdout, stderr)
+		return keygen(cfgLoad, args[1:], stdout, stderr)
 	case "explain":
 		return explain(cfgLoad, args[1:], stdout, stderr)
 	case "records":
@@ -54,21 +63,37 @@ func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr 
 		return rotate(cfgLoad, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, dkimUsage)
-		return 0
+		return cli.ExitOK
 	}
 	fmt.Fprintf(stderr, "inkan dkim: unknown command %q\n\n%s", args[0], dkimUsage)
-	return 2
+	return cli.ExitUsage
+}
+
+// helpOf is each command's usage, for -h.
+var helpOf = map[string]string{
+	"explain": "usage: inkan dkim explain ADDRESS...\n\nSays which keys sign mail whose header From is ADDRESS (e.g. alice@example.com), and why.\n",
+	"records": "usage: inkan dkim records\n\nPrints the DNS records of every configured key.\n",
+	"rotate":  rotateUsage,
+}
+
+// configFailed prints each configuration problem once and returns the
+// status for a configuration error.
+func configFailed(stderr io.Writer, err error) int {
+	cli.PrintErrors(stderr, err)
+	return cli.ExitConfig
 }
 
 // LoadSigner loads the configuration and its keys, as the server would.
+// Every error it returns is a configuration problem, located at its setting
+// (print it with cli.PrintErrors; the exit status is cli.ExitConfig).
 func LoadSigner(cfgLoad func() (*config.Config, error)) (*config.Config, *signing.Signer, error) {
 	cfg, err := cfgLoad()
 	if err != nil {
-		return nil, nil, fmt.Errorf("load configuration: %w", err)
+		return nil, nil, err
 	}
 	s, err := signing.New(cfg.DKIM, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, cli.Locate(cfg, "dkim", err)
 	}
 	return cfg, s, nil
 }
@@ -80,8 +105,7 @@ func explain(cfgLoad func() (*config.Config, error), args []string, stdout, stde
 	}
 	_, s, err := LoadSigner(cfgLoad)
 	if err != nil {
-		fmt.Fprintln(stderr, "inkan dkim explain:", err)
-		return 1
+		return configFailed(stderr, err)
 	}
 	for _, a := range args {
 		fmt.Fprintf(stdout, "%s:\n", a)
@@ -102,8 +126,7 @@ func records(cfgLoad func() (*config.Config, error), args []string, stdout, stde
 	}
 	_, s, err := LoadSigner(cfgLoad)
 	if err != nil {
-		fmt.Fprintln(stderr, "inkan dkim records:", err)
-		return 1
+		return configFailed(stderr, err)
 	}
 	ds := s.Domains()
 	if len(ds) == 0 {

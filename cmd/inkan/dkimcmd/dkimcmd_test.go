@@ -200,7 +200,7 @@ func TestExplainAndRecords(t *testing.T) {
 		}
 	}
 	broken := func() (*config.Config, error) { return nil, os.ErrNotExist }
-	if code, _, errs := run(func(o, e *bytes.Buffer) int { return Main(broken, []string{"records"}, o, e) }); code != 1 || !strings.Contains(errs, "load configuration") {
+	if code, _, errs := run(func(o, e *bytes.Buffer) int { return Main(broken, []string{"records"}, o, e) }); code != 78 || !strings.Contains(errs, "error: file does not exist") {
 		t.Errorf("broken config: %d %s", code, errs)
 	}
 }

@@ -14,7 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
+	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
@@ -59,36 +62,74 @@ func (o *keyOpts) validate() error {
 }
 
 // Keygen runs "inkan dkim keygen -d DOMAIN -s SELECTOR [-a ed25519|rsa]
-// [-b 2048] [-o DIR]": it writes DIR/DOMAIN.SELECTOR.key (PKCS#8 PEM, mode
-// 0600, never overwriting) and prints the DNS record to publish.
-func Keygen(args []string, stdout, stderr io.Writer) int {
+// [-b 2048] [-o DIR]": it writes DIR/DOMAIN.SELECTOR.key (PKCS#8 PEM, never
+// overwriting; mode 0600, or 0640 with the folder's group when DIR belongs
+// to another group that may read it, as `install -d -m 0750 -o root -g
+// inkan DIR` makes it) and prints the DNS record to publish.
+func Keygen(args []string, stdout, stderr io.Writer) int { return keygen(nil, args, stdout, stderr) }
+
+const keygenHelp = `Writes DIR/DOMAIN.SELECTOR.key (PKCS#8 PEM, never overwriting an existing
+file; mode 0600, or 0640 with the folder's group when DIR belongs to another
+group that may read it, e.g. install -d -m 0750 -o root -g inkan DIR) and
+prints the DNS TXT record to publish. Keys written to DATA_DIR/dkim are used
+without any dkim setting in the configuration.
+
+`
+
+// keygen is Keygen; cfgLoad, when not nil, lets it say how the running
+// configuration will pick the key up.
+func keygen(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("inkan dkim keygen", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var o keyOpts
 	o.register(fs, ".")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: inkan dkim keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519] [-b 2048] [-o DIR]")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs.Usage = cli.Usage(fs, "usage: inkan dkim keygen -d DOMAIN -s SELECTOR [-a rsa|ed25519] [-b 2048] [-o DIR]\n\n"+keygenHelp+"Flags:\n")
+	if status, ok := cli.Parse(fs, args, stdout, stderr); !ok {
+		return status
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "inkan dkim keygen: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return cli.ExitUsage
 	}
 	path, pub, err := generate(&o)
 	if err != nil {
 		fmt.Fprintln(stderr, "inkan dkim keygen:", err)
 		var ue usageError
 		if errors.As(err, &ue) {
-			return 2
+			return cli.ExitUsage
 		}
-		return 1
+		return cli.ExitFail
 	}
 	printKey(stdout, o, path, pub)
-	fmt.Fprintf(stdout, "\nThen add the key to the inkan configuration and reload:\n%s", configSnippet(o.domain, o.selector, path))
-	return 0
+	fmt.Fprintln(stdout)
+	nextStep(stdout, cfgLoad, o, path)
+	return cli.ExitOK
+}
+
+// nextStep says what makes inkan sign with the new key.
+func nextStep(w io.Writer, cfgLoad func() (*config.Config, error), o keyOpts, path string) {
+	var cfg *config.Config
+	if cfgLoad != nil {
+		cfg, _ = cfgLoad() // a broken configuration does not stop keygen
+	}
+	where := "the inkan configuration"
+	if cfg != nil {
+		if cfg.Source != "" {
+			where = cfg.Source
+		}
+		auto := config.AutoKeysDir(cfg.DataDir)
+		configured := cfg.KeysDir == "" && (len(cfg.DKIM.Keys) > 0 || cfg.DKIM.KeyTable != "" || cfg.DKIM.SigningTable != "" || cfg.DKIM.OpenDKIMConf != "")
+		if !configured && auto != "" && filepath.Dir(path) == auto {
+			fmt.Fprintf(w, "The configuration names no DKIM keys, so inkan signs with every key in %s: publish the record, then restart inkan or send it SIGHUP (systemctl reload inkan) to load this one.\n", auto)
+			return
+		}
+		for _, k := range cfg.DKIM.Keys {
+			if k.KeyFile == path {
+				fmt.Fprintf(w, "%s already names this file (d=%s s=%s): publish the record, then reload inkan.\n", where, k.Domain, k.Selector)
+				return
+			}
+		}
+	}
+	fmt.Fprintf(w, "Then add the key to %s and reload inkan:\n%s", where, configSnippet(o.domain, o.selector, path))
 }
 
 // usageError marks bad flags (exit status 2).
@@ -124,6 +165,7 @@ func generate(o *keyOpts) (string, crypto.PublicKey, error) {
 	if err := writeExclusive(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})); err != nil {
 		return "", nil, err
 	}
+	shareWithFolderGroup(path)
 	return path, key.Public(), nil
 }
 
@@ -156,7 +198,11 @@ func printKey(w io.Writer, o keyOpts, path string, pub crypto.PublicKey) {
 	if k, ok := pub.(*rsa.PublicKey); ok {
 		alg += fmt.Sprintf(" (%d-bit)", k.N.BitLen())
 	}
-	fmt.Fprintf(w, "Private key: %s (PKCS#8 PEM, mode 0600; keep it secret)\n", path)
+	mode := "mode 0600"
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm() != 0o600 {
+		mode = fmt.Sprintf("mode %04o, readable by the folder's group", fi.Mode().Perm())
+	}
+	fmt.Fprintf(w, "Private key: %s (PKCS#8 PEM, %s; keep it secret)\n", path, mode)
 	fmt.Fprintf(w, "Domain:      %s\n", o.domain)
 	fmt.Fprintf(w, "Selector:    %s (the s= tag of signatures; not the s=email service tag)\n", o.selector)
 	fmt.Fprintf(w, "Algorithm:   %s\n\n", alg)
@@ -203,4 +249,22 @@ func bindTXT(name, value string) string {
 
 func configSnippet(domain, selector, path string) string {
 	return fmt.Sprintf("dkim:\n  keys:\n    - domain: %s\n      selector: %s\n      key_file: %s\n", domain, selector, path)
+}
+
+// shareWithFolderGroup gives a new key the group of its folder, readable by
+// that group (0640), when the folder belongs to another group than the
+// process's and that group may list it: root making keys in a 0750
+// root:inkan folder makes keys the service can read, and nobody else.
+func shareWithFolderGroup(path string) {
+	dir, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return
+	}
+	st, ok := dir.Sys().(*syscall.Stat_t)
+	if !ok || int(st.Gid) == os.Getegid() || dir.Mode().Perm()&0o050 != 0o050 || dir.Mode().Perm()&0o007 != 0 {
+		return
+	}
+	if os.Chown(path, -1, int(st.Gid)) == nil {
+		os.Chmod(path, 0o640)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/inkan-relay/inkan/cmd/inkan/dnscheck"
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
@@ -19,8 +20,8 @@ import (
 // rotation, each printing the next one.
 func rotate(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, dkimUsage)
-		return 2
+		fmt.Fprint(stderr, rotateUsage)
+		return cli.ExitUsage
 	}
 	switch args[0] {
 	case "next":
@@ -30,9 +31,19 @@ func rotate(cfgLoad func() (*config.Config, error), args []string, stdout, stder
 	case "retire":
 		return rotateRetire(cfgLoad, args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "inkan dkim rotate: unknown step %q (next, check or retire)\n", args[0])
-	return 2
+	fmt.Fprintf(stderr, "inkan dkim rotate: unknown step %q\n\n%s", args[0], rotateUsage)
+	return cli.ExitUsage
 }
+
+const rotateUsage = `usage: inkan dkim rotate next -d DOMAIN -s NEWSELECTOR [-a rsa|ed25519] [-o DIR]
+       inkan dkim rotate check -d DOMAIN -s SELECTOR [-k KEYFILE] [-resolver HOST:PORT]
+       inkan dkim rotate retire -d DOMAIN -s OLDSELECTOR [-k KEYFILE]
+
+A key rotation in stages, each printing the next:
+  next    a new key and its record, and what to change in the configuration
+  check   is the new record published and equal to the private key?
+  retire  the record that revokes the old key, once it no longer signs
+`
 
 // keyDirs lists where keys of domain are expected: next to its current
 // keys, then DataDir/dkim, then the working directory.
@@ -59,8 +70,7 @@ func rotateNext(cfgLoad func() (*config.Config, error), args []string, stdout, s
 	}
 	cfg, s, err := LoadSigner(cfgLoad)
 	if err != nil {
-		fmt.Fprintln(stderr, "inkan dkim rotate next:", err)
-		return 1
+		return configFailed(stderr, err)
 	}
 	o.domain = strings.ToLower(strings.TrimSuffix(o.domain, "."))
 	old := Keys(s, o.domain)
@@ -86,11 +96,16 @@ func rotateNext(cfgLoad func() (*config.Config, error), args []string, stdout, s
 	fmt.Fprintf(stdout, "\nStep 2: publish the record above, wait for it to be visible (up to the TTL of any\n"+
 		"cached answer), then run:\n  inkan dkim rotate check -d %s -s %s\n\n", o.domain, o.selector)
 	fmt.Fprintf(stdout, "Step 3: switch signing to %s and reload inkan.\n", o.selector)
-	if len(old) == 0 {
+	if cfg.KeysDir != "" && filepath.Dir(path) == cfg.KeysDir {
+		fmt.Fprintf(stdout, "inkan signs with every key in %s (the configuration names none), so the new key signs from the next reload or restart; then move the old key file out of that folder.\n", cfg.KeysDir)
+	}
+	if len(old) == 0 && cfg.KeysDir == "" {
 		fmt.Fprintf(stdout, "%s has no key configured yet; add:\n%s", o.domain, configSnippet(o.domain, o.selector, path))
 	}
 	for _, d := range old {
-		if isNative(cfg, d) {
+		if cfg.KeysDir != "" {
+			// said above
+		} else if isNative(cfg, d) {
 			fmt.Fprintf(stdout, "In dkim.keys, replace\n      selector: %s\n      key_file: %s\nwith\n      selector: %s\n      key_file: %s\n",
 				d.Selector, d.KeyFile, o.selector, path)
 		} else {
@@ -159,8 +174,7 @@ func rotateCheck(cfgLoad func() (*config.Config, error), args []string, stdout, 
 	}
 	cfg, s, err := LoadSigner(cfgLoad)
 	if err != nil {
-		fmt.Fprintln(stderr, "inkan dkim rotate check:", err)
-		return 1
+		return configFailed(stderr, err)
 	}
 	path, err := findKey(cfg, s, strings.ToLower(*domain), *selector, *keyFile)
 	if err != nil {
@@ -208,8 +222,7 @@ func rotateRetire(cfgLoad func() (*config.Config, error), args []string, stdout,
 	d := strings.ToLower(*domain)
 	cfg, s, err := LoadSigner(cfgLoad)
 	if err != nil {
-		fmt.Fprintln(stderr, "inkan dkim rotate retire:", err)
-		return 1
+		return configFailed(stderr, err)
 	}
 	for _, x := range Keys(s, d) {
 		if strings.EqualFold(x.Selector, *selector) {

@@ -5,8 +5,8 @@
 // Promises: only "check" touches the network, and it asks only one
 // resolver (-resolver, else delivery.resolver, else /etc/resolv.conf);
 // inkan never probes the network for this host's addresses (-ip gives them);
-// the exit status is 0 on success, 1 when a check FAILs or the configuration
-// cannot be loaded, 2 on a usage error.
+// the exit status is 0 on success, 1 when a check FAILs, 2 on a usage
+// error, 78 when the configuration or its keys cannot be loaded.
 package dnscmd
 
 import (
@@ -21,6 +21,7 @@ import (
 
 	"github.com/inkan-relay/inkan/cmd/inkan/dkimcmd"
 	"github.com/inkan-relay/inkan/cmd/inkan/dnscheck"
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
@@ -35,6 +36,12 @@ const dnsUsage = `usage: inkan dns COMMAND
 -ip gives this host's public addresses; inkan never probes the network to
 find them.
 `
+
+// usageOf heads each command's -h.
+var usageOf = map[string]string{
+	"records": "usage: inkan dns records [-ip ADDR,...] [-d DOMAIN]\n\nPrints the DKIM, SPF and DMARC records each sending domain needs.\n\nFlags:\n",
+	"check":   "usage: inkan dns check [-ip ADDR,...] [-d DOMAIN] [-resolver HOST:PORT]\n\nLooks the records up and checks them; exit status 1 if any FAIL.\n\nFlags:\n",
+}
 
 // now is the clock, a variable so that tests can replace it.
 var now = time.Now
@@ -76,10 +83,10 @@ func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr 
 	case "records", "check":
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, dnsUsage)
-		return 0
+		return cli.ExitOK
 	default:
 		fmt.Fprintf(stderr, "inkan dns: unknown command %q\n\n%s", cmd, dnsUsage)
-		return 2
+		return cli.ExitUsage
 	}
 	fs := flag.NewFlagSet("inkan dns "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -90,13 +97,14 @@ func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr 
 	if cmd == "check" {
 		fs.StringVar(&resolver, "resolver", "", "DNS resolver `host:port` (default: delivery.resolver, else the first nameserver in /etc/resolv.conf)")
 	}
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
+	fs.Usage = cli.Usage(fs, usageOf[cmd])
+	if status, ok := cli.Parse(fs, args[1:], stdout, stderr); !ok {
+		return status
 	}
 	cfg, s, err := dkimcmd.LoadSigner(cfgLoad)
 	if err != nil {
-		fmt.Fprintf(stderr, "inkan dns %s: %v\n", cmd, err)
-		return 1
+		cli.PrintErrors(stderr, err)
+		return cli.ExitConfig
 	}
 	domains := sendingDomains(cfg, s)
 	if *only != "" {

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/queue"
 	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
@@ -62,6 +63,10 @@ var ops = map[string]struct {
 // Main runs `inkan queue ARGS` on the spool in queueDir and returns the exit
 // status.
 func Main(queueDir string, args []string, stdout, stderr io.Writer) int {
+	if cli.WantsHelp(args) {
+		fmt.Fprint(stdout, usage)
+		return cli.ExitOK
+	}
 	if len(args) == 0 {
 		args = []string{"list"}
 	}
@@ -74,14 +79,14 @@ func Main(queueDir string, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	switch {
-	case cmd == "help" || cmd == "-h" || cmd == "--help":
+	case cmd == "help":
 		fmt.Fprint(stdout, usage)
-		return 0
+		return cli.ExitOK
 	case cmd == "list" || cmd == "show":
 	case ops[cmd].call != nil:
 	default:
-		fmt.Fprint(stderr, usage)
-		return 2
+		fmt.Fprintf(stderr, "inkan queue: unknown command %q\n\n%s", cmd, usage)
+		return cli.ExitUsage
 	}
 	if cmd == "retry" && len(ids) == 0 {
 		ids = []string{queue.AllMessages}
@@ -112,7 +117,9 @@ func Main(queueDir string, args []string, stdout, stderr io.Writer) int {
 	case "show":
 		status := 0
 		for _, id := range ids {
-			if err := show(a, strings.ToUpper(id), stdout); err != nil {
+			if err := show(a, strings.ToUpper(id), stdout); errors.Is(err, queue.ErrNotFound) {
+				status = fail("%s is not in the queue: it was delivered, bounced or deleted; the server's log lines with queue_id=%[1]s say which (under systemd: journalctl -u inkan -g %[1]s)", strings.ToUpper(id))
+			} else if err != nil {
 				status = fail("%s: %v", id, err)
 			}
 		}

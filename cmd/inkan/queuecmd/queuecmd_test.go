@@ -155,7 +155,7 @@ func TestCLIRunningServer(t *testing.T) {
 	waitFor(t, "retried", func() bool { return tr.Calls() >= 4 })
 
 	_, errOut, code = run(t, dir, "show", "0000000000000000")
-	if code != 1 || !strings.Contains(errOut, "no such message") {
+	if code != 1 || !strings.Contains(errOut, "0000000000000000 is not in the queue: it was delivered, bounced or deleted") {
 		t.Errorf("show unknown: %d %q", code, errOut)
 	}
 	waitFor(t, "idle", func() bool {

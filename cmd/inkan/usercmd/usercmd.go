@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/inkan-relay/inkan/auth"
+	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 )
 
 // Hashing settings; tests lower them for speed.
@@ -34,34 +35,47 @@ The password is read from the terminal (asked twice), or as one line from
 standard input when it is not a terminal. It is never taken from arguments.
 `
 
+// Options are what `inkan user` needs from the configuration.
+type Options struct {
+	UsersFile string              // the users file (auth.users_file, or data_dir/users)
+	Senders   map[string][]string // auth.senders, to say what a new user may send as
+}
+
 // Main runs `inkan user ARGS` on usersFile and returns the exit code: 0 done,
 // 1 error, 2 bad usage.
 func Main(usersFile string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return Run(Options{UsersFile: usersFile}, args, stdin, stdout, stderr)
+}
+
+// Run is Main with the settings of the configuration. -h, -help or --help
+// print the usage on stdout and return 0.
+func Run(o Options, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if cli.WantsHelp(args) {
+		fmt.Fprint(stdout, usage)
+		return cli.ExitOK
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return cli.ExitUsage
 	}
 	cmd, rest := args[0], args[1:]
 	fs := flag.NewFlagSet("inkan user "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage) }
 	hashKind := "bcrypt"
 	switch cmd {
 	case "add", "passwd":
 		fs.StringVar(&hashKind, "hash", "bcrypt", "password hash: bcrypt or argon2id")
 	case "del", "delete", "list":
-	case "help", "-h", "-help", "--help":
+	case "help":
 		fmt.Fprint(stdout, usage)
-		return 0
+		return cli.ExitOK
 	default:
 		fmt.Fprintf(stderr, "inkan user: unknown command %q\n%s", cmd, usage)
-		return 2
+		return cli.ExitUsage
 	}
 	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+		return cli.ExitUsage
 	}
 	want := 1
 	if cmd == "list" {
@@ -69,24 +83,25 @@ func Main(usersFile string, args []string, stdin io.Reader, stdout, stderr io.Wr
 	}
 	if fs.NArg() != want {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return cli.ExitUsage
 	}
 	if hashKind != "bcrypt" && hashKind != "argon2id" {
 		fmt.Fprintf(stderr, "inkan user: -hash %q: want bcrypt or argon2id\n", hashKind)
-		return 2
+		return cli.ExitUsage
 	}
-	if usersFile == "" {
+	if o.UsersFile == "" {
 		fmt.Fprintln(stderr, "inkan user: no users file configured: set auth.users_file")
-		return 1
+		return cli.ExitConfig
 	}
-	if err := run(usersFile, cmd, fs.Arg(0), hashKind, stdin, stdout, stderr); err != nil {
+	if err := run(o, cmd, fs.Arg(0), hashKind, stdin, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "inkan user %s: %v\n", cmd, err)
-		return 1
+		return cli.ExitFail
 	}
-	return 0
+	return cli.ExitOK
 }
 
-func run(file, cmd, name, hashKind string, stdin io.Reader, stdout, stderr io.Writer) error {
+func run(o Options, cmd, name, hashKind string, stdin io.Reader, stdout, stderr io.Writer) error {
+	file := o.UsersFile
 	switch cmd {
 	case "list":
 		names, err := auth.ListUsers(file)
@@ -101,7 +116,7 @@ func run(file, cmd, name, hashKind string, stdin io.Reader, stdout, stderr io.Wr
 		if err := auth.DeleteUser(file, name); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "deleted user %s from %s\n", name, file)
+		fmt.Fprintf(stdout, "Deleted user %s from %s\n", name, file)
 		return nil
 	}
 	if err := auth.ValidateUserName(name); err != nil {
@@ -131,16 +146,15 @@ func run(file, cmd, name, hashKind string, stdin io.Reader, stdout, stderr io.Wr
 		if err := auth.AddUser(file, name, hash); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "added user %s to %s\n", name, file)
-		if !strings.Contains(name, "@") {
-			fmt.Fprintf(stderr, "note: %s is not an address, so it may send only as the addresses listed for it under auth.senders\n", name)
-		}
+		fmt.Fprintf(stdout, "Added user %s to %s\n", name, file)
+		sendsAs(o, name, stdout, stderr)
+		serviceCanRead(file, stderr)
 		return nil
 	}
 	if err := auth.ChangePassword(file, name, hash); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "changed password of %s in %s\n", name, file)
+	fmt.Fprintf(stdout, "Changed the password of user %s in %s\n", name, file)
 	return nil
 }
 
@@ -201,4 +215,17 @@ func checkPassword(pw string) (string, error) {
 		}
 	}
 	return pw, nil
+}
+
+// sendsAs says which addresses the new user may send as: its auth.senders
+// entry, else its own name when that is an address, else none (a warning).
+func sendsAs(o Options, name string, stdout, stderr io.Writer) {
+	switch {
+	case len(o.Senders[name]) > 0:
+		fmt.Fprintf(stdout, "%s may send as %s (auth.senders)\n", name, strings.Join(o.Senders[name], ", "))
+	case strings.Contains(name, "@"):
+		fmt.Fprintf(stdout, "%s may send as %s (its own name; auth.senders can add more)\n", name, name)
+	default:
+		fmt.Fprintf(stderr, "warning: %s is not an address and auth.senders has no entry for it, so it may log in but send as no address; add `%s: [%s@example.com]` under auth.senders and reload\n", name, name, name)
+	}
 }

@@ -51,7 +51,7 @@ func TestUserLifecycle(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "etc", "users")
 
 	r := mustRun(t, file, "first pw\n", "add", "alice@example.com")
-	if !strings.Contains(r.stdout, "added user alice@example.com") {
+	if !strings.Contains(r.stdout, "Added user alice@example.com") {
 		t.Errorf("stdout %q", r.stdout)
 	}
 	if !verify(t, file, "alice@example.com", "first pw") {
@@ -127,7 +127,7 @@ func TestUserErrors(t *testing.T) {
 	if _, err := os.Stat(file); !os.IsNotExist(err) {
 		t.Error("a failed command created the file")
 	}
-	if r := runCLI(t, "", "pw\n", "add", "alice"); r.code != 1 || !strings.Contains(r.stderr, "auth.users_file") {
+	if r := runCLI(t, "", "pw\n", "add", "alice"); r.code != 78 || !strings.Contains(r.stderr, "auth.users_file") {
 		t.Errorf("no users file: %+v", r)
 	}
 	if r := runCLI(t, file, "", "help"); r.code != 0 || !strings.Contains(r.stdout, "usage") {
