@@ -64,13 +64,16 @@ func (e *OpenDKIMError) Unwrap() error { return e.Err }
 
 // KeyTableEntry is one KeyTable line: "Name Domain:Selector:KeyFile".
 type KeyTableEntry struct {
-	Name     string
-	Domain   string // "%" = the domain of the header From address
-	Selector string
-	KeyFile  string // path to the private key; may contain "%" (replaced by the d= domain)
-	KeyData  string // the key itself when the line holds it inline instead of a path
-	File     string // the KeyTable this entry came from
-	Line     int
+	Name   string
+	Domain string // lower case; "%" = the domain of the header From address
+	// DomainAsWritten is Domain before lower-casing: OpenDKIM puts it
+	// into a "%" key path as written.
+	DomainAsWritten string
+	Selector        string
+	KeyFile         string // path to the private key; may contain "%" (replaced by the d= domain)
+	KeyData         string // the key itself when the line holds it inline instead of a path
+	File            string // the KeyTable this entry came from
+	Line            int
 }
 
 // ParseKeyTable reads an OpenDKIM KeyTable. path may carry a "file:" or
@@ -118,7 +121,7 @@ func opendkimKeyTable(file string, each func(entryFunc) error) ([]KeyTableEntry,
 		if len(parts) < 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
 			return bad(fmt.Sprintf("key %q: value %q is not domain:selector:keyfile", key, value), form)
 		}
-		e := KeyTableEntry{Name: key, Domain: strings.ToLower(parts[0]), Selector: parts[1], File: file, Line: n}
+		e := KeyTableEntry{Name: key, Domain: strings.ToLower(parts[0]), DomainAsWritten: parts[0], Selector: parts[1], File: file, Line: n}
 		if err := mailsyntax.CheckDomain(e.Domain, mailsyntax.SigningDomain); e.Domain != "%" && err != nil {
 			return bad(fmt.Sprintf("key %q: %q is not a domain name (%v)", key, parts[0], err),
 				`the first field is the d= domain, e.g. example.com, or "%" for the From domain`)

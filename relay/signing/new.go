@@ -272,13 +272,13 @@ func (s *Signer) loadEntry(t *tableRules, e config.KeyTableEntry) error {
 		k, err := loadTableKey(e, t.keyPath(e, d), collect)
 		if errors.Is(err, fs.ErrNotExist) {
 			s.warnings = append(s.warnings, fmt.Sprintf("KeyTable %s:%d key %q: %v", e.File, e.Line, e.Name, err))
-			t.remember(t.keyPath(e, d), dynKey{nil, err})
+			t.remember(dynID(e, t.keyPath(e, d)), dynKey{nil, err})
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("dkim: %w", err)
 		}
-		t.remember(t.keyPath(e, d), dynKey{k, nil})
+		t.remember(dynID(e, t.keyPath(e, d)), dynKey{k, nil})
 		if err := s.addDomain(d, k); err != nil {
 			return err
 		}

@@ -214,3 +214,40 @@ func TestConcurrentBegin(t *testing.T) {
 		t.Errorf("%d signatures, want 30 (none for none.example)", signed)
 	}
 }
+
+// Found by TestOpenDKIMDifferential: two "%" KeyTable entries that share a
+// key file under different selectors each sign with their own selector
+// (the "%" key cache was keyed by path alone), a KeyTable domain goes into
+// a "%" key path as written, and in single-key mode the nearest listed
+// parent domain signs, whatever the order of the Domain list.
+func TestOpenDKIMDifferentialFindings(t *testing.T) {
+	dir := opendkimSetup(t)
+	if err := os.MkdirAll(filepath.Join(dir, "keys", "Example.ORG"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeKey(t, dir, "keys/Example.ORG/mixed.private", testEd25519(t, 15), 0o600)
+	writeFile(t, dir, "SharedKT", "byname example.org:one:"+dir+"/keys/%/default.private\n"+
+		"pct %:two:"+dir+"/keys/%/default.private\n"+
+		"mixed Example.ORG:mixed:"+dir+"/keys/%/mixed.private\n")
+	writeFile(t, dir, "SharedST", "*@example.org byname\n*@example.org pct\n*@example.org mixed\n")
+	s := newSigner(t, config.DKIM{KeyTable: filepath.Join(dir, "SharedKT"), SigningTable: "refile:" + filepath.Join(dir, "SharedST"), MultipleSignatures: true})
+	st, d := s.Begin(msgOf("From: a@example.org\r\n\r\n"))
+	st.Abort()
+	var got []string
+	for _, k := range d.Keys {
+		got = append(got, k.Domain+"/"+k.Selector)
+	}
+	if strings.Join(got, ",") != "example.org/one,example.org/two,example.org/mixed" || d.Err != nil {
+		t.Errorf("shared %% key file: %v %s", got, d.Reason)
+	}
+
+	single := writeFile(t, dir, "nearest.conf", "Domain example.com,sub.example.com\nSelector solo\nKeyFile "+dir+"/keys/example.org/default.private\nSubDomains yes\n")
+	s = newSigner(t, config.DKIM{OpenDKIMConf: single})
+	for from, want := range map[string]string{"a@x.sub.example.com": "sub.example.com", "a@sub.example.com": "sub.example.com", "a@x.example.com": "example.com"} {
+		st, d := s.Begin(msgOf("From: " + from + "\r\n\r\n"))
+		st.Abort()
+		if len(d.Keys) != 1 || d.Keys[0].Domain != want {
+			t.Errorf("single-key %s: %+v, want d=%s", from, d.Keys, want)
+		}
+	}
+}

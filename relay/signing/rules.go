@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -91,7 +92,7 @@ type tableRules struct {
 	baseDir  string          // for ./relative key paths
 	static   map[string]*key // by key name, keys with a fixed d= and path
 	mu       sync.Mutex
-	dynamic  map[string]dynKey // "%"-keys by resolved path
+	dynamic  map[string]dynKey // "%"-keys by dynID
 	loadWarn func(string)
 }
 
@@ -125,11 +126,8 @@ func (s *Signer) choose(addr string) (cands []candidate, notes []string, err err
 		}
 	}
 	if r := s.single; r != nil {
-		for _, d := range r.domains {
-			if domain == d || (r.subdomains && strings.HasSuffix(domain, "."+d)) {
-				cands = append(cands, candidate{k: r.k, domain: d, why: fmt.Sprintf("%s Domain %s", r.origin, d)})
-				break
-			}
+		if d, ok := r.match(domain); ok {
+			cands = append(cands, candidate{k: r.k, domain: d, why: fmt.Sprintf("%s Domain %s", r.origin, d)})
 		}
 	}
 	if t := s.table; t != nil {
@@ -140,6 +138,24 @@ func (s *Signer) choose(addr string) (cands []candidate, notes []string, err err
 		}
 	}
 	return dedupe(cands), notes, err
+}
+
+// match returns the listed domain that signs mail from domain: domain
+// itself, or with SubDomains its nearest listed parent. OpenDKIM walks up
+// from the From domain, so the most specific entry wins whatever the order
+// of the list.
+func (r *singleRule) match(domain string) (string, bool) {
+	for d := domain; d != ""; {
+		if slices.Contains(r.domains, d) {
+			return d, true
+		}
+		_, parent, ok := strings.Cut(d, ".")
+		if !r.subdomains || !ok {
+			break
+		}
+		d = parent
+	}
+	return "", false
 }
 
 func dedupe(cands []candidate) []candidate {
@@ -212,10 +228,16 @@ func identityOK(id, d string) bool {
 // each new one may add a failed lookup; those are forgotten first.
 const maxDynamicKeys = 1024
 
-// remember caches a "%" key or its failure; t.mu is held (or t is not
-// shared yet). When the cache is full the failures are dropped; when keys
-// alone fill it (over maxDynamicKeys key files), the result is not kept.
-func (t *tableRules) remember(path string, dk dynKey) {
+// dynID names a "%" key in the cache: the KeyTable entry and the key file.
+// Two entries may share a file under different selectors, so the path
+// alone is not enough.
+func dynID(e config.KeyTableEntry, path string) string { return e.Name + "\x00" + path }
+
+// remember caches a "%" key or its failure under its dynID; t.mu is held
+// (or t is not shared yet). When the cache is full the failures are
+// dropped; when keys alone fill it (over maxDynamicKeys key files), the
+// result is not kept.
+func (t *tableRules) remember(id string, dk dynKey) {
 	if len(t.dynamic) >= maxDynamicKeys {
 		for p, old := range t.dynamic {
 			if old.k == nil {
@@ -226,7 +248,7 @@ func (t *tableRules) remember(path string, dk dynKey) {
 			return
 		}
 	}
-	t.dynamic[path] = dk
+	t.dynamic[id] = dk
 }
 
 // keyFor returns the loaded key for a KeyTable entry and From domain. Keys
@@ -243,20 +265,24 @@ func (t *tableRules) keyFor(e config.KeyTableEntry, fromDomain string) (*key, er
 	path := t.keyPath(e, d)
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if dk, ok := t.dynamic[path]; ok {
+	if dk, ok := t.dynamic[dynID(e, path)]; ok {
 		return dk.k, dk.err
 	}
 	k, err := loadTableKey(e, path, t.loadWarn)
-	t.remember(path, dynKey{k, err})
+	t.remember(dynID(e, path), dynKey{k, err})
 	return k, err
 }
 
 // keyPath applies OpenDKIM's "%" token (the d= domain) to a key path and
 // resolves ./relative paths against BaseDirectory, or else the KeyTable's
-// own directory.
+// own directory. A KeyTable domain goes into the path as written, as in
+// OpenDKIM ("%" stands for the From domain, which is lower case).
 func (t *tableRules) keyPath(e config.KeyTableEntry, domain string) string {
 	if e.KeyFile == "" {
 		return ""
+	}
+	if e.Domain != "%" && e.DomainAsWritten != "" {
+		domain = e.DomainAsWritten
 	}
 	p := strings.ReplaceAll(e.KeyFile, "%", domain)
 	if !filepath.IsAbs(p) {
