@@ -26,7 +26,7 @@ mail._domainkey.example.com example.com:mail:/etc/opendkim/keys/example.com/mail
 ed  example.com:ed2024:./keys/ed.key   # trailing comment
 wild %:default:/etc/opendkim/keys/%/default.private
 inline example.org:s1:MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7
-google example.net:20230601:/k/g
+google Example.NET:20230601:/k/g
 under example.net:s_1.mail:/k/u
 `)
 	for _, spec := range []string{p, "file:" + p, "refile:" + p} {
@@ -35,12 +35,12 @@ under example.net:s_1.mail:/k/u
 			t.Fatalf("%s: %v", spec, err)
 		}
 		want := []KeyTableEntry{
-			{Name: "mail._domainkey.example.com", Domain: "example.com", Selector: "mail", KeyFile: "/etc/opendkim/keys/example.com/mail.private", File: p, Line: 2},
-			{Name: "ed", Domain: "example.com", Selector: "ed2024", KeyFile: "./keys/ed.key", File: p, Line: 4},
-			{Name: "wild", Domain: "%", Selector: "default", KeyFile: "/etc/opendkim/keys/%/default.private", File: p, Line: 5},
-			{Name: "inline", Domain: "example.org", Selector: "s1", KeyData: "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7", File: p, Line: 6},
-			{Name: "google", Domain: "example.net", Selector: "20230601", KeyFile: "/k/g", File: p, Line: 7},
-			{Name: "under", Domain: "example.net", Selector: "s_1.mail", KeyFile: "/k/u", File: p, Line: 8},
+			{Name: "mail._domainkey.example.com", Domain: "example.com", DomainAsWritten: "example.com", Selector: "mail", KeyFile: "/etc/opendkim/keys/example.com/mail.private", File: p, Line: 2},
+			{Name: "ed", Domain: "example.com", DomainAsWritten: "example.com", Selector: "ed2024", KeyFile: "./keys/ed.key", File: p, Line: 4},
+			{Name: "wild", Domain: "%", DomainAsWritten: "%", Selector: "default", KeyFile: "/etc/opendkim/keys/%/default.private", File: p, Line: 5},
+			{Name: "inline", Domain: "example.org", DomainAsWritten: "example.org", Selector: "s1", KeyData: "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7", File: p, Line: 6},
+			{Name: "google", Domain: "example.net", DomainAsWritten: "Example.NET", Selector: "20230601", KeyFile: "/k/g", File: p, Line: 7},
+			{Name: "under", Domain: "example.net", DomainAsWritten: "example.net", Selector: "s_1.mail", KeyFile: "/k/u", File: p, Line: 8},
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", spec, got, want)
