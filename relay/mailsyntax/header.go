@@ -17,41 +17,18 @@ type Field struct {
 type Header []Field
 
 // ParseHeader splits a header section whose lines end in CRLF (the blank
-// line that ends it is optional) into fields. A continuation line joins the
-// field before it; a line that is neither a field nor a continuation is
-// skipped (the SMTP reader ends the header section before such a line, so it
-// only occurs in header sections built by inkan itself). The cost is linear
-// in the size of the section however long one field is.
+// line that ends it is optional) into fields, unfolded. A continuation line
+// joins the field before it; a line that is neither a field nor a
+// continuation is skipped with its continuation lines (the SMTP reader ends
+// the header section before such a line, so it only occurs in header
+// sections built by inkan itself). SplitFields says where each field is.
+// The cost is linear in the size of the section however long one field is.
 func ParseHeader(b []byte) Header {
-	var h Header
-	var parts []string
-	flush := func() {
-		if len(h) > 0 && len(parts) > 0 {
-			f := &h[len(h)-1]
-			f.Value = strings.TrimSpace(f.Value + strings.Join(parts, ""))
-		}
-		parts = parts[:0]
+	raw := SplitFields(b)
+	h := make(Header, 0, len(raw))
+	for _, f := range raw {
+		h = append(h, Field{Name: f.Name, Value: unfold(string(b[f.Value:f.End]))})
 	}
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			if len(h) > 0 {
-				break // end of the header section
-			}
-			continue
-		}
-		if (line[0] == ' ' || line[0] == '\t') && len(h) > 0 {
-			parts = append(parts, line)
-			continue
-		}
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !isFieldName(name) {
-			continue
-		}
-		flush()
-		h = append(h, Field{Name: name, Value: strings.TrimSpace(value)})
-	}
-	flush()
 	return h
 }
 

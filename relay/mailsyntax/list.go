@@ -24,8 +24,9 @@ const (
 )
 
 type token struct {
-	kind tokKind
-	text string
+	kind     tokKind
+	text     string
+	pos, end int // where the token is in the value (comments around it excluded)
 }
 
 // lex splits a field value into tokens, dropping white space and comments.
@@ -55,6 +56,7 @@ func lex(s string) ([]token, error) {
 			i++
 		case c == '"':
 			var b strings.Builder
+			start := i
 			i++
 			for ; i < len(s) && s[i] != '"'; i++ {
 				if s[i] == '\\' {
@@ -70,23 +72,23 @@ func lex(s string) ([]token, error) {
 				return nil, errors.New("unterminated quoted string")
 			}
 			i++
-			toks = append(toks, token{tQuoted, b.String()})
+			toks = append(toks, token{tQuoted, b.String(), start, i})
 		case c == '[':
 			j := strings.IndexAny(s[i+1:], "[]\\")
 			if j < 0 || s[i+1+j] != ']' {
 				return nil, errors.New("unterminated domain literal")
 			}
-			toks = append(toks, token{tLiteral, strings.ReplaceAll(s[i:i+j+2], " ", "")})
+			toks = append(toks, token{tLiteral, strings.ReplaceAll(s[i:i+j+2], " ", ""), i, i + j + 2})
 			i += j + 2
 		case strings.IndexByte("<>@,;:.", c) >= 0:
-			toks = append(toks, token{tSpecial, s[i : i+1]})
+			toks = append(toks, token{tSpecial, s[i : i+1], i, i + 1})
 			i++
 		case c >= utf8.RuneSelf || isAtext(c):
 			j := i
 			for j < len(s) && (s[j] >= utf8.RuneSelf || isAtext(s[j])) {
 				j++
 			}
-			toks = append(toks, token{tAtom, s[i:j]})
+			toks = append(toks, token{tAtom, s[i:j], i, j})
 			i = j
 		default:
 			return nil, fmt.Errorf("unexpected character %q", c)
@@ -98,6 +100,15 @@ func lex(s string) ([]token, error) {
 type listParser struct {
 	toks []token
 	i    int
+	bare bool // accept a local part without a domain (ParseAddressesBare)
+}
+
+// Located is an address found in a field value, with the byte offsets of
+// its addr-spec there (from the first word of the local part to the end of
+// the domain; the display name, comments and angle brackets lie outside).
+type Located struct {
+	Address
+	Start, End int
 }
 
 func (p *listParser) peek() (token, bool) {
@@ -133,12 +144,33 @@ func ParseMailbox(value string) (Address, error) {
 }
 
 func parseList(value string, groups bool) ([]Address, error) {
+	list, err := scanList(value, groups, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Address, len(list))
+	for i, l := range list {
+		out[i] = l.Address
+	}
+	return out, nil
+}
+
+// ParseAddressesBare parses an address-list value (groups allowed) as
+// ParseAddressList does, except that a mailbox may be a local part alone
+// ("root", "Cron Daemon <root>", "root (Cron Daemon)"), as Unix programs
+// write them; such an address has Domain "". It tells where each address
+// is, so that a caller can complete or replace it in place. Only the
+// rewriting of header fields uses it: everything that decides about a
+// message reads the strict parsers.
+func ParseAddressesBare(value string) ([]Located, error) { return scanList(value, true, true) }
+
+func scanList(value string, groups, bare bool) ([]Located, error) {
 	toks, err := lex(value)
 	if err != nil {
 		return nil, err
 	}
-	p := &listParser{toks: toks}
-	var out []Address
+	p := &listParser{toks: toks, bare: bare}
+	var out []Located
 	inGroup := false
 	for p.i < len(p.toks) {
 		if p.isSpecial(",") { // obs-mbox-list allows empty elements
@@ -176,9 +208,13 @@ func parseList(value string, groups bool) ([]Address, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, a)
+			out = append(out, Located{a, phrase[0].pos, p.toks[p.i-1].end})
 		case len(phrase) > 0:
-			return nil, fmt.Errorf("%q is not an address", joinTokens(phrase))
+			l, err := localPart(phrase)
+			if !p.bare || err != nil {
+				return nil, fmt.Errorf("%q is not an address", joinTokens(phrase))
+			}
+			out = append(out, Located{Address{Local: l}, phrase[0].pos, phrase[len(phrase)-1].end})
 		default:
 			return nil, fmt.Errorf("unexpected %q", t.text)
 		}
@@ -212,7 +248,7 @@ func (p *listParser) phrase() []token {
 
 // angleAddr parses what follows '<': an optional obsolete source route, an
 // addr-spec and '>'. The route is skipped, as RFC 5321 §C tells receivers to.
-func (p *listParser) angleAddr() (Address, error) {
+func (p *listParser) angleAddr() (Located, error) {
 	if p.isSpecial("@") || p.isSpecial(",") {
 		for !p.isSpecial(":") {
 			switch {
@@ -221,28 +257,37 @@ func (p *listParser) angleAddr() (Address, error) {
 			case p.isSpecial("@"):
 				p.i++
 				if _, err := p.domain(); err != nil {
-					return Address{}, fmt.Errorf("source route: %w", err)
+					return Located{}, fmt.Errorf("source route: %w", err)
 				}
 			default:
-				return Address{}, errors.New("malformed source route")
+				return Located{}, errors.New("malformed source route")
 			}
 		}
 		p.i++
 	}
 	local := p.phrase()
+	if p.bare && len(local) > 0 && p.isSpecial(">") {
+		l, err := localPart(local)
+		if err != nil {
+			return Located{}, err
+		}
+		p.i++
+		return Located{Address{Local: l}, local[0].pos, local[len(local)-1].end}, nil
+	}
 	if !p.isSpecial("@") {
-		return Address{}, errors.New("address in <> has no '@'")
+		return Located{}, errors.New("address in <> has no '@'")
 	}
 	p.i++
 	a, err := p.addrSpecAfterAt(local)
 	if err != nil {
-		return Address{}, err
+		return Located{}, err
 	}
+	loc := Located{a, local[0].pos, p.toks[p.i-1].end}
 	if !p.isSpecial(">") {
-		return Address{}, errors.New("missing '>'")
+		return Located{}, errors.New("missing '>'")
 	}
 	p.i++
-	return a, nil
+	return loc, nil
 }
 
 // addrSpecAfterAt builds an address from the local-part words and the
