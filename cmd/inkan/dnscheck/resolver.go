@@ -150,3 +150,24 @@ func (c *Checker) mx(ctx context.Context, name string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// PTR returns the names the reverse DNS of ip gives (no trailing dot). A
+// name that does not exist is no names and no error.
+func (c *Checker) PTR(ctx context.Context, ip netip.Addr) ([]string, error) {
+	rev, err := dns.ReverseAddr(ip.Unmap().String())
+	if err != nil {
+		return nil, err
+	}
+	rrs, err := c.query(ctx, rev, dns.TypePTR)
+	if errors.Is(err, errNXDomain) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		out = append(out, strings.ToLower(strings.TrimSuffix(rr.(*dns.PTR).Ptr, ".")))
+	}
+	return out, nil
+}
