@@ -43,6 +43,7 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return cli.ExitUsage
 	}
+	judgeAsService()
 	cfg, source, status := loadConfig(*cfgPath, stderr)
 	if status != cli.ExitOK {
 		return status
@@ -71,6 +72,9 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		stdout.Write(b)
 		return cli.ExitOK
 	}
+	if judgedAs != "" {
+		where += "; files judged as the service account " + judgedAs + " sees them"
+	}
 	fmt.Fprintf(stdout, "%s: ok\n", where)
 	return cli.ExitOK
 }
@@ -79,12 +83,14 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 // need the configuration.
 func loadConfigFor(path string) func() (*config.Config, error) {
 	return func() (*config.Config, error) {
+		judgeAsService()
 		cfg, _, err := config.LoadDiscovered(path)
 		return cfg, err
 	}
 }
 
 func runUser(args []string) int {
+	judgeAsService()
 	path, rest := splitConfigFlag(args)
 	if cli.WantsHelp(rest) || len(rest) == 0 {
 		return usercmd.Run(usercmd.Options{}, rest, os.Stdin, os.Stdout, os.Stderr)
@@ -108,6 +114,7 @@ func runDNS(args []string) int {
 }
 
 func runQueue(args []string) int {
+	judgeAsService()
 	path, rest := splitConfigFlag(args)
 	if cli.WantsHelp(rest) {
 		return queuecmd.Main("", rest, os.Stdout, os.Stderr)

@@ -118,6 +118,7 @@ func configFlag(fs *flag.FlagSet) *string {
 // loadConfig loads the configuration a command uses (config.Discover). On a
 // problem it prints each one once on stderr and returns cli.ExitConfig.
 func loadConfig(flagValue string, stderr io.Writer) (*config.Config, string, int) {
+	rootReadsForService()
 	cfg, source, err := config.LoadDiscovered(flagValue)
 	if err != nil {
 		cli.PrintErrors(stderr, err)
