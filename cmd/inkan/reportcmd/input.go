@@ -270,7 +270,7 @@ func sniff(b []byte) string {
 	switch {
 	case bytes.HasPrefix(t, []byte("<")):
 		return "xml"
-	case bytes.HasPrefix(t, []byte("{")):
+	case bytes.HasPrefix(t, []byte("{")), bytes.HasPrefix(t, []byte("[")):
 		return "json"
 	}
 	line, _, _ := bytes.Cut(b, []byte("\n"))
