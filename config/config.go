@@ -25,6 +25,7 @@ type Config struct {
 	Limits   Limits   `yaml:"limits"`
 	Quotas   Quotas   `yaml:"quotas"`
 	Headers  Headers  `yaml:"headers"`
+	Rewrite  Rewrite  `yaml:"rewrite"` // origin domain and sender canonical map (rewrite.go)
 	Log      Log      `yaml:"log"`
 	HTTP     HTTP     `yaml:"http"`
 
@@ -97,6 +98,9 @@ type Network struct {
 	MaxMessageSize Size     `yaml:"max_message_size"` // 0 = limits.max_message_size
 	RateLimit      int      `yaml:"rate_limit"`       // messages per rate_period from one IP; 0 = unlimited
 	RatePeriod     Duration `yaml:"rate_period"`      // default 1m
+	// RewriteSenders is this network's sender canonical map, tried before
+	// rewrite.senders (see Rewrite).
+	RewriteSenders []SenderRewrite `yaml:"rewrite_senders"`
 }
 
 // DKIM configures signing.

@@ -46,6 +46,7 @@ func (c *Config) check() ([]error, []string) {
 	k.limits()
 	k.abuse()
 	k.misc()
+	k.rewrite()
 	return k.errs, k.warns
 }
 

@@ -1,6 +1,7 @@
 package mailsyntax
 
 import (
+	"errors"
 	"strings"
 )
 
@@ -94,4 +95,19 @@ func RewriteAddresses(hdr []byte, fn func(field string, a Address) (Address, boo
 		return hdr, nil
 	}
 	return append(out, hdr[last:]...), changes
+}
+
+// CheckLocalPart returns why local is not a local part inkan takes in an
+// address it is given to match or write (a dot-string, as CheckPath
+// requires of unquoted local parts), or nil.
+func CheckLocalPart(local string) error {
+	switch {
+	case local == "":
+		return errNoLocal
+	case len(local) > MaxLocalLen:
+		return errors.New("local part longer than 64 characters")
+	case !isDotAtom(local):
+		return errors.New("local part is not a dot-atom (letters, digits, !#$%&'*+-/=?^_`{|}~ and inner dots)")
+	}
+	return checkLocal(local)
 }
