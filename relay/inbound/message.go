@@ -92,11 +92,18 @@ var (
 func readHeader(r *bufio.Reader, max int) (hdr []byte, bodyStart []byte, err error) {
 	var buf bytes.Buffer
 	norm := &crlfWriter{w: &buf}
-	// end closes the header: a pending bare CR becomes CRLF, and a header
-	// cut by EOF still ends with CRLF.
+	// end closes the header: a pending bare CR becomes CRLF, a header cut
+	// by EOF still ends with CRLF, and a message that ends in its header
+	// gets the empty line that ends a header section. RFC 5322 lets a
+	// message without a body leave it out, but go-msgauth cannot read such
+	// a message, so its signatures would not verify (TestSigningCorpus);
+	// the body is empty either way.
 	end := func() []byte {
 		norm.finish(true)
 		if buf.Len() > 0 && !bytes.HasSuffix(buf.Bytes(), []byte("\r\n")) {
+			buf.WriteString("\r\n")
+		}
+		if b := buf.Bytes(); !bytes.HasSuffix(b, []byte("\r\n\r\n")) && string(b) != "\r\n" {
 			buf.WriteString("\r\n")
 		}
 		return buf.Bytes()

@@ -47,7 +47,9 @@ func TestReadHeader(t *testing.T) {
 		{"folded", "Subject: a\r\n b\r\n\r\n", "Subject: a\r\n b\r\n\r\n", ""},
 		{"no header", "hello world\r\n", "", "\r\nhello world\r\n"},
 		{"no blank line", "From: a@b\r\nnot a header\r\n", "From: a@b\r\n\r\n", "not a header\r\n"},
-		{"header only", "From: a@b", "From: a@b\r\n", ""},
+		{"header only", "From: a@b", "From: a@b\r\n\r\n", ""},
+		{"header only, line ended", "From: a@b\r\n", "From: a@b\r\n\r\n", ""},
+		{"empty", "", "\r\n", ""},
 	}
 	for _, c := range cases {
 		br := bufio.NewReader(strings.NewReader(c.in))
