@@ -130,6 +130,9 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("%s: the configuration does not load: %v", where, err)
 	}
 	checkConfigFiles(t, where, cfg, view)
+	for _, w := range cfg.Warnings() {
+		t.Errorf("%s: inkan check warns: %s", where, w)
+	}
 	listen := listenPorts(listeners(t, cfg))
 	all := slices.Concat(slices.Collect(maps.Values(listen))...)
 	for _, p := range ink.Ports {

@@ -481,6 +481,9 @@ func checkInkanContainer(t *testing.T, where string, objs []k8sObject, spec podS
 		t.Fatalf("%s: the configuration does not load: %v", where, err)
 	}
 	checkConfigFiles(t, where, cfg, view)
+	for _, w := range cfg.Warnings() {
+		t.Errorf("%s: inkan check warns: %s", where, w)
+	}
 	checkTrust(t, where, cfg, podProcess(spec.SecurityContext, c.SecurityContext, img), spec.SecurityContext, modes, writable)
 
 	ink := &podInkan{c: c, ports: make(map[string]int)}

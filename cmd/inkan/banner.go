@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/user"
 	"strings"
 
 	"github.com/inkan-relay/inkan/config"
@@ -45,8 +46,15 @@ func printBanner(w io.Writer, d *daemon) {
 func dkimBlock(b *bytes.Buffer, cfg *config.Config, s *signing.Signer) {
 	doms := s.Domains()
 	if len(doms) == 0 {
-		fmt.Fprintf(b, "  DKIM: no keys yet. Make one; it is loaded at the next start or SIGHUP (kill -HUP %d):\n", os.Getpid())
-		fmt.Fprintf(b, "          inkan dkim keygen -d %s -s s1 -o %s\n", exampleDomain(cfg.Hostname), config.AutoKeysDir(cfg.DataDir))
+		reload, as := fmt.Sprintf("kill -HUP %d", os.Getpid()), ""
+		if os.Getenv("INVOCATION_ID") != "" { // a systemd service
+			reload = "systemctl reload inkan"
+			if u, err := user.Current(); err == nil && os.Geteuid() != 0 {
+				as = "sudo -u " + u.Username + " " // the key must be the service's
+			}
+		}
+		fmt.Fprintf(b, "  DKIM: no keys yet. Make one; it is loaded at the next start or on reload (%s):\n", reload)
+		fmt.Fprintf(b, "          %sinkan dkim keygen -d %s -s s1 -o %s\n", as, exampleDomain(cfg.Hostname), config.AutoKeysDir(cfg.DataDir))
 		return
 	}
 	from := ""
