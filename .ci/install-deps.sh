@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the interop and reliability checks use.
+# Installs the Debian packages the interop and reliability checks use, and
+# those Go tests call: opendkim (TestOpenDKIMDifferential, TestSigningCorpus)
+# and python3-dkim (dkimpy, with python3-nacl for Ed25519).
 # Idempotent: skips apt when everything is present.
 set -euo pipefail
 pkgs=(swaks msmtp postfix opendkim opendkim-tools python3-dkim python3-aiosmtpd dnsmasq-base libsasl2-modules sasl2-bin iproute2 procps)
