@@ -46,6 +46,10 @@ type Listen struct {
 	Submission string `yaml:"submission"` // STARTTLS, AUTH only after TLS (587)
 	Relay      string `yaml:"relay"`      // plain SMTP for trusted networks (25)
 	HTTP       string `yaml:"http"`       // metrics, health, autoconfig
+	// Local is the Unix socket `inkan sendmail` submits to; the server learns
+	// each client's uid from the socket (SO_PEERCRED). A relative path is
+	// inside data_dir (LocalSocketPath); "" turns it off.
+	Local string `yaml:"local"`
 }
 
 // TLS selects where server certificates come from: files, ACME, or (when both
@@ -75,6 +79,11 @@ type Auth struct {
 	Senders map[string][]string `yaml:"senders"`
 	// TrustedSenders is what trusted_networks may send as; empty = any.
 	TrustedSenders []string `yaml:"trusted_senders"`
+	// LocalSenders maps a local user name (sendmail over listen.local or
+	// the maildrop) to the addresses it may use as sender, like Senders.
+	// Root and the user inkan runs as may use any address; a user with no
+	// entry only its own name at hostname.
+	LocalSenders map[string][]string `yaml:"local_senders"`
 	// Networks are trusted networks with their own policy (LAN devices).
 	Networks []Network `yaml:"networks"`
 	// Brute-force protection for AUTH. A client is an IPv4 address or an
@@ -168,6 +177,10 @@ type Queue struct {
 	RetryMin     Duration `yaml:"retry_min"`
 	RetryMax     Duration `yaml:"retry_max"`
 	DelayWarning Duration `yaml:"delay_warning"` // 0 = no delay DSN
+	// Maildrop is the folder `inkan sendmail` leaves messages in while the
+	// server does not answer; the server picks them up. A relative path is
+	// inside data_dir (MaildropPath); "" turns it off.
+	Maildrop string `yaml:"maildrop"`
 }
 
 // Limits bound what one client may cost.
@@ -255,6 +268,10 @@ type HTTP struct {
 	AutoconfigHost           string `yaml:"autoconfig_host"`
 	AutoconfigSMTPSPort      int    `yaml:"autoconfig_smtps_port"`
 	AutoconfigSubmissionPort int    `yaml:"autoconfig_submission_port"`
+	// The user name autoconfig offers: "address" (%EMAILADDRESS%),
+	// "localpart" (%EMAILLOCALPART%), or "" to follow the users file (the
+	// address when every user name there is one).
+	AutoconfigUsername string `yaml:"autoconfig_username"`
 	// Go's pprof handlers at /debug/pprof/ (for profiling; keep the
 	// listener on loopback).
 	Pprof bool `yaml:"pprof"`

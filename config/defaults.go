@@ -31,6 +31,7 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 			SMTPS:      "127.0.0.1:2465,[::1]:2465",
 			Submission: "127.0.0.1:2587,[::1]:2587",
 			Relay:      "127.0.0.1:2525,[::1]:2525",
+			Local:      "sendmail.sock",
 			HTTP:       "127.0.0.1:8025",
 		},
 		Auth: Auth{
@@ -54,6 +55,7 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 			MaxLifetime: Duration(5 * 24 * time.Hour),
 			RetryMin:    Duration(5 * time.Minute),
 			RetryMax:    Duration(time.Hour),
+			Maildrop:    "maildrop",
 		},
 		Limits: Limits{
 			MaxMessageSize:      25 * 1000 * 1000,

@@ -157,7 +157,7 @@ func TestLoadErrors(t *testing.T) {
 		{"bad number", "limits:\n  max_recipients: lots\n", []string{`FILE:2: limits.max_recipients: invalid number "lots"`}},
 		{"bad bool", "http:\n  metrics: maybe\n", []string{`FILE:2: http.metrics: invalid boolean "maybe"; write true or false`}},
 		{"list for string", "hostname: [a, b]\n", []string{"FILE:1: hostname: expected a single value, got a list"}},
-		{"scalar for section", "listen: 127.0.0.1:25\n", []string{"FILE:1: listen: expected a mapping of settings (smtps, submission, relay, http)"}},
+		{"scalar for section", "listen: 127.0.0.1:25\n", []string{"FILE:1: listen: expected a mapping of settings (smtps, submission, relay, http, local)"}},
 		{"mapping for list", "auth:\n  trusted_networks: {a: b}\n", []string{"FILE:2: auth.trusted_networks: expected a list, got a mapping"}},
 		{"duplicate key", "hostname: a.example.com\nhostname: b.example.com\n", []string{"FILE:2: hostname: set twice (also on line 1)"}},
 		{"syntax error", "listen:\n  smtps: a\n bad\n", []string{"FILE:3: invalid YAML"}},

@@ -38,6 +38,7 @@ func (c *Config) check() ([]error, []string) {
 	k := &checker{c: c}
 	k.general()
 	k.listen()
+	k.local()
 	k.tls()
 	k.auth()
 	k.dkim()

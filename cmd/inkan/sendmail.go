@@ -3,21 +3,22 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/user"
 	"strings"
-	"time"
-
-	"github.com/emersion/go-smtp"
 
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
+
+// `inkan sendmail`, installed as /usr/sbin/sendmail: the command line of
+// Postfix's sendmail(1), the same exit codes (sysexits.h), the same
+// fix-ups (Bcc removed, From added), submitted to the local inkan over its
+// Unix socket (listen.local) or a TCP listener of the configuration that
+// config.Discover finds, and left in the maildrop (package maildrop) when
+// the server does not answer.
 
 // sysexits.h codes, which cron, PHP and MTAs' callers understand.
 const (
@@ -26,35 +27,63 @@ const (
 	exDataErr     = 65
 	exNoUser      = 67
 	exUnavailable = 69
+	exSoftware    = 70
 	exTempFail    = 75
 	exNoPerm      = 77
 	exConfig      = 78
 )
 
+// sendmail modes (-b).
+const (
+	modeDeliver = "m" // read a message, send it (the default)
+	modeSMTP    = "s" // SMTP on standard input and output
+	modeQueue   = "p" // print the queue, as mailq
+	modeVerify  = "v" // check addresses, send nothing
+	modeAliases = "i" // newaliases: nothing to do
+	modeRun     = "q" // -q: deliver the queue now
+)
+
 type sendmailOpts struct {
+	mode            string
+	queueArg        string // -q's value
 	fromHeaderRcpts bool   // -t
-	from            string // -f
+	from            string // -f / -r
+	fromSet         bool
 	fullName        string // -F
-	ignoreDots      bool   // -i / -oi
+	fullNameSet     bool
+	ignoreDots      bool // -i, -oi
+	verbose         bool // -v
 	server          string
 	startTLS        bool // server is a submission port
+	configPath      string
 	rcpts           []string
-	redirects       []string // -server, -config: only for root and inkan's user
+	redirects       []string // -server, -config, -C: only for root and inkan's user
+	notify          []string // -N, DSN NOTIFY
+	ret             string   // -R, DSN RET
+	envID           string   // -V, DSN ENVID
 }
 
-// parseSendmailArgs understands the flags cron, PHP mail() and scripts pass.
-// Unknown -o and -B options are accepted and ignored, as sendmail does.
-func parseSendmailArgs(args []string) (*sendmailOpts, string, error) {
-	o := &sendmailOpts{server: os.Getenv(config.EnvSendmailServer)}
-	cfgPath := defaultConfigPath()
+// sendmailOptArgs are Postfix's sendmail options (its getopt string
+// "A:B:C:F:GIL:N:O:R:UV:X:b:ce:f:h:imno:p:r:q:tvx"): true for those that
+// take a value, attached (-fFROM) or as the next argument (-f FROM).
+var sendmailOptArgs = map[byte]bool{
+	'A': true, 'B': true, 'C': true, 'F': true, 'G': false, 'I': false, 'L': true,
+	'N': true, 'O': true, 'R': true, 'U': false, 'V': true, 'X': true, 'b': true,
+	'c': false, 'e': true, 'f': true, 'h': true, 'i': false, 'm': false, 'n': false,
+	'o': true, 'p': true, 'r': true, 'q': true, 't': false, 'v': false, 'x': false,
+}
+
+// parseSendmailArgs reads Postfix's sendmail command line. Options may be
+// grouped (-ti) and anywhere among the recipients; "--" ends them. Options
+// Postfix ignores (-B, -G, -h, -L, -m, -n, -O, -o other than -oi, -U...) are
+// accepted and ignored. -server and -config (-C) are inkan's own.
+func parseSendmailArgs(args []string) (*sendmailOpts, error) {
+	o := &sendmailOpts{mode: modeDeliver, server: os.Getenv(config.EnvSendmailServer)}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		value := func(flag string) (string, error) {
-			if len(a) > len(flag) {
-				return a[len(flag):], nil
-			}
+		next := func(name string) (string, error) {
 			if i+1 >= len(args) {
-				return "", fmt.Errorf("option %s needs a value", flag)
+				return "", fmt.Errorf("option %s needs a value", name)
 			}
 			i++
 			return args[i], nil
@@ -64,85 +93,205 @@ func parseSendmailArgs(args []string) (*sendmailOpts, string, error) {
 		case a == "--":
 			o.rcpts = append(o.rcpts, args[i+1:]...)
 			i = len(args)
-		case a == "-t":
-			o.fromHeaderRcpts = true
-		case a == "-i" || a == "-oi":
-			o.ignoreDots = true
-		case strings.HasPrefix(a, "-f") || strings.HasPrefix(a, "-r"):
-			o.from, err = value(a[:2])
-		case strings.HasPrefix(a, "-F"):
-			o.fullName, err = value("-F")
+			continue
 		case a == "-config" || a == "--config":
-			cfgPath, err = value(a)
-			o.redirects = append(o.redirects, a)
+			o.configPath, err = next(a)
+			o.redirects = append(o.redirects, "-config")
 		case a == "-server" || a == "--server":
-			o.server, err = value(a)
-			o.redirects = append(o.redirects, a)
-		case strings.HasPrefix(a, "-o") || strings.HasPrefix(a, "-B") || a == "-v" || a == "-U" || a == "-bm" || a == "-em" || a == "-ep" || a == "-eq":
-			// accepted for compatibility, no effect
-			if (a == "-B" || a == "-O") && i+1 < len(args) {
-				i++
-			}
-		case strings.HasPrefix(a, "-N") || strings.HasPrefix(a, "-R") || strings.HasPrefix(a, "-V"):
-			// DSN options: accepted, ignored
-		case strings.HasPrefix(a, "-") && len(a) > 1:
-			return nil, "", fmt.Errorf("unsupported option %s", a)
-		default:
+			o.server, err = next(a)
+			o.redirects = append(o.redirects, "-server")
+		case a == "-q": // without an interval: run the queue once
+			o.mode = modeRun
+		case len(a) < 2 || a[0] != '-':
 			o.rcpts = append(o.rcpts, a)
+		default:
+			err = o.parseGroup(a, next)
 		}
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 	}
-	return o, cfgPath, nil
+	return o, nil
+}
+
+// parseGroup reads one argument of single-letter options, such as "-ti",
+// "-oi", "-fFROM" or "-f" followed by FROM.
+func (o *sendmailOpts) parseGroup(a string, next func(string) (string, error)) error {
+	for j := 1; j < len(a); j++ {
+		c := a[j]
+		takes, known := sendmailOptArgs[c]
+		if !known {
+			return fmt.Errorf("unsupported option -%c (in %q); see `inkan help sendmail`", c, a)
+		}
+		if !takes {
+			o.flag(c)
+			continue
+		}
+		val := a[j+1:]
+		if val == "" {
+			var err error
+			if val, err = next("-" + string(c)); err != nil {
+				return err
+			}
+		}
+		return o.value(c, val)
+	}
+	return nil
+}
+
+func (o *sendmailOpts) flag(c byte) {
+	switch c {
+	case 't':
+		o.fromHeaderRcpts = true
+	case 'i':
+		o.ignoreDots = true
+	case 'v':
+		o.verbose = true
+	case 'I':
+		o.mode = modeAliases
+	}
+	// -G, -U, -c, -m, -n, -x: accepted, no effect (as in Postfix)
+}
+
+func (o *sendmailOpts) value(c byte, v string) error {
+	switch c {
+	case 'f', 'r':
+		o.from, o.fromSet = v, true
+		if v == "<>" {
+			o.from = ""
+		}
+	case 'F':
+		o.fullName, o.fullNameSet = v, true
+	case 'C':
+		o.configPath = v
+		o.redirects = append(o.redirects, "-C")
+	case 'b':
+		switch v {
+		case "m", "s", "p", "v", "i":
+			o.mode = v
+		case "d", "D":
+			return fmt.Errorf("-b%s (daemon mode) is `inkan serve`", v)
+		default:
+			return fmt.Errorf("unsupported mode -b%s: inkan sendmail knows -bm (send), -bs (SMTP on stdin/stdout), -bp (queue), -bv (verify), -bi (newaliases)", v)
+		}
+	case 'q':
+		o.mode, o.queueArg = modeRun, v
+	case 'o':
+		if v == "i" {
+			o.ignoreDots = true
+		}
+	case 'N':
+		return o.parseNotify(v)
+	case 'R':
+		switch strings.ToLower(v) {
+		case "full":
+			o.ret = "FULL"
+		case "hdrs":
+			o.ret = "HDRS"
+		default:
+			return fmt.Errorf("-R %q: want full or hdrs", v)
+		}
+	case 'V':
+		if len(v) > 100 || !printableASCII(v) {
+			return fmt.Errorf("-V %q: an envelope ID is at most 100 printable ASCII characters", mailsyntax.Printable(v))
+		}
+		o.envID = v
+	}
+	// -A, -B, -e, -h, -L, -O, -p, -X: accepted, no effect
+	return nil
+}
+
+// parseNotify reads -N: "never", or a list of success, delay, failure.
+func (o *sendmailOpts) parseNotify(v string) error {
+	o.notify = nil
+	for _, w := range strings.FieldsFunc(strings.ToLower(v), func(r rune) bool { return r == ',' || r == ' ' }) {
+		switch w {
+		case "never", "success", "delay", "failure":
+			o.notify = append(o.notify, strings.ToUpper(w))
+		default:
+			return fmt.Errorf("-N %q: want never, or success, delay and failure separated by commas", v)
+		}
+	}
+	if len(o.notify) == 0 || (len(o.notify) > 1 && strings.Contains(strings.ToLower(v), "never")) {
+		return fmt.Errorf("-N %q: want never, or success, delay and failure separated by commas", v)
+	}
+	return nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '!' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func runSendmail(args []string) int {
-	o, cfgPath, err := parseSendmailArgs(args)
+	return sendmailMain(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+func sendmailMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	o, err := parseSendmailArgs(args)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sendmail:", err)
+		fmt.Fprintln(stderr, "sendmail:", err)
 		return exUsage
 	}
 	if err := mayRedirect(o.redirects); err != nil {
-		fmt.Fprintln(os.Stderr, "sendmail:", err)
+		fmt.Fprintln(stderr, "sendmail:", err)
 		return exNoPerm
 	}
-	if o.server == "" {
-		cfg, err := config.Load(cfgPath)
-		if err != nil {
-			printConfigError(os.Stderr, err)
-			return exConfig
-		}
-		o.server, o.startTLS = localServer(cfg)
-		if o.server == "" {
-			fmt.Fprintln(os.Stderr, "sendmail: no relay or submission listener configured to submit to (set INKAN_SENDMAIL_SERVER=host:port)")
-			return exConfig
-		}
+	switch o.mode {
+	case modeAliases:
+		fmt.Fprintln(stderr, "sendmail: inkan has no aliases database (it delivers no mail locally); nothing to do")
+		return exOK
+	case modeQueue:
+		return runQueue(withConfig(o, "list"))
+	case modeRun:
+		return runQueueNow(o, stderr)
 	}
-	msg, err := readSendmailMessage(os.Stdin, o.ignoreDots)
+	sub, status := newSubmitter(o, stderr)
+	if status != exOK {
+		return status
+	}
+	switch o.mode {
+	case modeSMTP:
+		return serveStdio(sub, stdin, stdout, stderr)
+	case modeVerify:
+		return sub.verify(o.rcpts, stdout)
+	}
+	raw, err := readSendmailMessage(stdin, o.ignoreDots)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "sendmail: reading message:", err)
+		fmt.Fprintln(stderr, "sendmail: reading the message:", err)
 		return exDataErr
 	}
-	return submitLocal(o, msg, os.Stderr)
+	env, msg, status := prepareMessage(o, sub, raw, stderr)
+	if status != exOK {
+		return status
+	}
+	return sub.send(env, msg)
 }
 
-// localServer picks the address to submit to: the plain relay listener
-// (loopback is trusted), else submission.
-func localServer(cfg *config.Config) (string, bool) {
-	for i, l := range []string{cfg.Listen.Relay, cfg.Listen.Submission} {
-		for _, a := range config.SplitAddrs(l) {
-			host, port, err := net.SplitHostPort(a)
-			if err != nil {
-				continue
-			}
-			if host == "" || host == "0.0.0.0" || host == "::" {
-				host = "127.0.0.1"
-			}
-			return net.JoinHostPort(host, port), i == 1
-		}
+// withConfig passes -config (-C) on to an `inkan queue` command.
+func withConfig(o *sendmailOpts, args ...string) []string {
+	if o.configPath != "" {
+		return append([]string{"-config", o.configPath}, args...)
 	}
-	return "", false
+	return args
+}
+
+// runQueueNow is -q: deliver every queued message now. An interval (-q30m)
+// asks for a queue runner, which the server is: nothing to do.
+func runQueueNow(o *sendmailOpts, stderr io.Writer) int {
+	switch {
+	case o.queueArg == "":
+	case strings.HasPrefix(o.queueArg, "R") || strings.HasPrefix(o.queueArg, "S"):
+		fmt.Fprintf(stderr, "sendmail: -q%s: inkan retries the whole queue\n", o.queueArg)
+	default:
+		fmt.Fprintf(stderr, "sendmail: -q%s: the inkan server runs its queue on its own (queue.retry_min, queue.retry_max); nothing to do\n", o.queueArg)
+		return exOK
+	}
+	return runQueue(withConfig(o, "retry"))
 }
 
 // readSendmailMessage reads stdin, ending at EOF, or at a line with a single
@@ -170,114 +319,84 @@ func readSendmailMessage(r io.Reader, ignoreDots bool) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-func submitLocal(o *sendmailOpts, msg []byte, stderr io.Writer) int {
-	from := o.from
-	if from == "" {
-		from = defaultSender()
+// envelope is what a submission asks for.
+type envelope struct {
+	from   string
+	to     []string
+	notify []string
+	ret    string
+	envID  string
+}
+
+// prepareMessage applies sendmail's rules to a message read from stdin:
+// with -t the recipients come from To, Cc and Bcc (Resent-To, Resent-Cc
+// and Resent-Bcc when the message has any) and are added to those on the
+// command line; Bcc and Resent-Bcc are removed in every mode; a message
+// without From gets one with the sender and the full name (-F, $NAME or
+// the account's), as Postfix writes it.
+func prepareMessage(o *sendmailOpts, sub *submitter, msg []byte, stderr io.Writer) (envelope, []byte, int) {
+	env := envelope{from: o.from, to: o.rcpts, notify: o.notify, ret: o.ret, envID: o.envID}
+	if !o.fromSet {
+		env.from = sub.defaultSender()
 	}
 	hdrEnd := bytes.Index(msg, []byte("\r\n\r\n"))
 	var header mailsyntax.Header
 	if hdrEnd >= 0 {
 		header = mailsyntax.ParseHeader(msg[:hdrEnd+4])
 	}
-	rcpts := o.rcpts
 	if o.fromHeaderRcpts {
-		for _, k := range []string{"To", "Cc", "Bcc"} {
+		fields := []string{"To", "Cc", "Bcc"}
+		if header.Has("Resent-To") || header.Has("Resent-Cc") || header.Has("Resent-Bcc") {
+			fields = []string{"Resent-To", "Resent-Cc", "Resent-Bcc"}
+		}
+		for _, k := range fields {
 			for _, v := range header.Values(k) {
 				list, err := mailsyntax.ParseAddressList(v)
 				if err != nil {
 					fmt.Fprintf(stderr, "sendmail: %s header: %v\n", k, err)
-					return exDataErr
+					return env, nil, exDataErr
 				}
 				for _, a := range list {
-					rcpts = append(rcpts, a.String())
+					env.to = append(env.to, a.String())
 				}
 			}
 		}
 	}
-	// Bcc never leaves, whichever way the recipients were given (as
-	// Postfix's sendmail does).
+	for i, r := range env.to {
+		env.to[i] = sub.qualify(r)
+	}
 	msg = stripBcc(msg, hdrEnd)
-	if len(rcpts) == 0 {
-		fmt.Fprintln(stderr, "sendmail: no recipients (give them as arguments, or use -t)")
-		return exUsage
-	}
-	if !header.Has("From") {
-		msg = append([]byte("From: "+mailsyntax.FormatMailbox(o.fullName, from)+"\r\n"), msg...)
-	}
-
-	conn, err := net.DialTimeout("tcp", o.server, 10*time.Second)
-	if err != nil {
-		fmt.Fprintf(stderr, "sendmail: cannot reach inkan at %s: %v\n", o.server, err)
-		return exTempFail
-	}
-	var c *smtp.Client
-	if o.startTLS {
-		// The submission port needs TLS before it relays; this hop goes to
-		// our own server, whose certificate may be self-signed.
-		if c, err = smtp.NewClientStartTLS(conn, &tls.Config{InsecureSkipVerify: true}); err != nil {
-			conn.Close()
-			return smtpExit(stderr, "STARTTLS", err)
+	if len(env.to) == 0 {
+		if o.fromHeaderRcpts {
+			fmt.Fprintln(stderr, "sendmail: no recipient addresses found in the message header (To, Cc, Bcc)")
+			return env, nil, exDataErr
 		}
-	} else {
-		c = smtp.NewClient(conn)
+		fmt.Fprintln(stderr, "sendmail: no recipients: give them as arguments, or use -t to read them from the header")
+		return env, nil, exUsage
 	}
-	defer c.Close()
-	host, _ := os.Hostname()
-	if err := c.Hello(host); err != nil {
-		return smtpExit(stderr, "EHLO", err)
+	if !header.Has("From") && env.from != "" {
+		msg = append([]byte("From: "+mailsyntax.FormatMailbox(fullName(o), env.from)+"\r\n"), msg...)
 	}
-	if err := c.Mail(from, nil); err != nil {
-		return smtpExit(stderr, "MAIL FROM", err)
-	}
-	for _, r := range rcpts {
-		if err := c.Rcpt(r, nil); err != nil {
-			return smtpExit(stderr, "RCPT TO <"+r+">", err)
-		}
-	}
-	w, err := c.Data()
-	if err != nil {
-		return smtpExit(stderr, "DATA", err)
-	}
-	if _, err := w.Write(msg); err != nil {
-		return smtpExit(stderr, "DATA", err)
-	}
-	if err := w.Close(); err != nil {
-		return smtpExit(stderr, "end of DATA", err)
-	}
-	c.Quit()
-	return exOK
+	return env, msg, exOK
 }
 
-func smtpExit(stderr io.Writer, stage string, err error) int {
-	fmt.Fprintf(stderr, "sendmail: %s: %v\n", stage, err)
-	var se *smtp.SMTPError
-	if errors.As(err, &se) {
-		switch {
-		case se.Code/100 == 4:
-			return exTempFail
-		case strings.HasPrefix(stage, "RCPT"):
-			return exNoUser
-		default:
-			return exUnavailable
-		}
+// fullName is the sender's name for an added From: -F, else $NAME, else
+// the account's (the GECOS field), as Postfix's sendmail.
+func fullName(o *sendmailOpts) string {
+	if o.fullNameSet {
+		return o.fullName
 	}
-	return exTempFail
+	if n := os.Getenv("NAME"); n != "" {
+		return n
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Name
+	}
+	return ""
 }
 
-func defaultSender() string {
-	name := "root"
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name = u.Username
-	}
-	host, _ := os.Hostname()
-	if host == "" {
-		host = "localhost"
-	}
-	return name + "@" + host
-}
-
-// stripBcc removes Bcc fields (with continuation lines) from the header.
+// stripBcc removes Bcc and Resent-Bcc fields (with continuation lines)
+// from the header.
 func stripBcc(msg []byte, hdrEnd int) []byte {
 	if hdrEnd < 0 {
 		return msg
@@ -292,7 +411,8 @@ func stripBcc(msg []byte, hdrEnd int) []byte {
 		if (l[0] == ' ' || l[0] == '\t') && skipping {
 			continue
 		}
-		skipping = len(l) >= 4 && strings.EqualFold(l[:4], "bcc:")
+		name, _, _ := strings.Cut(l, ":")
+		skipping = strings.EqualFold(name, "bcc") || strings.EqualFold(name, "resent-bcc")
 		if !skipping {
 			out.WriteString(l)
 		}

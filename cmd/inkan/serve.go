@@ -160,6 +160,7 @@ func startDaemon(cfg *config.Config, cfgPath string, logger *slog.Logger) (*daem
 		}
 	})
 	d.goFunc(func() { d.srv.Serve() })
+	d.startPickup(cfg) // maildrop: mail `inkan sendmail` left while the server was down
 	d.goFunc(d.watchUsers)
 	for _, w := range st.Warnings() {
 		logger.Warn(w)

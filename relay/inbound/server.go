@@ -42,10 +42,11 @@ const (
 	KindSMTPS      Kind = iota // implicit TLS, usually :465
 	KindSubmission             // STARTTLS, usually :587
 	KindRelay                  // plain SMTP for trusted networks, usually :25
+	KindLocal                  // Unix socket and maildrop pickup for local users (local.go)
 )
 
 func (k Kind) String() string {
-	return [...]string{"smtps", "submission", "relay"}[k]
+	return [...]string{"smtps", "submission", "relay", "local"}[k]
 }
 
 // State is everything a reload replaces at once. Sessions keep the State
@@ -112,6 +113,7 @@ type Server struct {
 	preauth   map[netip.Addr]int
 	total     int
 	listeners []boundListener
+	local     localState
 	listen    config.Listen
 	servers   []*smtp.Server
 	wg        sync.WaitGroup
@@ -193,6 +195,10 @@ func (s *Server) Listen() error {
 			}
 		}
 	}
+	if err := s.listenLocal(s.state.Load().Config.LocalSocketPath()); err != nil {
+		s.closeListeners()
+		return err
+	}
 	return nil
 }
 
@@ -257,6 +263,7 @@ func (s *Server) Serve() error {
 			}
 		}()
 	}
+	s.serveLocal(cfg)
 	s.wg.Wait()
 	return nil
 }

@@ -215,7 +215,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 
 	env := &queue.Envelope{
-		From: s.from, To: s.rcpts, User: s.user, Client: s.ip.String(),
+		From: s.from, To: s.rcpts, User: s.user, Client: s.clientName(),
 		Helo: s.conn.Hostname(), Received: start, SMTPUTF8: s.utf8,
 	}
 	draft, err := s.srv.spool.NewDraft(env)
@@ -403,6 +403,9 @@ func (s *session) fixups(h mailsyntax.Header, id string, addFrom bool) []byte {
 
 // received builds our Received field (RFC 5321 §4.4, protocol names per RFC 3848).
 func (s *session) received(id string) string {
+	if p := peerOf(s.conn.Conn()); p != nil {
+		return s.localReceived(p, id)
+	}
 	proto := "ESMTP"
 	state, isTLS := s.conn.TLSConnectionState()
 	if isTLS {

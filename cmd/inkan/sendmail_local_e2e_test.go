@@ -1,0 +1,313 @@
+package main_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startLocalInkan runs inkan with its data directory where other users can
+// reach it (the local socket and the maildrop are inside), on the default
+// listen.local and queue.maildrop.
+func startLocalInkan(t *testing.T, sinkAddr, extra string) *inkan {
+	t.Helper()
+	base, err := os.MkdirTemp("", "inkan-local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	os.Chmod(base, 0o755)
+	dir := filepath.Join(base, "data")
+	in := &inkan{t: t, dir: dir, logs: &syncBuffer{},
+		relay: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		sub:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		smtps: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		http:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	}
+	cfg := fmt.Sprintf(`hostname: relay.test.example
+data_dir: %s
+listen:
+  smtps: "%s"
+  submission: "%s"
+  relay: "%s"
+  http: "%s"
+auth:
+  trusted_networks: [127.0.0.0/8]
+delivery:
+  resolver: "127.0.0.1:9"
+  transport:
+    example.net: "[127.0.0.1]:%s"
+queue:
+  retry_min: 1s
+  retry_max: 2s
+`, dir, in.smtps, in.sub, in.relay, in.http, portOf(sinkAddr)) + extra
+	in.cfgPath = filepath.Join(base, "inkan.yaml")
+	if err := os.WriteFile(in.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in.start()
+	return in
+}
+
+// sendmailAs runs `inkan sendmail ARGS` as uid (0: this process's user)
+// with the instance's config, and returns its output and exit code.
+func (in *inkan) sendmailAs(uid int, stdin string, args ...string) (string, int) {
+	in.t.Helper()
+	var cmd *exec.Cmd
+	env := []string{"INKAN_CONFIG=" + in.cfgPath}
+	if uid == 0 {
+		cmd = exec.Command(binPath, append([]string{"sendmail"}, args...)...)
+		cmd.Env = append(os.Environ(), env...)
+	} else {
+		cmd = asUser(in.t, uid, env, append([]string{"sendmail"}, args...)...)
+	}
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		in.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func bySubject(t *testing.T, msgs []sunk, subject string) sunk {
+	t.Helper()
+	for _, m := range msgs {
+		if bytes.Contains(m.data, []byte("Subject: "+subject+"\r\n")) {
+			return m
+		}
+	}
+	t.Fatalf("no message with Subject %q among %d", subject, len(msgs))
+	return sunk{}
+}
+
+// Local identity: the uid on the local socket is the sender's identity. It
+// is written into Received as Postfix writes it; root may use any sender;
+// another user only its own name at the host, in MAIL FROM and in From.
+func TestSendmailLocalIdentity(t *testing.T) {
+	needRoot(t)
+	s := startSink(t)
+	in := startLocalInkan(t, s.addr, "")
+
+	if out, code := in.sendmailAs(0, "Subject: as-root\n\nhello\n", "-f", "anyone@example.org", "ops@example.net"); code != 0 {
+		t.Fatalf("root with -f: exit %d\n%s", code, out)
+	}
+	if out, code := in.sendmailAs(nobody, "Subject: as-nobody\n\nhello\n", "ops@example.net"); code != 0 {
+		t.Fatalf("nobody without -f: exit %d\n%s", code, out)
+	}
+	// Refused: another user's address, in -f or in the header.
+	out, code := in.sendmailAs(nobody, "Subject: forged\n\nhello\n", "-f", "root@relay.test.example", "ops@example.net")
+	if code != 77 || !strings.Contains(out, "may not send as <root@relay.test.example>") || !strings.Contains(out, "nobody@relay.test.example") {
+		t.Errorf("nobody with -f root@: exit %d, want 77 naming what nobody may use:\n%s", code, out)
+	}
+	out, code = in.sendmailAs(nobody, "From: CEO <ceo@example.com>\nTo: ops@example.net\nSubject: forged-from\n\nhello\n", "-t")
+	if code != 77 || !strings.Contains(out, "ceo@example.com") {
+		t.Errorf("nobody with From: ceo@: exit %d, want 77:\n%s", code, out)
+	}
+
+	got := s.wait(t, 2)
+	time.Sleep(300 * time.Millisecond) // a forged message would arrive by now
+	if n := len(s.msgs); n != 2 {
+		t.Errorf("sink got %d messages, want the 2 allowed ones", n)
+	}
+	root := bySubject(t, got, "as-root")
+	if root.from != "anyone@example.org" || !bytes.Contains(root.data, []byte("(inkan, from userid 0)")) {
+		t.Errorf("root's message: from %q\n%s", root.from, root.data)
+	}
+	nb := bySubject(t, got, "as-nobody")
+	if nb.from != "nobody@relay.test.example" || !bytes.Contains(nb.data, []byte("(inkan, from userid 65534)")) ||
+		!bytes.Contains(nb.data, []byte("From: ")) {
+		t.Errorf("nobody's message: from %q\n%s", nb.from, nb.data)
+	}
+	if !strings.Contains(in.logs.String(), "uid=65534") {
+		t.Errorf("the log does not name the submitting uid:\n%s", in.logs.String())
+	}
+}
+
+// Cron with the relay down: sendmail leaves the message in the maildrop and
+// exits 0; the server sends it when it runs again, as the user who wrote
+// it. Other users can neither list, read nor delete the dropped files.
+func TestSendmailMaildropWhileServerDown(t *testing.T) {
+	needRoot(t)
+	s := startSink(t)
+	in := startLocalInkan(t, s.addr, "")
+	in.stop()
+	in.cmd = nil
+
+	cron := "Subject: cron-nobody\nTo: ops@example.net\n\njob done\n"
+	if out, code := in.sendmailAs(nobody, cron, "-FCronDaemon", "-i", "-B8BITMIME", "-oem", "ops@example.net"); code != 0 {
+		t.Fatalf("nobody, server down: exit %d, want 0 (maildrop)\n%s", code, out)
+	}
+	if out, code := in.sendmailAs(0, "Subject: cron-root\nBcc: hidden@example.net\n\njob done\n", "-i", "ops@example.net"); code != 0 {
+		t.Fatalf("root, server down: exit %d, want 0 (maildrop)\n%s", code, out)
+	}
+	// The policy still applies, now: nothing is dropped that pickup would refuse.
+	if out, code := in.sendmailAs(nobody, "Subject: forged\n\n", "-f", "root@relay.test.example", "ops@example.net"); code != 77 {
+		t.Errorf("nobody -f root@ with the server down: exit %d, want 77\n%s", code, out)
+	}
+
+	drop := filepath.Join(in.dir, "maildrop")
+	fi, err := os.Stat(drop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&(fs.ModePerm|fs.ModeSetgid|fs.ModeSticky) != fs.ModeSetgid|fs.ModeSticky|0o733 {
+		t.Errorf("maildrop mode %s, want dgtrwx-wx-wx (3733)", fi.Mode())
+	}
+	files, _ := os.ReadDir(drop)
+	if len(files) != 2 {
+		t.Fatalf("maildrop holds %d files, want 2", len(files))
+	}
+	owners := map[uint32]string{}
+	for _, f := range files {
+		fi, _ := f.Info()
+		st := fi.Sys().(*syscall.Stat_t)
+		owners[st.Uid] = f.Name()
+		if fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s: mode %s, want 0640", f.Name(), fi.Mode())
+		}
+	}
+	rootFile := filepath.Join(drop, owners[0])
+	if owners[0] == "" || owners[nobody] == "" {
+		t.Fatalf("files are not owned by their writers: %v", owners)
+	}
+	// Another user: cannot list the folder, read root's file, or delete it.
+	for _, c := range [][]string{{"/bin/ls", drop}, {"/bin/cat", rootFile}, {"/bin/rm", "-f", rootFile}} {
+		cmd := exec.Command(c[0], c[1:]...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		if out, err := cmd.CombinedOutput(); err == nil {
+			t.Errorf("as nobody, %s succeeded:\n%s", strings.Join(c, " "), out)
+		}
+	}
+	if _, err := os.Stat(rootFile); err != nil {
+		t.Errorf("root's dropped file is gone: %v", err)
+	}
+
+	in.start()
+	got := s.wait(t, 2)
+	nb := bySubject(t, got, "cron-nobody")
+	if nb.from != "nobody@relay.test.example" || !bytes.Contains(nb.data, []byte("(inkan, from userid 65534)")) ||
+		!bytes.Contains(nb.data, []byte("CronDaemon")) || !bytes.Contains(nb.data, []byte("<nobody@relay.test.example>\r\n")) {
+		t.Errorf("nobody's cron mail: from %q\n%s", nb.from, nb.data)
+	}
+	rt := bySubject(t, got, "cron-root")
+	if !bytes.Contains(rt.data, []byte("(inkan, from userid 0)")) || bytes.Contains(rt.data, []byte("hidden@")) {
+		t.Errorf("root's cron mail:\n%s", rt.data)
+	}
+	waitLog(t, in, "maildrop: picked up")
+	if left, _ := os.ReadDir(drop); len(left) != 0 {
+		t.Errorf("maildrop still holds %d files after pickup", len(left))
+	}
+}
+
+// sendmail -bs, driven as Symfony Mailer drives it: EHLO, MAIL, RCPT, DATA,
+// QUIT, reading each reply. Bcc is removed; with the server down the reply
+// says where the message went.
+func TestSendmailBs(t *testing.T) {
+	needRoot(t)
+	s := startSink(t)
+	in := startLocalInkan(t, s.addr, "")
+	conv := func(subject string) []string {
+		t.Helper()
+		cmd := asUser(t, nobody, []string{"INKAN_CONFIG=" + in.cfgPath}, "sendmail", "-bs")
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(stdout)
+		var replies []string
+		read := func() {
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatalf("-bs: %v after %q", err, replies)
+				}
+				if len(line) < 4 || line[3] != '-' {
+					replies = append(replies, strings.TrimSpace(line))
+					return
+				}
+			}
+		}
+		say := func(s string) { io.WriteString(stdin, s+"\r\n"); read() }
+		read()
+		say("EHLO app.example")
+		say("MAIL FROM:<nobody@relay.test.example>")
+		say("RCPT TO:<ops@example.net>")
+		say("RCPT TO:<hidden@example.net>")
+		say("DATA")
+		say("From: nobody@relay.test.example\r\nTo: ops@example.net\r\nBcc: hidden@example.net\r\nSubject: " + subject + "\r\n\r\nvia -bs\r\n.")
+		say("QUIT")
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("-bs exit: %v; replies %q", err, replies)
+		}
+		return replies
+	}
+	replies := conv("bs-live")
+	want := []string{"220 ", "250 ", "250 ", "250 ", "250 ", "354 ", "250 2.0.0 Ok: queued as ", "221 "}
+	for i, w := range want {
+		if i >= len(replies) || !strings.HasPrefix(replies[i], w) {
+			t.Fatalf("-bs replies %q, want prefixes %q", replies, want)
+		}
+	}
+	m := bySubject(t, s.wait(t, 1), "bs-live")
+	if len(m.to) != 2 || bytes.Contains(m.data, []byte("Bcc:")) || !bytes.Contains(m.data, []byte("from userid 65534")) {
+		t.Errorf("-bs message: to %v\n%s", m.to, m.data)
+	}
+
+	in.stop()
+	in.cmd = nil
+	replies = conv("bs-down")
+	if len(replies) < 7 || !strings.Contains(replies[6], "maildrop") {
+		t.Fatalf("-bs with the server down: %q, want the DATA reply to name the maildrop", replies)
+	}
+	in.start()
+	bySubject(t, s.wait(t, 2), "bs-down")
+}
+
+// The modes Postfix's sendmail has besides sending.
+func TestSendmailModes(t *testing.T) {
+	s := startSink(t)
+	in := startLocalInkan(t, s.addr, "")
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-bi"}, 0, "no aliases"},
+		{[]string{"-I"}, 0, "no aliases"},
+		{[]string{"-bv", "ops@example.net", "bad%route@example.net"}, 67, "<ops@example.net>: deliverable via transport"},
+		{[]string{"-bv", "ops@example.net"}, 0, "deliverable"},
+		{[]string{"-bp"}, 0, "Mail queue is empty"},
+		{[]string{"-q"}, 0, ""},
+		{[]string{"-q30m"}, 0, "nothing to do"},
+		{[]string{"-bd"}, 64, "inkan serve"},
+		{[]string{"-bz"}, 64, "unsupported mode"},
+		{[]string{"-k", "x@example.net"}, 64, "unsupported option -k"},
+		{[]string{"-N", "sometimes", "x@example.net"}, 64, "-N"},
+		{[]string{"-R", "body", "x@example.net"}, 64, "-R"},
+		{[]string{}, 64, "no recipients"},
+		{[]string{"-t"}, 65, "no recipient addresses"},
+	} {
+		out, code := in.sendmailAs(0, "Subject: x\n\n", tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.want) {
+			t.Errorf("sendmail %s: exit %d, want %d and %q:\n%s", strings.Join(tc.args, " "), code, tc.code, tc.want, out)
+		}
+	}
+	if len(s.msgs) != 0 {
+		t.Errorf("the modes sent %d messages", len(s.msgs))
+	}
+}

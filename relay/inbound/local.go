@@ -1,0 +1,392 @@
+package inbound
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"github.com/inkan-relay/inkan/auth"
+	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/queue/maildrop"
+	"github.com/inkan-relay/inkan/queue/safefile"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
+)
+
+// Local submission: users of this host reach the server through the Unix
+// socket listen.local (`inkan sendmail`), and the maildrop pickup through
+// DialLocal. Either way the server knows the submitting uid for certain
+// (SO_PEERCRED on the socket, the file's owner in the maildrop), and:
+//
+//   - the uid goes into the Received field ("from userid N", as Postfix
+//     writes it) and on every log line of the session;
+//   - the sender policy is the uid's: root and the user inkan runs as may
+//     use any address; a user named in auth.local_senders the addresses
+//     listed there; any other user only its own name at this host's names
+//     (hostname and the machine's name). It applies to MAIL FROM and to
+//     every author field of the header, as for a trusted network;
+//   - no AUTH and no STARTTLS are offered: the socket is the credential.
+//
+// Everything else (header fix-ups, signing, the spool, quotas counted per
+// local user as the network "local:NAME") is the SMTP path itself: a local
+// session is a session with a network made for its uid.
+
+// localPeer is who is on the other end of a local connection.
+type localPeer struct {
+	uid  int
+	name string // user name; "" when the uid has none
+	via  string // "socket" or "maildrop"
+}
+
+func (p *localPeer) String() string {
+	if p.name == "" {
+		return "uid " + strconv.Itoa(p.uid)
+	}
+	return fmt.Sprintf("%s (uid %d)", p.name, p.uid)
+}
+
+// peerConn is a local connection with its peer.
+type peerConn struct {
+	net.Conn
+	peer *localPeer
+}
+
+// peerOf finds the local peer of c, nil for a TCP client.
+func peerOf(c net.Conn) *localPeer {
+	for c != nil {
+		switch x := c.(type) {
+		case *peerConn:
+			return x.peer
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+func newPeer(uid int, via string) *localPeer {
+	p := &localPeer{uid: uid, via: via}
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		p.name = u.Username
+	}
+	return p
+}
+
+// localState is the Server's local listeners.
+type localState struct {
+	sock   net.Listener // listen.local; nil when off
+	path   string
+	inject *pipeListener // DialLocal's connections
+}
+
+// listenLocal binds the Unix socket path ("" = none). The socket's folder
+// must be the server's and closed to writers (nobody may swap the socket);
+// it is made passable (o+x) so every user reaches the socket, which gets
+// mode 0666: who connects is told by the kernel, not trusted from them.
+func (s *Server) listenLocal(path string) error {
+	s.local.inject = newPipeListener()
+	if path == "" {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("listen local on %s: %w", path, err)
+	}
+	if err := safefile.Check("folder of listen.local", dir, fi); err != nil {
+		return err
+	}
+	if note, err := maildrop.Traversable(dir); err != nil {
+		s.log.Warn("local users may not reach listen.local", "err", err)
+	} else if note != "" {
+		s.log.Info(note)
+	}
+	if err := removeStaleSocket(path); err != nil {
+		return err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("listen local on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		ln.Close()
+		return fmt.Errorf("listen local on %s: %w", path, err)
+	}
+	s.local.sock, s.local.path = &credListener{Listener: ln}, path
+	return nil
+}
+
+// removeStaleSocket removes a socket left by a server that is gone; a live
+// one, or anything that is not a socket, is an error.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("listen local on %s: a %s is in the way; remove it, or set listen.local to another path", path, fi.Mode().Type())
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("listen local on %s: another inkan is listening there", path)
+	}
+	return os.Remove(path)
+}
+
+// serveLocal serves the local socket and DialLocal's connections with the
+// SMTP server of listener kind "local".
+func (s *Server) serveLocal(cfg *config.Config) {
+	if s.local.inject == nil {
+		return
+	}
+	srv := s.newSMTPServer(KindLocal, cfg)
+	srv.TLSConfig = nil // the socket is local; nothing to encrypt
+	srv.Backend = smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		p := peerOf(c.Conn())
+		if p == nil {
+			return nil, errors.New("local connection without peer credentials")
+		}
+		return s.newLocalSession(c, p), nil
+	})
+	s.mu.Lock()
+	s.servers = append(s.servers, srv)
+	s.mu.Unlock()
+	lns := []net.Listener{s.local.inject}
+	if s.local.sock != nil {
+		lns = append(lns, s.local.sock)
+		s.log.Info("listening", "listener", KindLocal.String(), "addr", s.local.path)
+	}
+	for _, ln := range lns {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				s.log.Error("listener stopped", "listener", KindLocal.String(), "err", err)
+			}
+		}()
+	}
+}
+
+// LocalAddr is the path of the local socket, "" when there is none.
+func (s *Server) LocalAddr() string { return s.local.path }
+
+// DialLocal returns a connection to the local SMTP server on which the
+// server takes the client to be uid, as if uid had connected to the local
+// socket. The maildrop pickup submits each file through it, as the file's
+// owner, so picked-up mail passes the policy, fix-ups and signing of any
+// other. It fails once Shutdown has begun.
+func (s *Server) DialLocal(uid int) (net.Conn, error) {
+	if s.local.inject == nil {
+		return nil, errors.New("local submission is not running")
+	}
+	client, server := net.Pipe()
+	if err := s.local.inject.push(&peerConn{Conn: pipeEnd{server}, peer: newPeer(uid, "maildrop")}, s.ctx.Done()); err != nil {
+		client.Close()
+		server.Close()
+		return nil, err
+	}
+	return client, nil
+}
+
+// newLocalSession is a session whose network is made for its peer's uid.
+func (s *Server) newLocalSession(c *smtp.Conn, p *localPeer) smtp.Session {
+	sess := s.newSession(KindLocal, c)
+	st := sess.st
+	patterns, any, err := LocalSenders(st.Config, p.uid, p.name, os.Geteuid())
+	n := &auth.Network{Name: "local:" + p.String()}
+	if p.name != "" {
+		n.Name = "local:" + p.name
+	}
+	if err == nil && !any {
+		n.Senders, err = auth.NewSenderSet(patterns)
+	}
+	sess.network = n
+	sess.log = s.log.With("listener", KindLocal.String(), "uid", p.uid, "local_user", p.name, "via", p.via)
+	if err != nil {
+		sess.log.Error("auth.local_senders is not valid; local users may send as nobody until it is fixed", "err", err)
+		n.Senders, _ = auth.NewSenderSet(nil)
+	}
+	return &localSession{session: sess, peer: p, patterns: patterns}
+}
+
+// LocalSenders returns the sender patterns the local user uid (named name)
+// may use, or any = true when it may use every address: root and serverUID,
+// the user inkan runs as. A user listed in auth.local_senders gets its
+// list; any other user its own name at hostname and at the machine's name.
+func LocalSenders(cfg *config.Config, uid int, name string, serverUID int) (patterns []string, any bool, err error) {
+	if uid == 0 || uid == serverUID {
+		return nil, true, nil
+	}
+	if pats, ok := cfg.Auth.LocalSenders[name]; ok && name != "" {
+		if _, err := auth.NewSenderSet(pats); err != nil {
+			return nil, false, fmt.Errorf("auth.local_senders[%q]: %w", name, err)
+		}
+		if len(pats) == 1 && strings.TrimSpace(pats[0]) == "*" {
+			return nil, true, nil
+		}
+		return pats, false, nil
+	}
+	if name == "" {
+		return nil, false, nil
+	}
+	for _, d := range LocalDomains(cfg) {
+		a := name + "@" + d
+		if mailsyntax.CheckPath(a, false) == nil {
+			patterns = append(patterns, a)
+		}
+	}
+	return patterns, false, nil
+}
+
+// LocalDomains are the domains a local user's own address may have: the
+// configured hostname, then the machine's name when it differs.
+func LocalDomains(cfg *config.Config) []string {
+	out := []string{strings.ToLower(cfg.Hostname)}
+	if h, err := os.Hostname(); err == nil {
+		h = strings.TrimSuffix(strings.ToLower(h), ".")
+		if h != out[0] && mailsyntax.ValidDomain(h, mailsyntax.MailDomain) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// localSession is a session of the local listener.
+type localSession struct {
+	*session
+	peer     *localPeer
+	patterns []string
+}
+
+// Mail refuses, with a reply that says what a local user may do, a sender
+// the uid may not use; the session's own check then passes.
+func (l *localSession) Mail(from string, opts *smtp.MailOptions) error {
+	if from != "" && l.network.Senders != nil && !l.network.Senders.Allows(from) {
+		refused.WithLabelValues("sender_policy").Inc()
+		l.log.Warn("refused", "reason", "sender not allowed for this local user", "from", from)
+		return l.notOwned("may not send as <"+clean(from)+">", "-f")
+	}
+	return l.session.Mail(from, opts)
+}
+
+// Data rewords the policy's refusal of a header author for a local user.
+func (l *localSession) Data(r io.Reader) error {
+	err := l.session.Data(r)
+	var se *smtp.SMTPError
+	if errors.As(err, &se) && se.EnhancedCode == auth.ErrHeaderFromNotOwned.EnhancedCode && se.Code == auth.ErrHeaderFromNotOwned.Code {
+		if rest, ok := strings.CutPrefix(se.Message, "Network "+l.network.Name+" "); ok {
+			return l.notOwned(rest, "From:")
+		}
+	}
+	return err
+}
+
+func (l *localSession) notOwned(what, field string) error {
+	allowed := "no address (the uid has no user name)"
+	if len(l.patterns) > 0 {
+		allowed = strings.Join(l.patterns, ", ")
+	}
+	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+		Message: clean(fmt.Sprintf("Local user %s %s: it may use %s; other addresses in %s are for root and inkan's user, or auth.local_senders", l.peer, what, allowed, field))}
+}
+
+// localReceived is the Received field of a local submission, as Postfix
+// writes it for sendmail and pickup.
+func (s *session) localReceived(p *localPeer, id string) string {
+	return fmt.Sprintf("Received: by %s (inkan, from userid %d)\r\n\tid %s; %s\r\n", s.st.Config.Hostname, p.uid, id, now().Format(time.RFC1123Z))
+}
+
+// clientName is the client as the queue records it: its address, or the
+// local user.
+func (s *session) clientName() string {
+	if p := peerOf(s.conn.Conn()); p != nil {
+		return "local " + p.String()
+	}
+	return s.ip.String()
+}
+
+// credListener accepts Unix connections and reads each peer's uid.
+type credListener struct{ net.Listener }
+
+func (l *credListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		uid, err := peerUID(c)
+		if err != nil {
+			slog.Warn("local connection refused: no peer credentials", "err", err)
+			c.Close()
+			continue
+		}
+		return &peerConn{Conn: c, peer: newPeer(uid, "socket")}, nil
+	}
+}
+
+// pipeEnd is the server's end of a DialLocal pipe: the client closing it is
+// the end of input, as on a socket.
+type pipeEnd struct{ net.Conn }
+
+func (p pipeEnd) Read(b []byte) (int, error) {
+	n, err := p.Conn.Read(b)
+	if errors.Is(err, io.ErrClosedPipe) {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// pipeListener hands DialLocal's connections to the SMTP server.
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newPipeListener() *pipeListener {
+	return &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (p *pipeListener) push(c net.Conn, stop <-chan struct{}) error {
+	select {
+	case p.conns <- c:
+		return nil
+	case <-p.done:
+	case <-stop:
+	}
+	return ErrShuttingDown
+}
+
+func (p *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.conns:
+		return c, nil
+	case <-p.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (p *pipeListener) Close() error { p.once.Do(func() { close(p.done) }); return nil }
+
+func (p *pipeListener) Addr() net.Addr { return pipeAddr{} }
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "maildrop" }
