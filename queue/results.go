@@ -245,6 +245,7 @@ func (q *Queue) queueDSN(msg []byte, to string, utf8 bool) (string, error) {
 	d, err := q.NewDraft(&Envelope{
 		To: []string{to}, Received: now(), Helo: q.opts.Hostname,
 		SMTPUTF8: utf8 || !mailsyntax.IsASCII(to) || !mailsyntax.IsASCII(msg),
+		Body8Bit: !mailsyntax.IsASCII(msg),
 	})
 	if err != nil {
 		return "", err

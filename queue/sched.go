@@ -418,6 +418,7 @@ func (q *Queue) deliverGroups(ctx context.Context, rs *runState, r *round, run [
 				Size:     r.rec.Size(),
 				Open:     q.opener(r.id, r.rec),
 				SMTPUTF8: r.rec.Env.SMTPUTF8,
+				Body8Bit: r.rec.Env.Body8Bit, Header8Bit: r.rec.Env.Header8Bit,
 			})
 			deliveryDuration.Observe(time.Since(start).Seconds())
 		}()

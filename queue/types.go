@@ -16,6 +16,12 @@ type Envelope struct {
 	Received time.Time `json:"received"`           // when DATA ended
 	SMTPUTF8 bool      `json:"smtputf8,omitempty"` // client asked for SMTPUTF8
 	NoSign   bool      `json:"no_sign,omitempty"`  // for logs: why it was not signed
+
+	// Body8Bit and Header8Bit say the body or the header section has a byte
+	// above 127: such a message goes only to a next hop that advertises
+	// 8BITMIME (RFC 6152). Files written before they existed have neither.
+	Body8Bit   bool `json:"body_8bit,omitempty"`
+	Header8Bit bool `json:"header_8bit,omitempty"`
 }
 
 // Transport delivers one message to some of its recipients. The queue calls it
@@ -34,6 +40,9 @@ type Delivery struct {
 	Size     int64                         // bytes of the full message, for SIZE=
 	Open     func() (io.ReadCloser, error) // the full message: prefix headers + body, CRLF
 	SMTPUTF8 bool
+	// The message has 8-bit bytes in its body or header (Envelope.Body8Bit,
+	// Header8Bit): the next hop must advertise 8BITMIME.
+	Body8Bit, Header8Bit bool
 }
 
 // Status is the outcome for one recipient.

@@ -45,6 +45,10 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 			return nil, true
 		}
 	}
+	if v := eightBit(s, d, opts); v != nil {
+		st.resolve(todo, v.at(s.remote, s.tls))
+		return nil, true
+	}
 	if err := s.smtp.Mail(d.From, opts); err != nil {
 		v, ends := fromError(err, s.remote, "after MAIL FROM")
 		if ends {
@@ -133,6 +137,27 @@ func (t *Transport) send(s *conn, w io.Writer, body io.Reader) *verdict {
 			return temporary("4.3.0", "cannot read the queued message: %v", rerr)
 		}
 	}
+}
+
+// eightBit applies RFC 6152 and RFC 6531 to a message with bytes above
+// 127 (queue.Envelope.Body8Bit, Header8Bit): it goes to a next hop that
+// advertises 8BITMIME (go-smtp's client then says BODY=8BITMIME, as it does
+// to every such server); to one that does not, it is not sent at all and
+// its recipients fail (5.6.3): the DKIM signature made at submission covers
+// the body, so converting it to 7 bits here would break the signature, and
+// 8-bit bytes to a 7-bit server are what the RFCs forbid. UTF-8 header fields of an SMTPUTF8 message need SMTPUTF8 of the
+// next hop as well (5.6.7).
+func eightBit(s *conn, d *queue.Delivery, opts *smtp.MailOptions) *verdict {
+	if d.SMTPUTF8 && d.Header8Bit && !opts.UTF8 {
+		return permanent("5.6.7", "%s does not support SMTPUTF8, which the message's UTF-8 header fields need (RFC 6531)", s.remote)
+	}
+	if !d.Body8Bit && !d.Header8Bit {
+		return nil
+	}
+	if ok, _ := s.smtp.Extension("8BITMIME"); !ok {
+		return permanent("5.6.3", "%s does not accept 8-bit data (no 8BITMIME), and converting the signed message to 7 bits would break its DKIM signature (RFC 6152)", s.remote)
+	}
+	return nil
 }
 
 func errText(err error) string {
