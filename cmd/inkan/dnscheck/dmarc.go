@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
+
+	"golang.org/x/net/publicsuffix"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // DMARCRecord is a parsed DMARC record (RFC 7489 §6.3).
@@ -94,9 +99,8 @@ func ParseDMARC(s string) (*DMARCRecord, error) {
 }
 
 // CheckDMARC finds the DMARC policy for domain: _dmarc.DOMAIN, else the
-// organizational domain's record. The organizational domain is guessed as
-// the last two labels, which is wrong under multi-label public suffixes
-// such as co.uk; the finding says when the fallback was used.
+// organizational domain's record (public suffix + 1); the finding says when
+// the fallback was used.
 func (c *Checker) CheckDMARC(ctx context.Context, domain string) Finding {
 	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
 	f := Finding{Check: "dmarc _dmarc." + domain}
@@ -131,7 +135,7 @@ func (c *Checker) CheckDMARC(ctx context.Context, domain string) Finding {
 	align := map[string]string{"r": "relaxed", "s": "strict"}
 	d := fmt.Sprintf("policy %s, DKIM alignment %s, SPF alignment %s, pct=%d", pol, align[r.ADKIM], align[r.ASPF], r.Pct)
 	if inherited {
-		d += " (from " + where + ", the organizational domain as guessed from the last two labels)"
+		d += " (from " + where + ", the organizational domain)"
 	}
 	if len(r.RUA) > 0 {
 		d += ", aggregate reports to " + strings.Join(r.RUA, ",")
@@ -174,11 +178,87 @@ func (c *Checker) findDMARC(ctx context.Context, domain string) (rec, where stri
 	return recs[0], where, nil
 }
 
-// orgDomain guesses the organizational domain: the last two labels.
+// orgDomain is the organizational domain (RFC 7489 §3.2): the public
+// suffix plus one label, from the public suffix list.
 func orgDomain(d string) string {
-	labels := strings.Split(d, ".")
-	if len(labels) <= 2 {
+	od, err := publicsuffix.EffectiveTLDPlusOne(d)
+	if err != nil {
 		return d
 	}
-	return strings.Join(labels[len(labels)-2:], ".")
+	return od
+}
+
+// CheckReportAuth checks that every mailto: report address (rua= and ruf=)
+// of domain's DMARC record may receive its reports: one outside the
+// domain's organizational domain must publish "v=DMARC1" at
+// DOMAIN._report._dmarc.RUADOMAIN (RFC 7489 §7.1), else receivers send it
+// nothing. Addresses within the organization need no such record and give
+// no finding.
+func (c *Checker) CheckReportAuth(ctx context.Context, domain string) []Finding {
+	domain = strings.TrimSuffix(strings.ToLower(domain), ".")
+	rec, where, err := c.findDMARC(ctx, domain)
+	if rec == "" && err == nil {
+		if org := orgDomain(domain); org != domain {
+			rec, where, err = c.findDMARC(ctx, org)
+		}
+	}
+	if err != nil || rec == "" {
+		return nil // CheckDMARC reports it
+	}
+	r, err := ParseDMARC(rec)
+	if err != nil {
+		return nil
+	}
+	policyDomain := strings.TrimPrefix(where, "_dmarc.")
+	var out []Finding
+	seen := map[string]bool{}
+	for _, uri := range append(append([]string(nil), r.RUA...), r.RUF...) {
+		target := reportDomain(uri)
+		if target == "" || seen[target] || orgDomain(target) == orgDomain(policyDomain) {
+			continue
+		}
+		seen[target] = true
+		name := policyDomain + "._report._dmarc." + target
+		f := Finding{Check: "dmarc-report " + name}
+		txts, err := c.txt(ctx, name)
+		authorized := false
+		for _, t := range txts {
+			authorized = authorized || IsDMARC(t)
+		}
+		switch {
+		case isTemp(err):
+			f.Status, f.Detail = Warn, "could not check: "+err.Error()
+		case authorized:
+			f.Status, f.Detail = Pass, fmt.Sprintf("%s may receive the reports of %s (%s is published)", target, policyDomain, name)
+		default:
+			f.Status = Warn
+			f.Detail = fmt.Sprintf("reports go to %s, outside %s, and %s has not agreed to take them, so receivers send none: its owner publishes the record below (report services do when you add %s in their panel), or send reports to an address in %s",
+				uri, policyDomain, target, policyDomain, policyDomain)
+			f.Publish = zoneTXT(name, "v=DMARC1")
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// reportDomain is the domain of a mailto: report URI ("mailto:d@example.net!10m"), or "".
+func reportDomain(uri string) string {
+	rest, ok := strings.CutPrefix(strings.ToLower(strings.TrimSpace(uri)), "mailto:")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexByte(rest, '!'); i >= 0 {
+		rest = rest[:i] // size limit
+	}
+	if i := strings.IndexByte(rest, '?'); i >= 0 {
+		rest = rest[:i]
+	}
+	if u, err := url.PathUnescape(rest); err == nil {
+		rest = u
+	}
+	d := mailsyntax.DomainOf(rest)
+	if !mailsyntax.ValidDomain(d, mailsyntax.MailDomain) {
+		return ""
+	}
+	return d
 }

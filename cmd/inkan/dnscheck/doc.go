@@ -15,6 +15,20 @@
 //     ptr counts toward the limit but is not evaluated (deprecated), with a
 //     WARN.
 //   - CheckDMARC reads _dmarc.DOMAIN, falling back to the organizational
-//     domain guessed as the last two labels (wrong under suffixes like
-//     co.uk; the finding says when the fallback was used).
+//     domain (public suffix list + one label; the finding says when the
+//     fallback was used). CheckReportAuth checks that report addresses in
+//     another organization have agreed to take the reports
+//     (DOMAIN._report._dmarc.RUADOMAIN, RFC 7489 §7.1).
+//   - The mistakes of the usual guides are named with what to publish
+//     instead (Finding.Publish, in zone-file form, when one record fixes
+//     it): several SPF records (merged into one), more than 10 SPF lookups
+//     over the whole record (SPFLookups, with each term's cost), +all, ?all
+//     or no all; DKIM keys split into several TXT records, quotes or
+//     backslashes stored in the value, a value cut at 255 characters, a key
+//     at the wrong name, RSA keys under 2048 bits; _adsp records (CheckADSP);
+//     a sending domain without MX, or with a null MX (CheckMX); an address
+//     whose PTR is missing or does not resolve back, or a greeting name that
+//     does not resolve to it (CheckHost).
+//   - TXT values are compared as the bytes on the wire (the presentation
+//     escapes of miekg/dns undone).
 package dnscheck

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,11 +34,17 @@ func (s Status) String() string {
 	return "FAIL"
 }
 
+// MarshalText writes PASS, WARN or FAIL (for -json).
+func (s Status) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
 // Finding is the outcome of one check.
 type Finding struct {
-	Check  string // "dkim rsa1._domainkey.example.com", "spf example.com", "dmarc _dmarc.example.com"
-	Status Status
-	Detail string
+	Check  string `json:"check"` // "dkim rsa1._domainkey.example.com", "spf example.com", "dmarc _dmarc.example.com"
+	Status Status `json:"status"`
+	Detail string `json:"detail"`
+	// Publish is the record to publish instead, in zone-file form, when the
+	// fix is one record: `example.com._report._dmarc.example.net. TXT "v=DMARC1"`.
+	Publish string `json:"publish,omitempty"`
 }
 
 // String formats a finding as one output line:
@@ -111,16 +118,63 @@ func (c *Checker) query(ctx context.Context, name string, qtype uint16) ([]dns.R
 	return out, nil
 }
 
-// txt returns each TXT record as one string (its character-strings joined,
-// as RFC 6376 §3.6.2.2 and RFC 7208 §3.3 require).
-func (c *Checker) txt(ctx context.Context, name string) ([]string, error) {
+// txtRaw returns the character-strings of each TXT record, unjoined (how a
+// record was split is what some publishing mistakes change), as the bytes
+// on the wire: miekg/dns gives them escaped (\" \\ \DDD), and the escapes
+// are undone here.
+func (c *Checker) txtRaw(ctx context.Context, name string) ([][]string, error) {
 	rrs, err := c.query(ctx, name, dns.TypeTXT)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, 0, len(rrs))
+	out := make([][]string, 0, len(rrs))
 	for _, rr := range rrs {
-		out = append(out, strings.Join(rr.(*dns.TXT).Txt, ""))
+		strs := make([]string, 0, len(rr.(*dns.TXT).Txt))
+		for _, s := range rr.(*dns.TXT).Txt {
+			strs = append(strs, unescapeTXT(s))
+		}
+		out = append(out, strs)
+	}
+	return out, nil
+}
+
+// unescapeTXT undoes the presentation escapes of a TXT string: \DDD is the
+// byte DDD, \X is X.
+func unescapeTXT(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
+			if n, err := strconv.Atoi(s[i+1 : i+4]); err == nil && n < 256 {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i+1])
+		i++
+	}
+	return b.String()
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// txt returns each TXT record as one string (its character-strings joined,
+// as RFC 6376 §3.6.2.2 and RFC 7208 §3.3 require).
+func (c *Checker) txt(ctx context.Context, name string) ([]string, error) {
+	raw, err := c.txtRaw(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(raw))
+	for _, strs := range raw {
+		out = append(out, strings.Join(strs, ""))
 	}
 	return out, nil
 }

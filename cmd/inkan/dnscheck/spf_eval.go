@@ -57,6 +57,11 @@ type spfEval struct {
 	sender, helo   string
 	lookups, voids int
 	notes          []string
+	// countAll counts past the limits instead of stopping (SPFLookups),
+	// with the lookups of each top-level term and the void names.
+	countAll  bool
+	perTerm   []TermLookups
+	voidNames []string
 }
 
 // errLimit ends evaluation with permerror.
@@ -66,17 +71,18 @@ func (e *errLimit) Error() string { return e.msg }
 
 func (e *spfEval) count() error {
 	e.lookups++
-	if e.lookups > maxLookups {
+	if e.lookups > maxLookups && !e.countAll {
 		return &errLimit{fmt.Sprintf("more than %d DNS-querying terms (include, a, mx, ptr, exists, redirect): flatten includes or replace some with ip4:/ip6:", maxLookups)}
 	}
 	return nil
 }
 
-// void counts an empty or NXDOMAIN answer.
-func (e *spfEval) void(n int, err error) error {
+// void counts an empty or NXDOMAIN answer for name.
+func (e *spfEval) void(name string, n int, err error) error {
 	if n == 0 && (err == nil || errors.Is(err, errNXDomain)) {
 		e.voids++
-		if e.voids > maxVoid {
+		e.voidNames = append(e.voidNames, name)
+		if e.voids > maxVoid && !e.countAll {
 			return &errLimit{fmt.Sprintf("more than %d lookups found nothing (void lookups): remove terms naming domains that do not exist", maxVoid)}
 		}
 	}
@@ -112,7 +118,11 @@ func (e *spfEval) checkHost(ctx context.Context, domain string, depth int) (SPFR
 		return SPFPermError, fmt.Sprintf("%s: %v", domain, err)
 	}
 	for _, t := range rec.Terms {
+		before := e.lookups
 		match, res, why := e.mechanism(ctx, t, domain, depth)
+		if depth == 0 && e.lookups > before {
+			e.perTerm = append(e.perTerm, TermLookups{Term: t.String(), Lookups: e.lookups - before})
+		}
 		if res != "" {
 			return res, why
 		}
@@ -125,6 +135,7 @@ func (e *spfEval) checkHost(ctx context.Context, domain string, depth int) (SPFR
 		}
 	}
 	if rec.Redirect != "" {
+		before := e.lookups
 		if err := e.count(); err != nil {
 			return SPFPermError, err.Error()
 		}
@@ -133,6 +144,9 @@ func (e *spfEval) checkHost(ctx context.Context, domain string, depth int) (SPFR
 			return SPFPermError, err.Error()
 		}
 		res, why := e.checkHost(ctx, target, depth+1)
+		if depth == 0 {
+			e.perTerm = append(e.perTerm, TermLookups{Term: "redirect=" + rec.Redirect, Lookups: e.lookups - before})
+		}
 		if res == SPFNone {
 			return SPFPermError, "redirect=" + target + ": " + why
 		}
@@ -194,7 +208,7 @@ func (e *spfEval) mechanism(ctx context.Context, t SPFTerm, domain string, depth
 		return false, "", ""
 	case "exists":
 		ips, err := e.c.addrs(ctx, target, true)
-		if verr := e.void(len(ips), err); verr != nil {
+		if verr := e.void(target, len(ips), err); verr != nil {
 			return fail(verr)
 		}
 		if err != nil && !errors.Is(err, errNXDomain) {
@@ -203,7 +217,7 @@ func (e *spfEval) mechanism(ctx context.Context, t SPFTerm, domain string, depth
 		return len(ips) > 0, "", ""
 	case "a":
 		ips, err := e.c.addrs(ctx, target, e.ip.Is4())
-		if verr := e.void(len(ips), err); verr != nil {
+		if verr := e.void(target, len(ips), err); verr != nil {
 			return fail(verr)
 		}
 		if err != nil && !errors.Is(err, errNXDomain) {
@@ -212,7 +226,7 @@ func (e *spfEval) mechanism(ctx context.Context, t SPFTerm, domain string, depth
 		return e.inAny(ips, t), "", ""
 	case "mx":
 		hosts, err := e.c.mx(ctx, target)
-		if verr := e.void(len(hosts), err); verr != nil {
+		if verr := e.void(target, len(hosts), err); verr != nil {
 			return fail(verr)
 		}
 		if err != nil && !errors.Is(err, errNXDomain) {
