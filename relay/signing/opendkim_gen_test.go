@@ -318,7 +318,9 @@ func diffHandWritten(base, keys string) []*diffSet {
 		set("an exact key listed twice: the first line only", "file:", "example.test k1\nEXAMPLE.test k2\n.test k3\n.TEST k1\n", true, issueFroms),
 		set("exact lookup order", "", "alice@example.test k1\nexample.test k2\nalice@.test k3\n.test k1\nalice@* k2\n* k3\n", true,
 			plain("alice@example.test", "bob@example.test", "alice@sub.example.test", "bob@deep.sub.example.test", "alice@nowhere.invalid", "bob@other.test")),
-		set("csl tables", "", "", true, plain("alice@example.test", "bob@other.test")),
+		{name: "csl tables", conf: "KeyTable csl:k1=example.test:s1:" + key("example.test", "s1") + ",k3=other.test:s3:" + key("other.test", "s3") +
+			"\nSigningTable csl:alice@example.test=k1,example.test=k3,.test=k1\nMultipleSignatures yes\n",
+			froms: plain("alice@example.test", "bob@other.test", "carol@sub.example.test")},
 		set("signer (i=) outside d=", "refile:", "*@other.test k1:bob@other.test\n*@example.test k2:@sub.example.test\n* k3:@%\n", true,
 			plain("alice@other.test", "alice@example.test", "a@third.test")),
 		set("undefined-key", "refile:", "*@example.test k1\n*@other.test gone\n", false, plain("alice@example.test", "bob@other.test")),
@@ -365,9 +367,5 @@ func diffHandWritten(base, keys string) []*diffSet {
 				"SigningTable": "# comment\n\n*@example.test\trel # trailing comment\n*@*.example.test pct\n"},
 			froms: plain("a@example.test", "a@sub.example.test", "a@deep.sub.example.test")},
 	}
-	csl := sets[5]
-	csl.conf = "KeyTable csl:k1=example.test:s1:" + key("example.test", "s1") + ",k3=other.test:s3:" + key("other.test", "s3") +
-		"\nSigningTable csl:alice@example.test=k1,example.test=k3,.test=k1\nMultipleSignatures yes\n"
-	csl.files = nil
 	return sets
 }
