@@ -407,10 +407,10 @@ func TestSendmailLikeCronAndPHP(t *testing.T) {
 	if php.from != "www@example.com" || len(php.to) != 2 || bytes.Contains(php.data, []byte("Bcc:")) || !bytes.Contains(php.data, []byte("after dot")) {
 		t.Fatalf("php message: from %q to %v\n%s", php.from, php.to, php.data)
 	}
-	// No recipients: usage error, exit 64.
+	// No recipients: a fatal error, exit 75 as Postfix's sendmail.
 	_, err = in.run("Subject: x\n\n", "sendmail")
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 64 {
-		t.Fatalf("no recipients: %v, want exit 64", err)
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 75 {
+		t.Fatalf("no recipients: %v, want exit 75", err)
 	}
 }
 

@@ -23,7 +23,6 @@ import (
 // sysexits.h codes, which cron, PHP and MTAs' callers understand.
 const (
 	exOK          = 0
-	exUsage       = 64
 	exDataErr     = 65
 	exNoUser      = 67
 	exUnavailable = 69
@@ -61,6 +60,7 @@ type sendmailOpts struct {
 	notify          []string // -N, DSN NOTIFY
 	ret             string   // -R, DSN RET
 	envID           string   // -V, DSN ENVID
+	warnings        []string // option values ignored, as Postfix ignores them
 }
 
 // sendmailOptArgs are Postfix's sendmail options (its getopt string
@@ -68,7 +68,7 @@ type sendmailOpts struct {
 // take a value, attached (-fFROM) or as the next argument (-f FROM).
 var sendmailOptArgs = map[byte]bool{
 	'A': true, 'B': true, 'C': true, 'F': true, 'G': false, 'I': false, 'L': true,
-	'N': true, 'O': true, 'R': true, 'U': false, 'V': true, 'X': true, 'b': true,
+	'N': true, 'O': true, 'R': true, 'U': false, 'V': true, 'b': true,
 	'c': false, 'e': true, 'f': true, 'h': true, 'i': false, 'm': false, 'n': false,
 	'o': true, 'p': true, 'r': true, 'q': true, 't': false, 'v': false, 'x': false,
 }
@@ -76,7 +76,9 @@ var sendmailOptArgs = map[byte]bool{
 // parseSendmailArgs reads Postfix's sendmail command line. Options may be
 // grouped (-ti) and anywhere among the recipients; "--" ends them. Options
 // Postfix ignores (-B, -G, -h, -L, -m, -n, -O, -o other than -oi, -U...) are
-// accepted and ignored. -server and -config (-C) are inkan's own.
+// accepted and ignored, and so are bad -N, -R and -V values, with a warning.
+// -server and -config (-C) are inkan's own. An error is a usage error, for
+// which Postfix's sendmail exits 75 (EX_TEMPFAIL), as every fatal error.
 func parseSendmailArgs(args []string) (*sendmailOpts, error) {
 	o := &sendmailOpts{mode: modeDeliver, server: os.Getenv(config.EnvSendmailServer)}
 	for i := 0; i < len(args); i++ {
@@ -121,7 +123,7 @@ func (o *sendmailOpts) parseGroup(a string, next func(string) (string, error)) e
 		c := a[j]
 		takes, known := sendmailOptArgs[c]
 		if !known {
-			return fmt.Errorf("unsupported option -%c (in %q); see `inkan help sendmail`", c, a)
+			return fmt.Errorf("unsupported option -%c (in %q)", c, a)
 		}
 		if !takes {
 			o.flag(c)
@@ -170,9 +172,9 @@ func (o *sendmailOpts) value(c byte, v string) error {
 		case "m", "s", "p", "v", "i":
 			o.mode = v
 		case "d", "D":
-			return fmt.Errorf("-b%s (daemon mode) is `inkan serve`", v)
+			return fmt.Errorf("unsupported: -b%s (daemon mode): start the server with `inkan serve` (systemctl start inkan)", v)
 		default:
-			return fmt.Errorf("unsupported mode -b%s: inkan sendmail knows -bm (send), -bs (SMTP on stdin/stdout), -bp (queue), -bv (verify), -bi (newaliases)", v)
+			return fmt.Errorf("unsupported: -b%s (inkan sendmail knows -bm, -bs, -bp, -bv and -bi)", v)
 		}
 	case 'q':
 		o.mode, o.queueArg = modeRun, v
@@ -181,7 +183,9 @@ func (o *sendmailOpts) value(c byte, v string) error {
 			o.ignoreDots = true
 		}
 	case 'N':
-		return o.parseNotify(v)
+		if err := o.parseNotify(v); err != nil {
+			o.warnings = append(o.warnings, err.Error()+"; -N ignored")
+		}
 	case 'R':
 		switch strings.ToLower(v) {
 		case "full":
@@ -189,32 +193,34 @@ func (o *sendmailOpts) value(c byte, v string) error {
 		case "hdrs":
 			o.ret = "HDRS"
 		default:
-			return fmt.Errorf("-R %q: want full or hdrs", v)
+			o.warnings = append(o.warnings, fmt.Sprintf("-R %q: want full or hdrs; -R ignored", mailsyntax.Printable(v)))
 		}
 	case 'V':
 		if len(v) > 100 || !printableASCII(v) {
-			return fmt.Errorf("-V %q: an envelope ID is at most 100 printable ASCII characters", mailsyntax.Printable(v))
+			o.warnings = append(o.warnings, "-V: an envelope ID is at most 100 printable ASCII characters; -V ignored")
+			break
 		}
 		o.envID = v
 	}
-	// -A, -B, -e, -h, -L, -O, -p, -X: accepted, no effect
+	// -A, -B, -e, -h, -L, -O, -p: accepted, no effect
 	return nil
 }
 
 // parseNotify reads -N: "never", or a list of success, delay, failure.
 func (o *sendmailOpts) parseNotify(v string) error {
-	o.notify = nil
+	var notify []string
 	for _, w := range strings.FieldsFunc(strings.ToLower(v), func(r rune) bool { return r == ',' || r == ' ' }) {
 		switch w {
 		case "never", "success", "delay", "failure":
-			o.notify = append(o.notify, strings.ToUpper(w))
+			notify = append(notify, strings.ToUpper(w))
 		default:
-			return fmt.Errorf("-N %q: want never, or success, delay and failure separated by commas", v)
+			return fmt.Errorf("-N %q: want never, or success, delay and failure separated by commas", mailsyntax.Printable(v))
 		}
 	}
-	if len(o.notify) == 0 || (len(o.notify) > 1 && strings.Contains(strings.ToLower(v), "never")) {
+	if len(notify) == 0 || (len(notify) > 1 && strings.Contains(strings.ToLower(v), "never")) {
 		return fmt.Errorf("-N %q: want never, or success, delay and failure separated by commas", v)
 	}
+	o.notify = notify
 	return nil
 }
 
@@ -235,7 +241,11 @@ func sendmailMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	o, err := parseSendmailArgs(args)
 	if err != nil {
 		fmt.Fprintln(stderr, "sendmail:", err)
-		return exUsage
+		fmt.Fprintln(stderr, "sendmail: usage: sendmail [options] [recipient...]; see deploy/clients.md")
+		return exTempFail
+	}
+	for _, w := range o.warnings {
+		fmt.Fprintln(stderr, "sendmail: warning:", w)
 	}
 	if err := mayRedirect(o.redirects); err != nil {
 		fmt.Fprintln(stderr, "sendmail:", err)
@@ -367,12 +377,13 @@ func prepareMessage(o *sendmailOpts, sub *submitter, msg []byte, stderr io.Write
 	}
 	msg = stripBcc(msg, hdrEnd)
 	if len(env.to) == 0 {
+		// Postfix's sendmail exits 75 for both.
 		if o.fromHeaderRcpts {
 			fmt.Fprintln(stderr, "sendmail: no recipient addresses found in the message header (To, Cc, Bcc)")
-			return env, nil, exDataErr
+			return env, nil, exTempFail
 		}
 		fmt.Fprintln(stderr, "sendmail: no recipients: give them as arguments, or use -t to read them from the header")
-		return env, nil, exUsage
+		return env, nil, exTempFail
 	}
 	if !header.Has("From") && env.from != "" {
 		msg = append([]byte("From: "+mailsyntax.FormatMailbox(fullName(o), env.from)+"\r\n"), msg...)

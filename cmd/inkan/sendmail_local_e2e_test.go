@@ -294,13 +294,14 @@ func TestSendmailModes(t *testing.T) {
 		{[]string{"-bp"}, 0, "Mail queue is empty"},
 		{[]string{"-q"}, 0, ""},
 		{[]string{"-q30m"}, 0, "nothing to do"},
-		{[]string{"-bd"}, 64, "inkan serve"},
-		{[]string{"-bz"}, 64, "unsupported mode"},
-		{[]string{"-k", "x@example.net"}, 64, "unsupported option -k"},
-		{[]string{"-N", "sometimes", "x@example.net"}, 64, "-N"},
-		{[]string{"-R", "body", "x@example.net"}, 64, "-R"},
-		{[]string{}, 64, "no recipients"},
-		{[]string{"-t"}, 65, "no recipient addresses"},
+		// Postfix's sendmail exits 75 (EX_TEMPFAIL) on every fatal error,
+		// usage errors included.
+		{[]string{"-bd"}, 75, "inkan serve"},
+		{[]string{"-bz"}, 75, "unsupported: -bz"},
+		{[]string{"-k", "x@example.net"}, 75, "unsupported option -k"},
+		{[]string{"-F"}, 75, "-F needs a value"},
+		{[]string{}, 75, "no recipients"},
+		{[]string{"-t"}, 75, "no recipient addresses"},
 	} {
 		out, code := in.sendmailAs(0, "Subject: x\n\n", tc.args...)
 		if code != tc.code || !strings.Contains(out, tc.want) {
@@ -310,4 +311,10 @@ func TestSendmailModes(t *testing.T) {
 	if len(s.msgs) != 0 {
 		t.Errorf("the modes sent %d messages", len(s.msgs))
 	}
+	// Bad DSN values are ignored with a warning, and the message is sent.
+	out, code := in.sendmailAs(0, "Subject: bad-dsn\n\n", "-N", "sometimes", "-R", "body", "ops@example.net")
+	if code != 0 || !strings.Contains(out, "warning: -N") || !strings.Contains(out, "warning: -R") {
+		t.Errorf("bad -N and -R: exit %d, want 0 with warnings:\n%s", code, out)
+	}
+	bySubject(t, s.wait(t, 1), "bad-dsn")
 }

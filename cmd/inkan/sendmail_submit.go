@@ -399,7 +399,7 @@ func exitFor(stage string, err error) int {
 func (s *submitter) verify(addrs []string, stdout io.Writer) int {
 	if len(addrs) == 0 {
 		fmt.Fprintln(s.stderr, "sendmail: -bv needs addresses to verify")
-		return exUsage
+		return exTempFail
 	}
 	from := s.o.from
 	if !s.o.fromSet {
