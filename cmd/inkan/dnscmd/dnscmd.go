@@ -11,6 +11,7 @@ package dnscmd
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ import (
 	"github.com/inkan-relay/inkan/cmd/inkan/dnscheck"
 	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -30,8 +32,10 @@ const dnsUsage = `usage: inkan dns COMMAND
 
   records [-ip ADDR,...] [-d DOMAIN]
         print the DKIM, SPF and DMARC records each sending domain needs
-  check [-ip ADDR,...] [-d DOMAIN] [-resolver HOST:PORT]
-        look the records up and check them (exit status 1 if any FAIL)
+  check [-ip ADDR,...] [-d DOMAIN] [-resolver HOST:PORT] [-json]
+        look the records up and check them: DKIM, SPF, DMARC and its report
+        addresses, MX, and this host's PTR and name (exit status 1 if any
+        FAIL); each finding says what to publish instead
 
 -ip gives this host's public addresses; inkan never probes the network to
 find them.
@@ -94,8 +98,10 @@ func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr 
 	fs.Var(&ips, "ip", "this host's public `addresses`, comma-separated")
 	only := fs.String("d", "", "only this `domain`")
 	resolver := ""
+	asJSON := false
 	if cmd == "check" {
 		fs.StringVar(&resolver, "resolver", "", "DNS resolver `host:port` (default: delivery.resolver, else the first nameserver in /etc/resolv.conf)")
+		fs.BoolVar(&asJSON, "json", false, "print the findings as JSON")
 	}
 	fs.Usage = cli.Usage(fs, usageOf[cmd])
 	if status, ok := cli.Parse(fs, args[1:], stdout, stderr); !ok {
@@ -131,7 +137,7 @@ func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr 
 		fmt.Fprintln(stderr, "inkan dns check:", err)
 		return 2
 	}
-	return check(c, s, domains, ips, stdout)
+	return check(c, s, domains, ips, cfg.Hostname, asJSON, stdout)
 }
 
 // sendingDomains are the domains inkan signs for, plus those the sender
@@ -213,15 +219,13 @@ func printDomainRecords(w io.Writer, cfg *config.Config, s *signing.Signer, doma
 	}
 }
 
-// check runs every check for every domain and returns the exit status.
-func check(c *dnscheck.Checker, s *signing.Signer, domains []string, ips []netip.Addr, w io.Writer) int {
+// check runs every check for every domain, then those of this host, prints
+// them (text, or JSON with asJSON) and returns the exit status.
+func check(c *dnscheck.Checker, s *signing.Signer, domains []string, ips []netip.Addr, hostname string, asJSON bool, w io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	failed := false
-	report := func(f dnscheck.Finding) {
-		fmt.Fprintln(w, f)
-		failed = failed || f.Status == dnscheck.Fail
-	}
+	findings := []dnscheck.Finding{}
+	report := func(fs ...dnscheck.Finding) { findings = append(findings, fs...) }
 	for _, d := range domains {
 		keys := dkimcmd.Keys(s, d)
 		if len(keys) == 0 {
@@ -231,13 +235,48 @@ func check(c *dnscheck.Checker, s *signing.Signer, domains []string, ips []netip
 		for _, k := range keys {
 			report(c.CheckDKIM(ctx, d, k.Selector, k.PublicKey))
 		}
-		if len(ips) == 0 {
-			report(c.CheckSPF(ctx, d, netip.Addr{}))
+		if f, ok := c.CheckADSP(ctx, d); ok {
+			report(f)
 		}
-		for _, ip := range ips {
-			report(c.CheckSPF(ctx, d, ip))
+		shape, broken := c.CheckSPFRecord(ctx, d)
+		report(shape...)
+		if !broken { // else every sender gets permerror: the finding above says why
+			if len(ips) == 0 {
+				report(c.CheckSPF(ctx, d, netip.Addr{}))
+			}
+			for _, ip := range ips {
+				report(c.CheckSPF(ctx, d, ip))
+			}
 		}
 		report(c.CheckDMARC(ctx, d))
+		report(c.CheckReportAuth(ctx, d)...)
+		report(c.CheckMX(ctx, d))
+	}
+	if len(ips) == 0 {
+		report(c.CheckHost(ctx, hostname, netip.Addr{})...)
+	}
+	for _, ip := range ips {
+		report(c.CheckHost(ctx, hostname, ip)...)
+	}
+	failed := false
+	for _, f := range findings {
+		failed = failed || f.Status == dnscheck.Fail
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(struct {
+			OK       bool               `json:"ok"`
+			Findings []dnscheck.Finding `json:"findings"`
+		}{!failed, findings})
+	} else {
+		for _, f := range findings {
+			// DNS text is remote text: terminal controls are shown as '?'.
+			fmt.Fprintln(w, mailsyntax.Printable(f.String()))
+			if f.Publish != "" {
+				fmt.Fprintln(w, "  publish instead:", mailsyntax.Printable(f.Publish))
+			}
+		}
 	}
 	if failed {
 		return 1

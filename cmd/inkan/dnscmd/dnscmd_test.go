@@ -2,6 +2,7 @@ package dnscmd_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,11 +23,12 @@ func run(f func(stdout, stderr *bytes.Buffer) int) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// zoneServer answers TXT queries from a map; values longer than 255 bytes
-// are split into several strings.
+// zoneServer answers TXT queries from a map (values longer than 255 bytes
+// are split into several strings) and other queries from zone-file records.
 type zoneServer struct {
 	mu  sync.Mutex
 	txt map[string][]string
+	rrs []dns.RR
 }
 
 func (z *zoneServer) set(name string, values ...string) {
@@ -35,13 +37,36 @@ func (z *zoneServer) set(name string, values ...string) {
 	z.txt[dns.Fqdn(strings.ToLower(name))] = values
 }
 
+// add serves zone-file records such as "mail.example.com. A 203.0.113.5".
+func (z *zoneServer) add(t *testing.T, lines ...string) {
+	t.Helper()
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	for _, l := range lines {
+		rr, err := dns.NewRR(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z.rrs = append(z.rrs, rr)
+	}
+}
+
 func (z *zoneServer) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
 	m := new(dns.Msg)
 	m.SetReply(req)
 	q := req.Question[0]
-	vals, ok := z.txt[strings.ToLower(q.Name)]
+	name := strings.ToLower(q.Name)
+	vals, ok := z.txt[name]
+	for _, rr := range z.rrs {
+		if strings.ToLower(rr.Header().Name) == name {
+			ok = true
+			if rr.Header().Rrtype == q.Qtype {
+				m.Answer = append(m.Answer, rr)
+			}
+		}
+	}
 	if !ok {
 		m.Rcode = dns.RcodeNameError
 	}
@@ -107,9 +132,11 @@ func TestRecordsAndCheck(t *testing.T) {
 	z.set("rsa1._domainkey.example.com", rec)
 	z.set("example.com", "v=spf1 ip4:203.0.113.5 -all")
 	z.set("_dmarc.example.com", "v=DMARC1; p=reject; rua=mailto:d@example.com")
+	z.add(t, "example.com. MX 10 mx.example.com.", "mx.example.com. A 203.0.113.25",
+		"mail.example.com. A 203.0.113.5", "5.113.0.203.in-addr.arpa. PTR mail.example.com.")
 	args := []string{"check", "-d", "example.com", "-ip", "203.0.113.5", "-resolver", resolver}
 	code, out, _ = run(func(o, e *bytes.Buffer) int { return dnscmd.Main(load, args, o, e) })
-	if code != 0 || strings.Count(out, "PASS ") != 3 {
+	if code != 0 || strings.Count(out, "PASS ") != 6 {
 		t.Errorf("check good: %d\n%s", code, out)
 	}
 	z.set("example.com", "v=spf1 ip4:198.51.100.1 -all")
@@ -127,5 +154,65 @@ func TestRecordsAndCheck(t *testing.T) {
 		if code, _, _ := run(func(o, e *bytes.Buffer) int { return dnscmd.Main(load, a, o, e) }); code != 2 {
 			t.Errorf("%q: exit %d", a, code)
 		}
+	}
+}
+
+// TestCheckMistakesWithFixes: the mistakes of the usual guides, as
+// `inkan dns check` prints them, each with what to publish instead, and as
+// -json gives them.
+func TestCheckMistakesWithFixes(t *testing.T) {
+	dir := t.TempDir()
+	load := testConfig(t, dir)
+	z, resolver := startZone(t)
+	key, _, _ := signing.LoadPrivateKey(filepath.Join(dir, "example.com.rsa1.key"))
+	rec, _ := signing.PublicKeyRecord(key.Public())
+	z.set("rsa1._domainkey.example.com.example.com", rec) // the panel appended the zone
+	z.set("_adsp._domainkey.example.com", "dkim=unknown")
+	z.set("example.com", "v=spf1 mx ?all", "v=spf1 ip4:203.0.113.5 -all")
+	z.set("_dmarc.example.com", "v=DMARC1; p=none; rua=mailto:reports@dmarc.example.net")
+	z.add(t, "example.com. MX 0 .", "mail.example.com. A 192.0.2.99", "5.113.0.203.in-addr.arpa. PTR host5.isp.example.")
+	args := []string{"check", "-d", "example.com", "-ip", "203.0.113.5", "-resolver", resolver}
+	code, out, _ := run(func(o, e *bytes.Buffer) int { return dnscmd.Main(load, args, o, e) })
+	for _, want := range []string{
+		"FAIL dkim rsa1._domainkey.example.com: no TXT record here, but a DKIM key is published at rsa1._domainkey.example.com.example.com",
+		"WARN adsp _adsp._domainkey.example.com: an ADSP record",
+		"FAIL spf-record example.com: 2 SPF records",
+		"  publish instead: example.com. TXT \"v=spf1 mx ip4:203.0.113.5 -all\"",
+		"WARN dmarc-report example.com._report._dmarc.dmarc.example.net: reports go to mailto:reports@dmarc.example.net",
+		"  publish instead: example.com._report._dmarc.dmarc.example.net. TXT \"v=DMARC1\"",
+		"FAIL mx example.com: a null MX",
+		"FAIL ptr 203.0.113.5: the reverse DNS of 203.0.113.5 is host5.isp.example, which does not resolve back",
+		"  publish instead: host5.isp.example. A 203.0.113.5",
+		"FAIL helo mail.example.com: inkan greets as mail.example.com (hostname), which does not resolve to 203.0.113.5",
+		"  publish instead: mail.example.com. A 203.0.113.5",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check lacks %q", want)
+		}
+	}
+	if code != 1 || strings.Contains(out, "FAIL spf example.com:") {
+		t.Errorf("exit %d (want 1), or the SPF evaluation repeats the permerror:\n%s", code, out)
+	}
+	if t.Failed() {
+		t.Log("\n" + out)
+	}
+	code, out, _ = run(func(o, e *bytes.Buffer) int { return dnscmd.Main(load, append(args, "-json"), o, e) })
+	var got struct {
+		OK       bool `json:"ok"`
+		Findings []struct {
+			Check, Status, Detail, Publish string
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 1 || got.OK {
+		t.Fatalf("-json: exit %d, %v\n%s", code, err, out)
+	}
+	found := false
+	for _, f := range got.Findings {
+		if f.Check == "spf-record example.com" && f.Status == "FAIL" && f.Publish == `example.com. TXT "v=spf1 mx ip4:203.0.113.5 -all"` {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("-json lacks the merged SPF record: %+v", got.Findings)
 	}
 }
