@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# inkan: one static binary on distroless, running as uid/gid 65532 (nonroot).
+# inkan: one static binary on distroless, running as uid/gid 65532 (nonroot),
+# with BoringCrypto on amd64/arm64 (`--build-arg CRYPTO=go` for pure Go).
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t inkan .
 #   docker run -d --name inkan -e INKAN_HOSTNAME=mail.example.com \
@@ -18,11 +19,20 @@ COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 ARG VERSION
+ARG CRYPTO=boring
 ARG TARGETOS
 ARG TARGETARCH
+# The release build links BoringCrypto through cgo, statically (deploy/build.sh):
+# building for the other architecture needs its cross C compiler and libc.
+RUN case "$TARGETARCH/$(dpkg --print-architecture)" in \
+      arm64/amd64) pkgs="gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;; \
+      amd64/arm64) pkgs="gcc-x86-64-linux-gnu libc6-dev-amd64-cross" ;; \
+      *) pkgs="" ;; \
+    esac; \
+    if [ -n "$pkgs" ]; then apt-get update && apt-get install -y --no-install-recommends $pkgs && rm -rf /var/lib/apt/lists/*; fi
 # deploy/build.sh holds the one go build command (CI runs it too).
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    GOOS=$TARGETOS GOARCH=$TARGETARCH VERSION=$VERSION sh deploy/build.sh /out/inkan \
+    GOOS=$TARGETOS GOARCH=$TARGETARCH VERSION=$VERSION CRYPTO=$CRYPTO sh deploy/build.sh /out/inkan \
  && mkdir -p /out/data && chmod 0700 /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot

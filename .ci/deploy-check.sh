@@ -60,7 +60,7 @@ else
 	echo "deploy checks: cannot go on without a binary"
 	exit 1
 fi
-if [ "$("$bin" version)" = "inkan $version" ]; then
+if [ "$("$bin" version | head -1)" = "inkan $version" ]; then
 	pass "version injected with -ldflags (inkan version)"
 else
 	fail "version injected: got '$("$bin" version)', want 'inkan $version'"
@@ -69,11 +69,31 @@ ldd_out=$(ldd "$bin" 2>&1 || true)
 file_out=$(file -b "$bin")
 buildinfo=$(go version -m "$bin")
 if [[ $ldd_out == *"not a dynamic executable"* && $file_out == *"statically linked"* ]] &&
-	grep -q 'CGO_ENABLED=0' <<<"$buildinfo" && grep -q -- '-trimpath=true' <<<"$buildinfo"; then
-	pass "static binary (ldd, file, go version -m: CGO_ENABLED=0 -trimpath)"
+	grep -q -- '-trimpath=true' <<<"$buildinfo"; then
+	pass "static binary (ldd, file, go version -m: -trimpath)"
 else
 	printf 'ldd: %s\nfile: %s\n%s\n' "$ldd_out" "$file_out" "$buildinfo"
 	fail "static binary"
+fi
+# The release build links BoringCrypto on linux/amd64 and arm64 (issue 17);
+# CRYPTO=go is the pure-Go fallback. Both must build, be static and say
+# which they are.
+case $(go env GOARCH) in
+amd64 | arm64)
+	if grep -q 'GOEXPERIMENT=boringcrypto' <<<"$buildinfo" && "$bin" version | grep -q '^crypto: BoringCrypto'; then
+		pass "release build links BoringCrypto and says so (inkan version)"
+	else
+		printf '%s\n' "$buildinfo"
+		fail "release build links BoringCrypto"
+	fi
+	;;
+esac
+if (cd "$work/context" && CRYPTO=go VERSION=$version sh deploy/build.sh "$work/inkan-go") >>"$work/build.log" 2>&1 &&
+	grep -q 'CGO_ENABLED=0' <<<"$(go version -m "$work/inkan-go")" && "$work/inkan-go" version | grep -q '^crypto: Go standard library' &&
+	[[ $(ldd "$work/inkan-go" 2>&1) == *"not a dynamic executable"* ]]; then
+	pass "CRYPTO=go builds the pure-Go static binary and says so"
+else
+	fail "CRYPTO=go build"
 fi
 
 # --- run as the image's user ------------------------------------------------

@@ -102,7 +102,7 @@ func runVersion(args []string) int {
 		fmt.Println("usage: inkan version\n\nPrints the version of this binary.")
 		return cli.ExitOK
 	}
-	fmt.Println("inkan", version)
+	fmt.Printf("inkan %s\ncrypto: %s\n", version, cryptoBackend)
 	return cli.ExitOK
 }
 
