@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
+	"github.com/inkan-relay/inkan/cmd/inkan/reportcmd"
 	"github.com/inkan-relay/inkan/config"
 )
 
@@ -36,6 +37,7 @@ func init() {
 		{"dkim", "DKIM keys: keygen|explain|rotate|records", runDKIM},
 		{"dns", "DNS records to publish, and a check of the live DNS: records|check", runDNS},
 		{"queue", "inspect and manage the queue: list|show|retry|delete|bounce|hold|release", runQueue},
+		{"report", "read DMARC and TLS-RPT reports and say what they mean: dmarc|tlsrpt", reportcmd.Command},
 		{"sendmail", "sendmail-compatible submission to the local inkan (for cron, PHP mail())", runSendmail},
 		{"health", "exit 0 when the local inkan is ready (for container health checks)", runHealth},
 		{"status", "who sent how much against the sending quotas (needs http.status)", runStatus},
