@@ -48,8 +48,10 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 			ConnectTimeout: Duration(30 * time.Second),
 			CommandTimeout: Duration(5 * time.Minute),
 			DataTimeout:    Duration(10 * time.Minute),
-			MaxConcurrent:  20,
-			MaxPerDomain:   5,
+			MaxConcurrent:  100,
+			MaxPerDomain:   20,
+			MTASTS:         MTASTS{Enabled: yes()},
+			DANE:           DANE{Enabled: yes()},
 		},
 		Queue: Queue{
 			MaxLifetime: Duration(5 * 24 * time.Hour),
@@ -66,6 +68,8 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 			DataTimeout:         Duration(10 * time.Minute),
 			MaxHeaderSize:       1000 * 1000,
 			MaxHops:             50,
+
+			MaxConnectionsPerTrustedIP: 200,
 		},
 		// Generous per-user quotas stop a stolen password or a runaway
 		// device from burning the domain's reputation; trusted networks
@@ -73,8 +77,14 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 		Quotas: Quotas{
 			User: Quota{MessagesPerHour: 1000, MessagesPerDay: 10000, RecipientsPerHour: 5000, RecipientsPerDay: 20000},
 		},
-		Headers: Headers{AddMessageID: yes(), AddDate: yes()},
+		Headers: Headers{AddMessageID: yes(), AddDate: yes(), ReceivedPrivacy: PrivacyNone},
 		Log:     Log{Format: "text", Level: "info"},
+
+		Listeners: Listeners{
+			SMTPS:      ListenerOptions{TLSProfile: TLSModern},
+			Submission: ListenerOptions{TLSProfile: TLSModern, StartTLS: yes()},
+			Relay:      ListenerOptions{TLSProfile: TLSModern, StartTLS: yes()},
+		},
 	}
 }
 
@@ -116,6 +126,7 @@ func finalize(c *Config) {
 	if s := c.Delivery.Smarthost; s != nil {
 		s.TLS = s.TLSMode()
 	}
+	finalizeRelays(c)
 	for k, s := range c.Delivery.SenderRelay {
 		s.TLS = s.TLSMode()
 		c.Delivery.SenderRelay[k] = s

@@ -114,7 +114,12 @@ func (b *bench) report(stdout io.Writer) {
 	}
 	fmt.Fprintf(&w, "Go signing in this process, 2 goroutines: RSA-2048 %.0f/s before the runs, %.0f/s after (targets use %.0f); Ed25519 %.0f/s\n",
 		b.goRSA2pre, b.goRSA2post, b.goRSA2, b.goEd2)
-	fmt.Fprintf(&w, "load average at the end: %s\n\n", loadAvg())
+	fmt.Fprintf(&w, "load average at the end: %s\n", loadAvg())
+	fmt.Fprintf(&w, "inkan runs its shipped defaults except:\n")
+	for _, o := range benchOverrides {
+		fmt.Fprintf(&w, "  - %s\n", o)
+	}
+	fmt.Fprintln(&w)
 	sums := map[string]*summary{}
 	fmt.Fprintf(&w, "%-17s %9s %9s %11s %8s %8s %12s %12s  %s\n", "system", "accept/s", "e2e/s", "CPU ms/msg", "p50 ms", "p99 ms", "peak RSS MB", "peak PSS MB", "checks")
 	for _, sys := range o.systems {
