@@ -30,7 +30,7 @@ type Options struct {
 	DelayWarning time.Duration // send one "delayed" DSN after this; 0 = never
 
 	MaxConcurrent int // deliveries at once; default 20
-	MaxPerDomain  int // deliveries at once per destination domain; default 5
+	MaxPerDomain  int // deliveries at once per destination domain; default 20 (Postfix's destination concurrency)
 
 	BounceFrom string // header From of DSNs; default "MAILER-DAEMON@"+Hostname
 
@@ -156,7 +156,7 @@ func setDefaults(o *Options) {
 		o.MaxConcurrent = 20
 	}
 	if o.MaxPerDomain <= 0 {
-		o.MaxPerDomain = 5
+		o.MaxPerDomain = 20
 	}
 	if o.BounceFrom == "" {
 		o.BounceFrom = "MAILER-DAEMON@" + o.Hostname
