@@ -91,7 +91,7 @@ func (x *extractor) fail(name string, err error) {
 func (x *extractor) add(arg string) {
 	x.budget = maxExpand
 	if arg == "-" {
-		x.reader("(stdin)", x.stdin, true)
+		x.reader("standard input", x.stdin, true)
 		return
 	}
 	st, err := os.Stat(arg)
