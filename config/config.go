@@ -151,11 +151,17 @@ type Delivery struct {
 	// RefusePrivateMX refuses MX hosts at loopback, private (RFC 1918, ULA)
 	// and link-local addresses; transport and relay hosts are not affected.
 	RefusePrivateMX bool `yaml:"refuse_private_mx"`
+	// Pacing limits how fast mail goes to recipient domains delivered by
+	// MX or transport: "example.net", ".example.net" for its subdomains.
+	Pacing map[string]Pacing `yaml:"pacing"`
+	// FailoverBackoff is how long a relay address that failed (4xx, no
+	// answer) is tried only after the other addresses of its list.
+	FailoverBackoff Duration `yaml:"failover_backoff"`
 }
 
 // Smarthost is an upstream relay, like Postfix's relayhost.
 type Smarthost struct {
-	Address      string   `yaml:"address"` // "[host]:port"; parse with ParseRoute
+	Address      string   `yaml:"address"` // "[host]:port", or several separated by commas, tried in order (Addresses)
 	Username     string   `yaml:"username"`
 	Password     string   `yaml:"password"`      // prefer password_file
 	PasswordFile string   `yaml:"password_file"` // first line is the password
@@ -169,6 +175,13 @@ type Smarthost struct {
 	// in hex (colons allowed; several separated by commas, for a change of
 	// certificate). It is checked instead of the CA and the host name.
 	TLSFingerprint string `yaml:"tls_fingerprint"`
+	// OAuth2 logs in with an OAuth2 access token instead of a password.
+	OAuth2 *OAuth2 `yaml:"oauth2"`
+	// ClientCertFile and ClientKeyFile are a PEM certificate (chain) and
+	// key presented to the relay, for certificate-based connectors.
+	ClientCertFile string  `yaml:"client_cert_file"`
+	ClientKeyFile  string  `yaml:"client_key_file"`
+	Pacing         *Pacing `yaml:"pacing"` // limits how fast mail goes here
 }
 
 // Queue configures retries and lifetimes.

@@ -31,7 +31,7 @@ import (
 // (INKAN_DELIVERY_SMARTHOST_PASSWORD_FILE is the password_file setting itself:
 // the path is kept and read at delivery time.)
 //
-// Lists of sections (auth.networks, dkim.keys, quotas.overrides) and delivery.sender_relay have
+// Lists of sections (auth.networks, dkim.keys, quotas.overrides), delivery.sender_relay and delivery.pacing have
 // no variable of their own; set them, or anything else, in INKAN_CONFIG_YAML
 // (or INKAN_CONFIG_YAML_FILE): a YAML document applied after the config file
 // and before the per-setting variables. INKAN_CONFIG names the config file

@@ -116,16 +116,17 @@ func TestEveryKeyHasEnv(t *testing.T) {
 	if len(c.Auth.Networks) != 1 || len(c.DKIM.Keys) != 1 || len(c.Delivery.SenderRelay) != 1 {
 		t.Errorf("INKAN_CONFIG_YAML did not set the list sections")
 	}
-	if !slices.Equal(schema.yamlOnly, []string{"auth.networks", "dkim.keys", "delivery.sender_relay", "quotas.overrides", "rewrite.senders"}) {
+	if !slices.Equal(schema.yamlOnly, []string{"auth.networks", "dkim.keys", "delivery.sender_relay", "delivery.pacing", "quotas.overrides", "rewrite.senders"}) {
 		t.Errorf("yaml-only settings changed: %q; document them", schema.yamlOnly)
 	}
 }
 
 // TestEnvFileNamesDoNotClash checks that X_FILE never names a different setting,
-// except smarthost.password_file, which means the same thing.
+// except x_file settings such as smarthost.password_file (the file holding
+// x), which mean the same thing.
 func TestEnvFileNamesDoNotClash(t *testing.T) {
 	for _, st := range schema.settings {
-		if other, ok := schema.byEnv[st.env+"_FILE"]; ok && !strings.HasSuffix(other.path, "password_file") {
+		if other, ok := schema.byEnv[st.env+"_FILE"]; ok && other.path != st.path+"_file" {
 			t.Errorf("%s_FILE is also the variable of %s", st.env, other.path)
 		}
 	}
@@ -204,11 +205,14 @@ func TestExampleCoversEveryKey(t *testing.T) {
 	for p := range src.m {
 		p = mapRE.ReplaceAllString(p, ".*")
 		seen[p] = true
-		// Map keys are data, not settings: "delivery.transport.example.net".
-		for _, m := range []string{"delivery.sender_relay.", "auth.senders.", "delivery.transport.", "delivery.tls_policy."} {
+		// Map keys are data, not settings: "delivery.transport.example.net";
+		// the settings inside map values are "delivery.pacing.*.messages".
+		for _, m := range []string{"delivery.sender_relay.", "auth.senders.", "delivery.transport.", "delivery.tls_policy.", "delivery.pacing."} {
 			if rest, ok := strings.CutPrefix(p, m); ok {
-				if i := strings.LastIndex(rest, "."); m == "delivery.sender_relay." && i > 0 {
-					seen[m+"*"+rest[i:]] = true
+				for _, k := range Keys() {
+					if sub, ok := strings.CutPrefix(k, m+"*."); ok && strings.HasSuffix(rest, "."+sub) {
+						seen[k] = true
+					}
 				}
 			}
 		}

@@ -137,6 +137,7 @@ func (k *checker) delivery() {
 		s := d.SenderRelay[pat]
 		k.smarthost(key, &s)
 	}
+	k.destinationPacing(d)
 	k.positive("delivery.connect_timeout", d.ConnectTimeout)
 	k.positive("delivery.command_timeout", d.CommandTimeout)
 	k.positive("delivery.data_timeout", d.DataTimeout)
@@ -148,17 +149,15 @@ func (k *checker) delivery() {
 }
 
 func (k *checker) smarthost(key string, s *Smarthost) {
-	if s.Address == "" {
+	if len(s.Addresses()) == 0 {
 		k.bad(key+".address", "is empty", `set the relay, e.g. "[smtp.example.net]:587"`)
-	} else if _, err := ParseRoute(s.Address); err != nil {
-		k.bad(key+".address", err.Error(), `write "[host]:port", e.g. "[smtp.example.net]:587"`)
 	}
 	k.enum(key+".tls", s.TLS, smarthostTLS...)
 	switch {
 	case s.Password != "" && s.PasswordFile != "":
 		k.bad(key+".password", "is set together with password_file", "keep only one")
-	case s.Username != "" && s.Password == "" && s.PasswordFile == "":
-		k.bad(key+".username", "is set but there is no password", "set password_file (or password)")
+	case s.Username != "" && s.Password == "" && s.PasswordFile == "" && s.OAuth2 == nil:
+		k.bad(key+".username", "is set but there is no password", "set password_file (or password), or an oauth2 section")
 	case s.Username == "" && (s.Password != "" || s.PasswordFile != ""):
 		k.bad(key+".username", "is empty but a password is set", "set the user name to log in as")
 	}
@@ -173,6 +172,7 @@ func (k *checker) smarthost(key string, s *Smarthost) {
 			k.bad(fmt.Sprintf("%s.domains[%d]", key, i), fmt.Sprintf("%q is not a domain or .domain", d), "write example.com, or .example.com for its subdomains")
 		}
 	}
+	k.relayExtras(key, s)
 }
 
 func (k *checker) queue() {
@@ -244,7 +244,7 @@ func (s *Smarthost) TLSMode() string {
 	switch {
 	case s.TLS != "":
 		return s.TLS
-	case s.Username != "":
+	case s.HasCredentials():
 		return "verify"
 	}
 	return "encrypt"
@@ -266,8 +266,8 @@ func (s *Smarthost) TLSProblem() (sub, msg, fix string) {
 	mode := s.TLSMode()
 	verifies := RelayTLSVerifies(mode)
 	switch {
-	case s.Username != "" && !verifies:
-		return "tls", fmt.Sprintf("%q does not check the relay's certificate, so anyone on the path could collect the password of %s", mode, s.Username),
+	case s.HasCredentials() && !verifies:
+		return "tls", fmt.Sprintf("%q does not check the relay's certificate, so anyone on the path could collect %s", mode, s.credentialName()),
 			"use verify (STARTTLS) or implicit (port 465); for a relay with a private CA set ca_file, or pin its certificate with tls_fingerprint"
 	case (s.CAFile != "" || s.TLSFingerprint != "") && !verifies:
 		return "tls", fmt.Sprintf("%q does not check certificates, so ca_file and tls_fingerprint do nothing", mode), "use verify or implicit"

@@ -34,7 +34,7 @@ var (
 	})
 	deliveriesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "inkan_deliveries_total",
-		Help: "Delivery attempts per recipient, by outcome (sent, deferred, bounced, expired).",
+		Help: "Delivery attempts per recipient, by outcome (sent, deferred, bounced, expired; paced: not tried, waits for the route's pacing).",
 	}, []string{"status"})
 	deliveryDuration = promauto.NewHistogram(prometheus.HistogramOpts{
 		Name:    "inkan_delivery_duration_seconds",

@@ -34,11 +34,13 @@ func (q *Queue) applyResults(ctx context.Context, r *round, run []*group, result
 				}
 			}
 			status := "deferred"
-			switch res.Status {
-			case Sent:
+			switch {
+			case res.Status == Sent:
 				status = "sent"
-			case Failed:
+			case res.Status == Failed:
 				status = "bounced"
+			case !res.NotBefore.IsZero():
+				status = "paced" // waits for its turn; not an attempt
 			}
 			var rc *rcptState
 			for _, i := range g.idx[addr] {
@@ -52,7 +54,12 @@ func (q *Queue) applyResults(ctx context.Context, r *round, run []*group, result
 					rc.Status = Failed
 					failed = append(failed, i)
 				default:
-					if interrupted {
+					switch {
+					case !res.NotBefore.IsZero():
+						// Paced: not tried, so no attempt and no back-off.
+						rc.Next = res.NotBefore
+						rc.Attempts = max(0, rc.Attempts-1)
+					case interrupted:
 						rc.Next = t // abandoned, not tried: retry soon after restart
 					}
 				}

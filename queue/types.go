@@ -64,4 +64,8 @@ type Result struct {
 	Message  string // remote reply text, or the local error
 	Remote   string // "mx1.example.com[192.0.2.1]:25", "" if none was reached
 	TLS      string // "TLSv1.3 TLS_AES_128_GCM_SHA256", "" for plain
+	// NotBefore, on a Deferred result, says the recipient was not tried:
+	// the route's pacing lets it go at that time. The queue tries it again
+	// then, without counting an attempt or backing off.
+	NotBefore time.Time
 }

@@ -167,7 +167,7 @@ func (t *Transport) dial(ctx context.Context, route Route, rel *relay, host stri
 		}
 	}
 	if route.User != "" && rel != nil {
-		if v := t.login(s, route, rel); v != nil {
+		if v := t.login(ctx, s, route, rel); v != nil {
 			return s, v, false
 		}
 	}
@@ -220,7 +220,7 @@ func tlsFailure(remote string, err error, route Route, rel *relay) *verdict {
 	if route.User == "" || rel == nil {
 		return v
 	}
-	v.msg += fmt.Sprintf("; the password of %s was not sent", route.User)
+	v.msg += fmt.Sprintf("; the %s of %s was not sent", rel.secretName(), route.User)
 	var cv *tls.CertificateVerificationError
 	if errors.As(err, &cv) || errors.Is(err, errPinMismatch) {
 		v.msg += fmt.Sprintf(" (trust the relay's CA with %[1]s.ca_file, or pin its certificate with %[1]s.tls_fingerprint)", rel.key)
@@ -246,6 +246,12 @@ var errPinMismatch = errors.New("the certificate does not match tls_fingerprint"
 // where no password is at stake.
 func (t *Transport) tlsConfig(mode string, rel *relay, host string) *tls.Config {
 	cfg := &tls.Config{ServerName: host, RootCAs: t.opts.RootCAs, ClientSessionCache: t.tlsCache}
+	if rel != nil && rel.cert != nil {
+		cfg.GetClientCertificate = rel.cert.present
+		// A resumed session carries the certificate it was made with: keep
+		// this relay's sessions apart from those of relays on the same host.
+		cfg.ClientSessionCache = rel.sessions
+	}
 	switch {
 	case !verifies(mode):
 		cfg.InsecureSkipVerify = true
@@ -286,13 +292,15 @@ func fingerprint(sum [sha256.Size]byte) string {
 // login authenticates with PLAIN, or LOGIN when only that is offered. The
 // password goes only over TLS whose certificate was checked: New refuses a
 // relay with a username and another tls mode, and this is the last guard.
-func (t *Transport) login(s *conn, route Route, rel *relay) *verdict {
+func (t *Transport) login(ctx context.Context, s *conn, route Route, rel *relay) *verdict {
 	switch {
 	case s.tls == "":
-		return temporary("4.7.0", "%s did not negotiate TLS; not sending the password for %s in plain text", s.remote, route.User)
+		return temporary("4.7.0", "%s did not negotiate TLS; not sending the %s for %s in plain text", s.remote, rel.secretName(), route.User)
 	case !s.verified:
-		return temporary("4.7.0", "the certificate of %s was not checked (tls %s); not sending the password for %s (use tls verify or implicit in %s)",
-			s.remote, route.TLS, route.User, rel.key)
+		return temporary("4.7.0", "the certificate of %s was not checked (tls %s); not sending the %s for %s (use tls verify or implicit in %s)",
+			s.remote, route.TLS, rel.secretName(), route.User, rel.key)
+	case rel.oauth != nil:
+		return t.loginOAuth(ctx, s, route, rel)
 	}
 	pw := rel.password
 	if rel.settings.PasswordFile != "" {

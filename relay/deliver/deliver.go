@@ -63,6 +63,9 @@ type Transport struct {
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+
+	backoff *backoff         // failover lists (failover.go)
+	clock   func() time.Time // pacing, back-off, token expiry; tests replace it
 }
 
 var _ queue.Transport = (*Transport)(nil)
@@ -71,7 +74,7 @@ var _ queue.Transport = (*Transport)(nil)
 // goroutine that closes idle connections (stopped by Close). Errors name the
 // setting they are about, e.g. "delivery.smarthost.password_file: ...".
 func New(opts Options) (*Transport, error) {
-	rt, err := parseRoutes(opts.Config)
+	rt, err := parseRoutes(opts.Config, opts.Logger)
 	if opts.Hostname == "" || strings.ContainsAny(opts.Hostname, " \t\r\n") {
 		err = errors.Join(err, fmt.Errorf("hostname: %q is not a valid EHLO name", opts.Hostname))
 	}
@@ -104,6 +107,7 @@ func New(opts Options) (*Transport, error) {
 		stop:           make(chan struct{}),
 	}
 	t.dialer = net.Dialer{Timeout: t.connectTimeout}
+	t.backoff, t.clock = newBackoff(c.FailoverBackoff.D()), now
 	if opts.IdleTimeout > 0 {
 		t.wg.Add(1)
 		go t.janitor()
@@ -148,8 +152,12 @@ func (t *Transport) Deliver(ctx context.Context, d *queue.Delivery) []queue.Resu
 	}
 	st := newOutcome(d.Rcpts)
 	route, rel := t.routes.choose(d.From, d.Domain)
-	t.deliver(ctx, d, route, rel, st)
-	return st.results()
+	pt, wait := t.pace(d, route, rel, st)
+	if wait != nil {
+		return wait
+	}
+	t.deliverRoute(ctx, d, route, rel, st)
+	return t.settle(pt, st, st.results())
 }
 
 func (t *Transport) deliver(ctx context.Context, d *queue.Delivery, route Route, rel *relay, st *outcome) {

@@ -38,7 +38,7 @@ func FuzzRoute(f *testing.F) {
 			Transport:   map[string]string{key: value},
 			SenderRelay: map[string]config.Smarthost{sender: {Address: value}},
 		}
-		rt, err := parseRoutes(c)
+		rt, err := parseRoutes(c, nil)
 		if err != nil {
 			return
 		}

@@ -127,6 +127,11 @@ type sinkOpts struct {
 	greeting  string        // a raw reply line: greet with it, then hang up
 	dataHook  chan struct{} // closed when DATA starts; then Data waits for release
 	release   chan struct{}
+	// bearer makes the sink accept only XOAUTH2 and OAUTHBEARER with a
+	// token it approves (oauth_test.go); mechs are those offered (default
+	// both).
+	bearer func(user, token string) bool
+	mechs  []string
 }
 
 type received struct {
@@ -137,6 +142,7 @@ type received struct {
 	user string
 	size int64
 	utf8 bool
+	cn   string // the client certificate's common name, if one was presented
 }
 
 type sink struct {
@@ -145,6 +151,7 @@ type sink struct {
 	conns atomic.Int64 // connections accepted
 	mails atomic.Int64 // MAIL commands
 	auths atomic.Int64 // AUTH attempts: each one received the password
+	fails atomic.Int64 // AUTH attempts refused
 
 	mu   sync.Mutex
 	msgs []received
@@ -285,7 +292,7 @@ func (ss *sinkSession) Logout() error { return nil }
 
 func (ss *sinkSession) Mail(from string, o *smtp.MailOptions) error {
 	ss.s.mails.Add(1)
-	if ss.s.opts.user != "" && ss.user == "" {
+	if (ss.s.opts.user != "" || ss.s.opts.bearer != nil) && ss.user == "" {
 		return smtp.ErrAuthRequired
 	}
 	ss.from, ss.size, ss.utf8 = from, o.Size, o.UTF8
@@ -315,9 +322,13 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	_, isTLS := ss.conn.TLSConnectionState()
+	cs, isTLS := ss.conn.TLSConnectionState()
+	cn := ""
+	if isTLS && len(cs.PeerCertificates) > 0 {
+		cn = cs.PeerCertificates[0].Subject.CommonName
+	}
 	ss.s.mu.Lock()
-	ss.s.msgs = append(ss.s.msgs, received{from: ss.from, to: ss.to, data: b, tls: isTLS, user: ss.user, size: ss.size, utf8: ss.utf8})
+	ss.s.msgs = append(ss.s.msgs, received{from: ss.from, to: ss.to, data: b, tls: isTLS, user: ss.user, size: ss.size, utf8: ss.utf8, cn: cn})
 	ss.s.mu.Unlock()
 	if o.dataErr != nil {
 		return o.dataErr
@@ -327,6 +338,10 @@ func (ss *sinkSession) Data(r io.Reader) error {
 
 func (ss *sinkSession) AuthMechanisms() []string {
 	switch {
+	case ss.s.opts.bearer != nil && ss.s.opts.mechs != nil:
+		return ss.s.opts.mechs
+	case ss.s.opts.bearer != nil:
+		return []string{"XOAUTH2", sasl.OAuthBearer}
 	case ss.s.opts.user == "":
 		return nil
 	case ss.s.opts.loginOnly:
@@ -338,6 +353,9 @@ func (ss *sinkSession) AuthMechanisms() []string {
 var errBadLogin = &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "bad credentials"}
 
 func (ss *sinkSession) Auth(mech string) (sasl.Server, error) {
+	if ss.s.opts.bearer != nil {
+		return ss.bearerServer(mech)
+	}
 	check := func(user, pass string) error {
 		ss.s.auths.Add(1)
 		if user != ss.s.opts.user || pass != ss.s.opts.pass {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/inkan-relay/inkan/queue"
@@ -19,6 +20,10 @@ type verdict struct {
 	msg      string
 	remote   string
 	tls      string
+	// notBefore: not tried; the route's pacing lets it go then.
+	notBefore time.Time
+	// stop: no other host would do better (no OAuth2 token to log in with).
+	stop bool
 }
 
 func temporary(enhanced, format string, args ...any) *verdict {
@@ -96,7 +101,7 @@ func (v *verdict) at(remote, tls string) *verdict {
 
 func (v *verdict) result(rcpt string) queue.Result {
 	return queue.Result{Rcpt: rcpt, Status: v.status, Code: v.code, Enhanced: v.enhanced,
-		Message: v.msg, Remote: v.remote, TLS: v.tls}
+		Message: v.msg, Remote: v.remote, TLS: v.tls, NotBefore: v.notBefore}
 }
 
 // outcome collects the results of one Deliver call.
@@ -108,6 +113,12 @@ type outcome struct {
 	lastTemp *verdict // latest temporary session-level failure
 	lastPerm *verdict // latest permanent one
 	tally    tally    // of the current attempt, for its log line
+	stop     bool     // a verdict said no other host would do better
+	moved    []string // relay addresses that failed before, and why (failover)
+
+	// Of the current relay address in a failover list (startHop):
+	hopTemp     *verdict // its first temporary failure
+	hopDeferred []int    // recipients it answered with 4xx
 }
 
 // tally counts what one attempt decided.
@@ -164,6 +175,31 @@ func (o *outcome) resolve(idx []int, v *verdict) {
 			o.tally.deferred++
 		}
 		o.tally.last = v.String()
+		if v.status == queue.Deferred {
+			if o.hopTemp == nil {
+				o.hopTemp = v
+			}
+			if v.code/100 == 4 {
+				o.hopDeferred = append(o.hopDeferred, i)
+			}
+		}
+	}
+}
+
+// startHop begins the next address of a failover list.
+func (o *outcome) startHop() { o.hopTemp, o.hopDeferred = nil, nil }
+
+// reopen gives the recipients the current address answered with 4xx back
+// to the next one: the server refused to take them, so nothing was sent.
+func (o *outcome) reopen() {
+	for _, i := range o.hopDeferred {
+		if o.done[i] && o.res[i].Status == queue.Deferred {
+			o.done[i] = false
+			o.left++
+		}
+	}
+	if o.hopTemp != nil {
+		o.lastTemp = o.hopTemp
 	}
 }
 
@@ -174,7 +210,11 @@ func (o *outcome) note(v *verdict) {
 		o.lastPerm = v
 	} else {
 		o.lastTemp = v
+		if o.hopTemp == nil && !v.stop {
+			o.hopTemp = v
+		}
 	}
+	o.stop = o.stop || v.stop
 }
 
 // results finishes the pending recipients with the last failure: a

@@ -2,9 +2,11 @@ package deliver
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/deliver/oauth"
 	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
@@ -37,6 +40,9 @@ type Route struct {
 	TLS    string // none | may | encrypt | verify | implicit
 	User   string // AUTH user name; "" = no AUTH
 	NoSign bool   // the route asks not to DKIM-sign (a smarthost that rewrites mail)
+	// Fallback are a relay's further addresses, tried in order when the
+	// first fails (failover.go).
+	Fallback []Hop
 }
 
 // String gives the route in one line, in Postfix's next-hop notation:
@@ -48,6 +54,9 @@ func (r Route) String() string {
 		b.WriteString(" " + strconv.Quote(r.Match))
 	}
 	b.WriteString(" -> " + r.Addr())
+	for _, h := range r.Fallback {
+		b.WriteString(", " + r.at(h).Addr())
+	}
 	b.WriteString(" tls=" + r.TLS)
 	if r.User != "" {
 		b.WriteString(" auth=" + r.User)
@@ -76,9 +85,13 @@ type relay struct {
 	route    Route
 	domains  []string // recipient domains it serves; empty = all
 	settings config.Smarthost
-	password string              // read at New; re-read from password_file at each login
-	roots    *x509.CertPool      // from ca_file; nil = Options.RootCAs
-	pins     [][sha256.Size]byte // from tls_fingerprint; checked instead of roots
+	password string                 // read at New; re-read from password_file at each login
+	roots    *x509.CertPool         // from ca_file; nil = Options.RootCAs
+	pins     [][sha256.Size]byte    // from tls_fingerprint; checked instead of roots
+	oauth    *oauth.Source          // oauth2: tokens instead of the password
+	cert     *clientCert            // client_cert_file, client_key_file
+	sessions tls.ClientSessionCache // TLS sessions of a relay with a client certificate
+	pacer    *pacer                 // pacing; nil = none
 }
 
 // routes is the parsed routing configuration.
@@ -89,6 +102,7 @@ type routes struct {
 	tls       string            // default MX/transport TLS policy
 	policy    map[string]string // per destination domain or ".parent"
 	mxPort    int
+	pacing    map[string]*pacer // delivery.pacing, by domain or ".parent"
 }
 
 var (
@@ -98,7 +112,7 @@ var (
 
 // parseRoutes checks and parses the routing settings; every error names the
 // setting it is about, and all errors are reported together.
-func parseRoutes(c config.Delivery) (*routes, error) {
+func parseRoutes(c config.Delivery, log *slog.Logger) (*routes, error) {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
@@ -107,6 +121,7 @@ func parseRoutes(c config.Delivery) (*routes, error) {
 		senders:   map[string]*relay{},
 		transport: map[string]Route{},
 		policy:    map[string]string{},
+		pacing:    map[string]*pacer{},
 		tls:       strings.ToLower(c.TLS),
 		mxPort:    c.MXPort,
 	}
@@ -153,8 +168,18 @@ func parseRoutes(c config.Delivery) (*routes, error) {
 		}
 		rt.transport[key] = Route{Via: ViaTransport, Match: key, Host: strings.ToLower(r.Host), Port: r.Port, MX: r.MX}
 	}
+	for _, k := range sortedKeys(c.Pacing) {
+		key := mailsyntax.NormDomain(k)
+		if err := mailsyntax.CheckDomain(key, domainKey); err != nil {
+			bad("delivery.pacing."+k, "%q is not a domain or .domain: %v", k, err)
+			continue
+		}
+		if p := sharedPacer("delivery.pacing."+k, "", c.Pacing[k]); p != nil {
+			rt.pacing[key] = p
+		}
+	}
 	if c.Smarthost != nil {
-		r, err := parseRelay("delivery.smarthost", *c.Smarthost, rt.mxPort)
+		r, err := parseRelay("delivery.smarthost", *c.Smarthost, rt.mxPort, log)
 		if err != nil {
 			errs = append(errs, err)
 		} else {
@@ -168,7 +193,7 @@ func parseRoutes(c config.Delivery) (*routes, error) {
 			bad("delivery.sender_relay."+k, "%q is neither a sender address nor @domain", k)
 			continue
 		}
-		r, err := parseRelay("delivery.sender_relay."+k, c.SenderRelay[k], rt.mxPort)
+		r, err := parseRelay("delivery.sender_relay."+k, c.SenderRelay[k], rt.mxPort, log)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -182,7 +207,7 @@ func parseRoutes(c config.Delivery) (*routes, error) {
 // parseRelay parses a smarthost entry, reads its password and its ca_file.
 // A missing port means 465 with implicit TLS, delivery.mx_port otherwise.
 // A relay with a username must check the certificate (config.TLSProblem).
-func parseRelay(key string, s config.Smarthost, mxPort int) (*relay, error) {
+func parseRelay(key string, s config.Smarthost, mxPort int, log *slog.Logger) (*relay, error) {
 	var errs []error
 	bad := func(sub, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s.%s: %s", key, sub, fmt.Sprintf(format, args...)))
@@ -193,20 +218,32 @@ func parseRelay(key string, s config.Smarthost, mxPort int) (*relay, error) {
 	} else if sub, msg, fix := s.TLSProblem(); msg != "" {
 		bad(sub, "%s; %s", msg, fix)
 	}
-	r, err := config.ParseRoute(s.Address)
-	if err != nil {
-		bad("address", "%v", err)
-	}
-	if r.Port == 0 {
-		r.Port = mxPort
-		if mode == "implicit" {
-			r.Port = 465
+	var hops []Hop
+	for i, a := range s.Addresses() {
+		r, err := config.ParseRoute(a)
+		if err != nil {
+			bad("address", "item %d: %v", i+1, err)
+			continue
 		}
+		if r.Port == 0 {
+			r.Port = mxPort
+			if mode == "implicit" {
+				r.Port = 465
+			}
+		}
+		hops = append(hops, Hop{Host: strings.ToLower(r.Host), Port: r.Port, MX: r.MX})
+	}
+	if len(hops) == 0 {
+		bad("address", "is empty; set the relay, e.g. \"[smtp.example.net]:587\"")
+		hops = []Hop{{}}
 	}
 	rel := &relay{
 		key:      key,
-		route:    Route{Host: strings.ToLower(r.Host), Port: r.Port, MX: r.MX, TLS: mode, User: s.Username, NoSign: s.NoSign},
+		route:    Route{Host: hops[0].Host, Port: hops[0].Port, MX: hops[0].MX, TLS: mode, User: s.Username, NoSign: s.NoSign, Fallback: hops[1:]},
 		settings: s,
+	}
+	if len(rel.route.Fallback) == 0 {
+		rel.route.Fallback = nil
 	}
 	rel.pins, _ = config.ParseFingerprints(s.TLSFingerprint) // TLSProblem reported a bad one
 	if s.CAFile != "" {
@@ -229,6 +266,16 @@ func parseRelay(key string, s config.Smarthost, mxPort int) (*relay, error) {
 	switch {
 	case s.Username == "" && (s.Password != "" || s.PasswordFile != ""):
 		bad("username", "is empty but a password is set")
+	case s.OAuth2 != nil && s.Username == "":
+		bad("username", "is empty but oauth2 is set; set it to the mailbox that sends")
+	case s.OAuth2 != nil && (s.Password != "" || s.PasswordFile != ""):
+		bad("password_file", "is set together with oauth2; keep one way to log in")
+	case s.OAuth2 != nil:
+		src, err := oauth.New(key+".oauth2", *s.OAuth2, log)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		rel.oauth = src
 	case s.Username != "" && s.Password == "" && s.PasswordFile == "":
 		bad("password_file", "is empty but username is set")
 	case s.Username != "":
@@ -240,7 +287,31 @@ func parseRelay(key string, s config.Smarthost, mxPort int) (*relay, error) {
 		}
 		rel.password = pw
 	}
+	if s.ClientCertFile != "" || s.ClientKeyFile != "" {
+		cc, err := loadClientCert(s.ClientCertFile, s.ClientKeyFile)
+		if err != nil {
+			bad("client_cert_file", "%v", err)
+		}
+		rel.cert, rel.sessions = cc, tls.NewLRUClientSessionCache(16)
+	}
+	if s.Pacing != nil {
+		rel.pacer = sharedPacer(key+".pacing", s.Address+" "+s.Username, *s.Pacing)
+	}
 	return rel, errors.Join(errs...)
+}
+
+// pacerFor returns the pacer of a route: the relay's own, or for MX and
+// transport routes that of delivery.pacing for the recipient domain.
+func (rt *routes) pacerFor(rel *relay, domain string) *pacer {
+	if rel != nil {
+		return rel.pacer
+	}
+	for _, k := range domainKeys(mailsyntax.NormDomain(domain)) {
+		if p, ok := rt.pacing[k]; ok {
+			return p
+		}
+	}
+	return nil
 }
 
 // choose applies the routing rules to a sender and a recipient domain.
@@ -322,4 +393,16 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// relays lists the smarthost and the sender relays.
+func (rt *routes) relays() []*relay {
+	var out []*relay
+	if rt.smarthost != nil {
+		out = append(out, rt.smarthost)
+	}
+	for _, k := range sortedKeys(rt.senders) {
+		out = append(out, rt.senders[k])
+	}
+	return out
 }
