@@ -126,6 +126,7 @@ fi
 set_env() {
 	inkan_env=(
 		PATH=/usr/bin:/bin HOME=/nonexistent
+		INKAN_CONFIG= # as in the image: no config file, whatever this machine has in /etc/inkan
 		INKAN_HOSTNAME=inkan-ci.example.com
 		INKAN_DATA_DIR="$run/data"
 		INKAN_LISTEN_SMTPS="127.0.0.1:$p_smtps"
@@ -194,10 +195,11 @@ else
 	exit 1
 fi
 
-if [ "$(stat -c '%u %a' "$run/data")" = "$uid 700" ]; then
-	pass "data dir created by inkan, owned by uid $uid, mode 0700"
+# 0711: private, but passable to reach listen.local's socket (sendmail.sock).
+if [ "$(stat -c '%u %a' "$run/data")" = "$uid 711" ]; then
+	pass "data dir created by inkan, owned by uid $uid, mode 0711 (listable by nobody else)"
 else
-	fail "data dir: $(stat -c '%u %a' "$run/data"), want '$uid 700'"
+	fail "data dir: $(stat -c '%u %a' "$run/data"), want '$uid 711'"
 fi
 
 if as_inkan health -url "http://127.0.0.1:$p_http/healthz" >/dev/null; then
@@ -246,6 +248,75 @@ if start_serve "$work/serve2.log" && as_inkan queue list 2>&1 | grep -q 'rcpt@ex
 	pass "restart as uid $uid finds the queued message again"
 else
 	fail "restart finds the queued message again"
+fi
+
+# --- the systemd unit's file layout, read by its user -------------------------
+# deploy/systemd/README.md's ownership model: what inkan reads belongs to
+# root and may be read by the service's group (users file 0640, keys 0640 in
+# a 0750 folder of that group, as keygen makes them there); the data
+# directory is the service's own (StateDirectory=, 0700). inkan check and
+# inkan serve, run as that user (uid/gid 65532 here, as User=inkan), accept it.
+if [ "$(id -u)" = 0 ]; then
+	etc=$work/etc-inkan
+	install -d -m 0755 "$etc"
+	install -d -m 0750 -o root -g "$uid" "$etc/dkim"
+	env -i PATH=/usr/bin:/bin INKAN_CONFIG= "$bin" dkim keygen -d example.com -s s1 -o "$etc/dkim" >"$work/keygen.log" 2>&1 || cat "$work/keygen.log"
+	key=$etc/dkim/example.com.s1.key
+	printf 'pw\n' | env -i PATH=/usr/bin:/bin INKAN_CONFIG= INKAN_DATA_DIR="$work" INKAN_AUTH_USERS_FILE="$work/users.new" "$bin" user add alice@example.com >/dev/null
+	install -m 0640 -o root -g "$uid" "$work/users.new" "$etc/users"
+	install -d -m 0700 -o "$uid" -g "$uid" "$run/state"
+	pick_ports
+	cat >"$etc/inkan.yaml" <<-YAML
+		hostname: inkan-ci.example.com
+		data_dir: $run/state
+		listen: {smtps: "127.0.0.1:$p_smtps", submission: "127.0.0.1:$p_sub", relay: "127.0.0.1:$p_relay", http: "127.0.0.1:$p_http"}
+		auth:
+		  users_file: $etc/users
+		dkim:
+		  keys:
+		    - {domain: example.com, selector: s1, key_file: $key}
+		delivery:
+		  resolver: "127.0.0.1:$p_closed"
+	YAML
+	unit_env=(PATH=/usr/bin:/bin HOME=/nonexistent)
+	if [ "$(stat -c '%u:%g %a' "$key")" = "0:$uid 640" ]; then
+		pass "keygen into a 0750 root:inkan folder makes a 0640 root:inkan key"
+	else
+		fail "keygen key mode: $(stat -c '%u:%g %a' "$key"), want 0:$uid 640"
+	fi
+	if out=$("${as_user[@]}" env -i "${unit_env[@]}" "$bin" check -config "$etc/inkan.yaml" 2>&1) && grep -q ': ok$' <<<"$out"; then
+		pass "inkan check as the service user accepts root-owned 0640 users file and key"
+	else
+		echo "$out"
+		fail "inkan check as the service user"
+	fi
+	"${as_user[@]}" env -i "${unit_env[@]}" "$bin" serve -config "$etc/inkan.yaml" >"$work/serve3.log" 2>&1 &
+	pid=$!
+	ready=""
+	for _ in $(seq 60); do
+		kill -0 "$pid" 2>/dev/null || break
+		if "${as_user[@]}" env -i "${unit_env[@]}" "$bin" health -config "$etc/inkan.yaml" >/dev/null 2>&1; then ready=1; break; fi
+		sleep 0.5
+	done
+	if [ -n "$ready" ] && stop_serve "$work/serve3.log"; then
+		pass "inkan serve as the service user starts on that layout and stops cleanly"
+	else
+		cat "$work/serve3.log"
+		fail "inkan serve as the service user on the systemd layout"
+		if [ -n "$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; pid=""; fi
+	fi
+	# A config mistake: exit 78 (RestartPreventExitStatus=78), one line, file:line.
+	printf 'hostname: inkan-ci.example.com\nlisten:\n  smtps: ""\n   http: ""\n' >"$etc/bad.yaml"
+	rc=0
+	out=$("${as_user[@]}" env -i "${unit_env[@]}" "$bin" serve -config "$etc/bad.yaml" 2>&1) || rc=$?
+	if [ "$rc" = 78 ] && [ "$(wc -l <<<"$out")" = 1 ] && grep -q "^error: $etc/bad.yaml:4: " <<<"$out"; then
+		pass "a config mistake stops serve with 78 and one located line (systemd does not restart it)"
+	else
+		echo "exit $rc: $out"
+		fail "config mistake: exit 78 with file:line"
+	fi
+else
+	skip "the systemd file layout needs root"
 fi
 
 # --- systemd ----------------------------------------------------------------

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 func FuzzDecode(f *testing.F) {
@@ -65,6 +67,13 @@ func FuzzBuildDSN(f *testing.F) {
 	f.Add("h", "a@b", "jürgen@bücher.example", "", "451 later\r\nInjected: 1", "", false, []byte("\r\n--=_x\n\rX: y"))
 	f.Add("", " ", "", "9.9.9", "\x00\x7f\xff", "[192.0.2.1]", true, []byte{0xff, '\n', '\r'})
 	f.Fuzz(func(t *testing.T, host, to, rcpt, status, diag, remote string, failed bool, header []byte) {
+		// ReportingMTA is the configured hostname, which config.Validate
+		// holds to a host name (at most 253 bytes): a long name without a
+		// dot or space to fold at cannot reach BuildDSN, so it is not a
+		// case to fail on (issue 18: such inputs made 1 run in 8 fail).
+		if !mailsyntax.ValidDomain(host, mailsyntax.HostName) {
+			host = "relay.test"
+		}
 		action := ActionDelayed
 		if failed {
 			action = ActionFailed
