@@ -122,7 +122,7 @@ func (s *self) view(input string, f *feedback) dmarcReport {
 	rep := dmarcReport{
 		Input: input, Org: m.OrgName, Email: m.Email, ReportID: m.ReportID,
 		Begin: time.Unix(m.DateRange.Begin, 0).UTC(), End: time.Unix(m.DateRange.End, 0).UTC(),
-		Domain: p.Domain, Errors: m.Errors,
+		Domain: p.Domain, Errors: m.Errors, Rows: []row{},
 		Policy: policy{P: p.P, SP: p.SP, ADKIM: p.ADKIM, ASPF: p.ASPF, Pct: p.Pct, FO: p.FO},
 	}
 	for _, r := range f.Records {

@@ -3,6 +3,7 @@ package reportcmd
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/netip"
 	"path/filepath"
@@ -176,7 +177,7 @@ func TestDMARCConclusions(t *testing.T) {
 
 // TestDMARCSeparatesInkanMail: the classes of the rows of Google's report.
 func TestDMARCSeparatesInkanMail(t *testing.T) {
-	_, keys := loadKeys(testConfig(t), "", io.Discard)
+	_, keys, _ := loadKeys(testConfig(t), "", io.Discard)
 	me := newSelf(keys, nil)
 	f, err := parseDMARC(readFixture(t, "dmarc/google.xml"))
 	if err != nil {
@@ -238,4 +239,33 @@ func TestDMARCTextOutput(t *testing.T) {
 		}
 	}
 	t.Log("\n" + out)
+}
+
+// TestKeysFromFlagOrConfig: -keys names inkan's keys without a
+// configuration; a configuration that does not load stops with status 78.
+func TestKeysFromFlagOrConfig(t *testing.T) {
+	broken := func(string) (*config.Config, error) {
+		return nil, errors.Join(errors.New("inkan.yaml:7: invalid YAML"))
+	}
+	code, out, errs := runMain(t, broken, nil, "dmarc", packed+"dmarc/"+googleZip)
+	if code != 78 || out != "" || errs != "error: inkan.yaml:7: invalid YAML\n" {
+		t.Errorf("broken config: exit %d %q %q", code, out, errs)
+	}
+	code, out, errs = runMain(t, broken, nil, "dmarc", "-keys", "example.com/rsa1,example.com/ed1", packed+"dmarc/"+googleZip)
+	if code != 0 || !strings.Contains(out, "Signed by inkan (keys example.com/rsa1, example.com/ed1): 1288 messages") {
+		t.Errorf("-keys: exit %d %s\n%s", code, errs, out)
+	}
+	if code, _, _ := runMain(t, nil, nil, "dmarc", "-keys", "example.com", "x.xml"); code != 2 {
+		t.Errorf("-keys without a selector: exit %d", code)
+	}
+	// Keys that no longer load: the pairs of dkim.keys still say which are inkan's.
+	gone := func(string) (*config.Config, error) {
+		cfg := &config.Config{}
+		cfg.DKIM.Keys = []config.DKIMKey{{Domain: "example.com", Selector: "rsa1", KeyFile: filepath.Join(t.TempDir(), "gone.key")}}
+		return cfg, nil
+	}
+	code, out, errs = runMain(t, gone, nil, "dmarc", packed+"dmarc/"+googleZip)
+	if code != 0 || !strings.Contains(errs, "using the 1 domain/selector pairs of dkim.keys") || !strings.Contains(out, "Signed by inkan (keys example.com/rsa1)") {
+		t.Errorf("unloadable keys: exit %d %s\n%s", code, errs, out)
+	}
 }

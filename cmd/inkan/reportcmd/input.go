@@ -27,7 +27,7 @@ const (
 	maxDocument   = 32 << 20  // one report, decompressed
 	maxMessage    = 64 << 20  // one mail message, in a file, an mbox or a Maildir
 	maxPlainFile  = 64 << 20  // a file that is not an mbox, read whole
-	maxExpand     = 256 << 20 // all bytes decompression may produce for one input file
+	maxExpand     = 256 << 20 // all bytes decompression may produce for one input file or mbox message
 	maxZipEntries = 1000
 	maxDepth      = 5 // containers in containers: a zip in a message in an mbox
 	maxFiles      = 100000
@@ -68,14 +68,13 @@ func (p problem) String() string {
 // one kind. Every problem is recorded against the input it came from, and
 // reading goes on with the next input.
 type extractor struct {
-	want     kind
-	stdin    io.Reader
-	docs     []document
-	errors   []problem // inputs that could not be read
-	skipped  []problem // messages in a mailbox without a report: not errors
-	budget   int64     // bytes decompression may still produce for the current input file
-	inMbox   bool      // the current message came from a mailbox or Maildir
-	messages int       // messages seen (for the summary)
+	want    kind
+	stdin   io.Reader
+	docs    []document
+	errors  []problem // inputs that could not be read
+	skipped []problem // messages in a mailbox without a report: not errors
+	budget  int64     // bytes decompression may still produce for the current input file
+	inMbox  bool      // the current message came from a mailbox or Maildir
 }
 
 func newExtractor(want kind, stdin io.Reader) *extractor {
@@ -399,6 +398,7 @@ func (x *extractor) mbox(name string, br *bufio.Reader) {
 		} else {
 			saved := x.inMbox
 			x.inMbox = true
+			x.budget = maxExpand // per message: a year of reports in one mailbox is fine
 			x.message(mname, bytes.Clone(msg.Bytes()), 1, false)
 			x.inMbox = saved
 		}
@@ -457,7 +457,6 @@ var reportTypes = map[string]bool{
 // report: a report media type, or a file name ending in .xml, .gz, .zip or
 // .json (for application/octet-stream).
 func (x *extractor) message(name string, b []byte, depth int, explicit bool) {
-	x.messages++
 	e, err := message.Read(bytes.NewReader(b))
 	if err != nil && !message.IsUnknownCharset(err) && !message.IsUnknownEncoding(err) {
 		x.fail(name, fmt.Errorf("mail message: %w", err))

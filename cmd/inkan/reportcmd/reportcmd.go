@@ -15,8 +15,9 @@
 //     error.
 //   - Mail is "signed by inkan" when a DKIM result names one of the
 //     configuration's keys (domain and selector, loaded as "inkan dkim" loads
-//     them) or comes from an address given with -ip. Nothing else is
-//     guessed from vendor names.
+//     them, or given with -keys) or comes from an address given with -ip.
+//     Nothing is guessed from vendor names. A configuration that does not
+//     load stops "report dmarc" with status 78, as it stops every command.
 //   - Text meant for a terminal goes through mailsyntax.Printable; -json
 //     gives the same facts for programs.
 //   - Only -rdns touches the network: PTR queries to one resolver.
@@ -40,6 +41,7 @@ import (
 	"github.com/inkan-relay/inkan/cmd/inkan/dnscheck"
 	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -153,6 +155,8 @@ func runDMARC(loadConfig func(string) (*config.Config, error), args []string, st
 	verbose := fs.Bool("v", false, "list every mailbox message and file that held no report")
 	var ips ipList
 	fs.Var(&ips, "ip", "this host's public `addresses`, comma-separated: their mail is inkan's even when a report names no selector")
+	var keyFlag keyList
+	fs.Var(&keyFlag, "keys", "inkan's DKIM keys as `DOMAIN/SELECTOR`,... instead of the configuration's (to read reports where the configuration is not)")
 	inputs, status, ok := parseInterleaved(fs, args, stdout, stderr)
 	if !ok {
 		return status
@@ -161,7 +165,14 @@ func runDMARC(loadConfig func(string) (*config.Config, error), args []string, st
 		fmt.Fprintln(stderr, "inkan report dmarc: name the reports to read (files, folders, mbox, Maildir, or - for stdin)")
 		return cli.ExitUsage
 	}
-	cfg, keys := loadKeys(loadConfig, *cfgPath, stderr)
+	var cfg *config.Config
+	keys := []signing.Domain(keyFlag)
+	if len(keys) == 0 {
+		var status int
+		if cfg, keys, status = loadKeys(loadConfig, *cfgPath, stderr); status != cli.ExitOK {
+			return status
+		}
+	}
 	me := newSelf(keys, ips)
 
 	x := newExtractor(kindXML, stdin)
@@ -215,33 +226,54 @@ func runDMARC(loadConfig func(string) (*config.Config, error), args []string, st
 }
 
 // loadKeys returns the configuration and its DKIM keys, loaded as
-// "inkan dkim" loads them. When the private keys cannot be read (reports
-// are often read as a user who may not read them), the domain and selector
-// of each dkim.keys entry are enough.
-func loadKeys(loadConfig func(string) (*config.Config, error), path string, stderr io.Writer) (*config.Config, []signing.Domain) {
-	var cfg *config.Config
-	_, s, err := dkimcmd.LoadSigner(func() (*config.Config, error) {
-		c, err := loadConfig(path)
-		cfg = c
-		return c, err
-	})
-	if err == nil {
-		keys := s.Domains()
-		if len(keys) == 0 {
-			fmt.Fprintln(stderr, "inkan report dmarc: note: the configuration has no DKIM keys, so no mail counts as signed by inkan (give -config, or -ip)")
+// "inkan dkim" loads them. A configuration problem is printed as every
+// command prints it, and status is cli.ExitConfig. When the configuration
+// loads but its keys do not (a key file gone since), the domain and
+// selector of each dkim.keys entry are enough to read reports.
+func loadKeys(loadConfig func(string) (*config.Config, error), path string, stderr io.Writer) (cfg *config.Config, keys []signing.Domain, status int) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		cli.PrintErrors(stderr, err)
+		return nil, nil, cli.ExitConfig
+	}
+	_, s, err := dkimcmd.LoadSigner(func() (*config.Config, error) { return cfg, nil })
+	if err != nil {
+		for _, k := range cfg.DKIM.Keys {
+			keys = append(keys, signing.Domain{Name: k.Domain, Selector: k.Selector})
 		}
-		return cfg, keys
+		fmt.Fprintf(stderr, "inkan report dmarc: note: the DKIM keys could not be loaded (%v); using the %d domain/selector pairs of dkim.keys\n", err, len(keys))
+		return cfg, keys, cli.ExitOK
 	}
-	if cfg == nil {
-		fmt.Fprintf(stderr, "inkan report dmarc: note: %v; reading the reports without knowing inkan's keys\n", err)
-		return nil, nil
+	keys = s.Domains()
+	if len(keys) == 0 {
+		fmt.Fprintln(stderr, "inkan report dmarc: note: the configuration has no DKIM keys, so no mail counts as signed by inkan (give -config, -keys or -ip)")
 	}
-	var keys []signing.Domain
-	for _, k := range cfg.DKIM.Keys {
-		keys = append(keys, signing.Domain{Name: k.Domain, Selector: k.Selector})
+	return cfg, keys, cli.ExitOK
+}
+
+// keyList is the -keys flag: DOMAIN/SELECTOR pairs, comma-separated.
+type keyList []signing.Domain
+
+func (l *keyList) String() string {
+	var s []string
+	for _, k := range *l {
+		s = append(s, k.Name+"/"+k.Selector)
 	}
-	fmt.Fprintf(stderr, "inkan report dmarc: note: the DKIM keys could not be loaded (%v); using the %d domain/selector pairs of dkim.keys\n", err, len(keys))
-	return cfg, keys
+	return strings.Join(s, ",")
+}
+
+func (l *keyList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		d, sel, ok := strings.Cut(p, "/")
+		if !ok || !mailsyntax.ValidDomain(d, mailsyntax.SigningDomain) || !mailsyntax.ValidDomain(sel, mailsyntax.Selector) {
+			return fmt.Errorf("%q is not DOMAIN/SELECTOR (e.g. example.com/rsa1)", p)
+		}
+		*l = append(*l, signing.Domain{Name: mailsyntax.NormDomain(d), Selector: strings.ToLower(sel)})
+	}
+	return nil
 }
 
 // finish prints the problems and the skipped inputs and returns the exit status.
