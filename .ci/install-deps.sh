@@ -4,7 +4,7 @@
 # and python3-dkim (dkimpy, with python3-nacl for Ed25519).
 # Idempotent: skips apt when everything is present.
 set -euo pipefail
-pkgs=(swaks msmtp postfix opendkim opendkim-tools python3-dkim python3-aiosmtpd dnsmasq-base libsasl2-modules sasl2-bin iproute2 procps)
+pkgs=(swaks msmtp postfix opendkim opendkim-tools python3-dkim python3-aiosmtpd dnsmasq-base libsasl2-modules sasl2-bin iproute2 procps php-cli php-symfony-mailer)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
