@@ -133,4 +133,3 @@ func TestPrepare(t *testing.T) {
 		t.Errorf("Traversable: %q, %v, mode %s; want o+x only", note, err, fi.Mode())
 	}
 }
-
