@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
 )
 
 func FuzzParseSPF(f *testing.F) {
@@ -74,6 +76,38 @@ func FuzzParseDKIMRecord(f *testing.F) {
 		}
 		if tags, _, _ := parseTags(s); r.PublicKey == nil && strings.Join(strings.Fields(tags["p"]), "") != "" {
 			t.Fatalf("%q: non-empty p= but no key", s)
+		}
+	})
+}
+
+// FuzzTXTMistakes: undoing presentation escapes never panics and gives back
+// what miekg/dns escaped; a value with stored quotes or backslashes is always
+// named, and the fix holds neither.
+func FuzzTXTMistakes(f *testing.F) {
+	f.Add(`"v=DKIM1; k=rsa; " "p=MIIB"`)
+	f.Add(`v=DKIM1\; k=rsa\; p=MIIB\"`)
+	f.Add("\\255\\0\\\\")
+	f.Fuzz(func(t *testing.T, s string) {
+		u := unescapeTXT(s)
+		if len(u) > len(s) {
+			t.Fatalf("unescape grew %q to %q", s, u)
+		}
+		rr := &dns.TXT{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeTXT, Class: dns.ClassINET}, Txt: []string{s}}
+		if len(s) <= 255 {
+			buf := make([]byte, 1024)
+			if n, err := dns.PackRR(rr, buf, 0, nil, false); err == nil {
+				back, _, err := dns.UnpackRR(buf[:n], 0)
+				if err == nil && unescapeTXT(back.(*dns.TXT).Txt[0]) != unescapeTXT(s) {
+					t.Fatalf("%q: wire form %q reads back as %q", s, back.(*dns.TXT).Txt[0], unescapeTXT(back.(*dns.TXT).Txt[0]))
+				}
+			}
+		}
+		problem, fixed := storedSyntax(u)
+		if strings.ContainsAny(u, `"\`) != (problem != "") {
+			t.Fatalf("%q: problem %q", u, problem)
+		}
+		if strings.Contains(fixed, `"`) {
+			t.Fatalf("%q: fix %q still has quotes", u, fixed)
 		}
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -138,27 +137,25 @@ func (c *Checker) txtRaw(ctx context.Context, name string) ([][]string, error) {
 	return out, nil
 }
 
-// unescapeTXT undoes the presentation escapes of a TXT string: \DDD is the
-// byte DDD, \X is X.
+// unescapeTXT undoes the presentation escapes of a TXT string as miekg/dns
+// reads them: \DDD is the byte DDD, \X is X, a dangling \ is dropped.
 func unescapeTXT(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' || i+1 == len(s) {
+		switch {
+		case s[i] != '\\':
 			b.WriteByte(s[i])
-			continue
+		case i+1 == len(s): // dangling
+		case i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]):
+			b.WriteByte((s[i+1]-'0')*100 + (s[i+2]-'0')*10 + (s[i+3] - '0'))
+			i += 3
+		default:
+			b.WriteByte(s[i+1])
+			i++
 		}
-		if i+3 < len(s) && isDigit(s[i+1]) && isDigit(s[i+2]) && isDigit(s[i+3]) {
-			if n, err := strconv.Atoi(s[i+1 : i+4]); err == nil && n < 256 {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i+1])
-		i++
 	}
 	return b.String()
 }
