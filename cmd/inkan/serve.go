@@ -88,6 +88,8 @@ func runServe(args []string) int {
 	d.source, d.quiet = source, *quiet
 	if !*quiet {
 		printBanner(os.Stderr, d)
+	} else {
+		logger.Info(config.Describe(cfg.Source, source)) // the banner's first line says it otherwise
 	}
 	return d.wait()
 }
