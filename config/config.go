@@ -29,6 +29,10 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	HTTP     HTTP     `yaml:"http"`
 
+	// Listeners holds what each SMTP listener offers: TLS profile,
+	// STARTTLS, PROXY protocol (see clients.go).
+	Listeners Listeners `yaml:"listeners"`
+
 	// Source is the file the config was loaded from ("" for the embedded default).
 	Source string `yaml:"-"`
 	// KeysDir is DataDir/dkim when the configuration names no DKIM keys and
@@ -57,7 +61,12 @@ type Listen struct {
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
-	ACME     *ACME  `yaml:"acme"`
+	// RSACertFile and RSAKeyFile are a second pair, with an RSA key, for
+	// clients that cannot use the first (ECDSA) one: old devices on a
+	// listener or network with the legacy TLS profile.
+	RSACertFile string `yaml:"rsa_cert_file"`
+	RSAKeyFile  string `yaml:"rsa_key_file"`
+	ACME        *ACME  `yaml:"acme"`
 }
 
 // ACME configures golang.org/x/crypto/acme/autocert.
@@ -107,6 +116,12 @@ type Network struct {
 	MaxMessageSize Size     `yaml:"max_message_size"` // 0 = limits.max_message_size
 	RateLimit      int      `yaml:"rate_limit"`       // messages per rate_period from one IP; 0 = unlimited
 	RatePeriod     Duration `yaml:"rate_period"`      // default 1m
+	// TLSProfile "legacy" lets this network's devices use TLS 1.0/1.1 and
+	// RSA key exchange on any listener; "" follows the listener.
+	TLSProfile string `yaml:"tls_profile"`
+	// StartTLS false hides STARTTLS from this network (devices that try it
+	// and fail); nil = offered.
+	StartTLS *bool `yaml:"starttls"`
 	// RewriteSenders is this network's sender canonical map, tried before
 	// rewrite.senders (see Rewrite).
 	RewriteSenders []SenderRewrite `yaml:"rewrite_senders"`
@@ -201,13 +216,18 @@ type Limits struct {
 	MaxMessageSize      Size     `yaml:"max_message_size"`
 	MaxRecipients       int      `yaml:"max_recipients"`
 	MaxConnections      int      `yaml:"max_connections"`
-	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"`
+	MaxConnectionsPerIP int      `yaml:"max_connections_per_ip"` // strangers: clients outside trusted networks, until they authenticate
 	CommandTimeout      Duration `yaml:"command_timeout"`
 	DataTimeout         Duration `yaml:"data_timeout"`
 	MaxHeaderSize       Size     `yaml:"max_header_size"`
 	// MaxHops refuses a message with this many Received fields or more
 	// (a mail loop), as Postfix's hopcount_limit does.
 	MaxHops int `yaml:"max_hops"`
+
+	// MaxConnectionsPerTrustedIP bounds one address of a trusted network
+	// (a Postfix relaying through inkan opens 20 at once); 0 = only
+	// max_connections. Authenticated sessions count only in max_connections.
+	MaxConnectionsPerTrustedIP int `yaml:"max_connections_per_trusted_ip"`
 }
 
 // Quotas bound how much mail one authenticated user, or one trusted network
@@ -258,9 +278,14 @@ func (q Quotas) For(name string, network bool) Quota {
 
 // Headers controls RFC 6409 fix-ups.
 type Headers struct {
-	HideClientIP bool  `yaml:"hide_client_ip"` // Received without the client's address
+	HideClientIP bool  `yaml:"hide_client_ip"` // Received without the client's address and HELO: received_privacy "all"
 	AddMessageID *bool `yaml:"add_message_id"` // add one when missing; Default sets true, nil also means true
 	AddDate      *bool `yaml:"add_date"`       // add one when missing; Default sets true, nil also means true
+
+	// ReceivedPrivacy leaves the client's address and HELO out of the
+	// Received field: "none", "authenticated" (sessions that logged in) or
+	// "all" (as hide_client_ip).
+	ReceivedPrivacy string `yaml:"received_privacy"`
 }
 
 // Log selects the log format.

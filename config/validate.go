@@ -46,6 +46,7 @@ func (c *Config) check() ([]error, []string) {
 	k.queue()
 	k.limits()
 	k.abuse()
+	k.clients()
 	k.misc()
 	k.rewrite()
 	return k.errs, k.warns

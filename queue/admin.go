@@ -25,6 +25,8 @@ type Info struct {
 	Client      string     `json:"client,omitempty"`
 	Helo        string     `json:"helo,omitempty"`
 	Rcpts       []RcptInfo `json:"rcpts"`
+	DSNRet      string     `json:"dsn_ret,omitempty"`   // the sender's RET (RFC 3461)
+	DSNEnvID    string     `json:"dsn_envid,omitempty"` // the sender's ENVID
 }
 
 // RcptInfo is one recipient of a queued message.
@@ -35,6 +37,7 @@ type RcptInfo struct {
 	Remote      string    `json:"remote,omitempty"`
 	Attempts    int       `json:"attempts,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
+	DSN         *RcptDSN  `json:"dsn,omitempty"` // the sender's NOTIFY and ORCPT, if any
 }
 
 // Stats returns the number of messages and the arrival of the oldest
@@ -103,6 +106,7 @@ func (q *Queue) Get(id string) (Info, error) {
 	info := Info{
 		ID: id, From: env.From, Size: rec.Size(), Arrival: arrivalOf(id, env),
 		Attempts: st.Attempts, User: env.User, Client: env.Client, Helo: env.Helo,
+		DSNRet: env.Ret, DSNEnvID: env.EnvID,
 	}
 	q.mu.Lock()
 	info.Held = it.held
@@ -110,11 +114,14 @@ func (q *Queue) Get(id string) (Info, error) {
 		info.NextAttempt = time.Unix(0, it.next)
 	}
 	q.mu.Unlock()
-	for _, rc := range st.Rcpts {
+	for i, rc := range st.Rcpts {
 		ri := RcptInfo{Addr: rc.Addr, Status: rc.Status, LastReply: rc.Reply,
 			Remote: rc.Remote, Attempts: rc.Attempts}
 		if rc.Status == Pending {
 			ri.NextAttempt = rc.Next
+		}
+		if d := env.DSNOf(i); len(d.Notify) > 0 || d.ORcpt != "" {
+			ri.DSN = &d
 		}
 		info.Rcpts = append(info.Rcpts, ri)
 	}

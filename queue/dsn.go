@@ -21,6 +21,9 @@ import (
 const (
 	ActionFailed  = "failed"
 	ActionDelayed = "delayed"
+	// ActionRelayed reports a success the sender asked for (NOTIFY=SUCCESS)
+	// when the next hop does not support DSN and will not report it.
+	ActionRelayed = "relayed"
 )
 
 // DSN is a delivery status notification (RFC 3464) about one message.
@@ -34,13 +37,23 @@ type DSN struct {
 	MessageID    string    // without <>; "" = generated
 	Rcpts        []DSNRcpt // at least one
 	Header       []byte    // header section of the original message
+	EnvID        string    // the sender's ENVID: "Original-Envelope-Id"; "" = none
+	// Full is the whole original message, returned instead of Header when
+	// the sender asked for it (RET=FULL) in a failure notice.
+	Full []byte
+	// TooLarge says RET=FULL was asked for but the message was larger than
+	// maxDSNFull: only the header is returned, and the text says so.
+	TooLarge bool
 }
 
 // DSNRcpt is the report on one recipient.
 type DSNRcpt struct {
 	Addr           string    // "Final-Recipient: rfc822; ADDR"
-	Action         string    // ActionFailed or ActionDelayed
-	Status         string    // "5.1.1"; "" = 5.0.0 (failed) or 4.0.0 (delayed)
+	Action         string    // ActionFailed, ActionDelayed or ActionRelayed
+	Status         string    // "5.1.1"; "" = 5.0.0 (failed), 4.0.0 (delayed) or 2.0.0 (relayed)
+	// OriginalRecipient is the sender's ORCPT, "rfc822;ADDR" (type;
+	// address, decoded): "Original-Recipient"; "" = none.
+	OriginalRecipient string
 	RemoteMTA      string    // host name; "" = no Remote-MTA field
 	DiagnosticType string    // "smtp" (the default) or "X-Inkan" for local errors
 	Diagnostic     string    // the reply; "" = no Diagnostic-Code field
@@ -51,6 +64,7 @@ type DSNRcpt struct {
 const (
 	maxDSNHeader = 64 << 10 // bytes of the original header echoed back
 	maxDSNField  = 900      // bytes of one field value; keeps lines under 998
+	maxDSNFull   = 10 << 20 // bytes of a message returned whole (RET=FULL)
 )
 
 var statusRE = regexp.MustCompile(`^[245]\.[0-9]{1,3}\.[0-9]{1,3}$`)
@@ -68,7 +82,7 @@ func BuildDSN(d *DSN) ([]byte, error) {
 	}
 	utf := !mailsyntax.IsASCII(d.To)
 	for _, r := range d.Rcpts {
-		if r.Action != ActionFailed && r.Action != ActionDelayed {
+		if r.Action != ActionFailed && r.Action != ActionDelayed && r.Action != ActionRelayed {
 			return nil, fmt.Errorf("queue: DSN action %q", r.Action)
 		}
 		utf = utf || !mailsyntax.IsASCII(r.Addr)
@@ -85,6 +99,10 @@ func BuildDSN(d *DSN) ([]byte, error) {
 	human := humanText(d, host)
 	status := deliveryStatus(d, host, utf)
 	orig := headerSection(d.Header)
+	full := len(d.Full) > 0
+	if full {
+		orig = d.Full
+	}
 
 	var boundary string
 	for {
@@ -105,6 +123,12 @@ func BuildDSN(d *DSN) ([]byte, error) {
 	}
 	if utf {
 		statusType, headersType = "message/global-delivery-status", "message/global-headers"
+	}
+	if full {
+		headersType = "message/rfc822"
+		if utf {
+			headersType = "message/global"
+		}
 	}
 	if !mailsyntax.IsASCII(status) || !mailsyntax.IsASCII(orig) {
 		enc8 = "8bit"
@@ -157,6 +181,8 @@ func topHeader(d *DSN, host string, utf bool, boundary string) message.Header {
 	subject := "Undelivered Mail Returned to Sender"
 	if allDelayed(d.Rcpts) {
 		subject = "Delayed Mail (still being retried)"
+	} else if allAction(d.Rcpts, ActionRelayed) {
+		subject = "Successful Mail Delivery Report"
 	}
 	reportType := "delivery-status"
 	if utf {
@@ -174,9 +200,11 @@ func topHeader(d *DSN, host string, utf bool, boundary string) message.Header {
 	return h
 }
 
-func allDelayed(rs []DSNRcpt) bool {
+func allDelayed(rs []DSNRcpt) bool { return allAction(rs, ActionDelayed) }
+
+func allAction(rs []DSNRcpt, action string) bool {
 	for _, r := range rs {
-		if r.Action != ActionDelayed {
+		if r.Action != action {
 			return false
 		}
 	}
@@ -195,9 +223,18 @@ func humanText(d *DSN, host string) string {
 			b.WriteString(" until " + u.Format(time.RFC1123Z))
 		}
 		b.WriteString(".\r\n\r\n")
+	} else if allAction(d.Rcpts, ActionRelayed) {
+		b.WriteString("Your message was handed on to the next mail server for the recipients\r\n" +
+			"below, as you asked (NOTIFY=SUCCESS). That server does not send delivery\r\n" +
+			"notices, so this is the last one you will get from this path; errors\r\n" +
+			"further on may still be reported by other systems.\r\n\r\n")
 	} else {
 		b.WriteString("I'm sorry to have to inform you that your message could not be\r\n" +
 			"delivered to one or more recipients. The details are below.\r\n\r\n")
+	}
+	if d.TooLarge {
+		b.WriteString("You asked for the whole message back (RET=FULL), but it is too large;\r\n" +
+			"only its header is attached.\r\n\r\n")
 	}
 	if id := clean(d.QueueID); id != "" {
 		fmt.Fprintf(&b, "Queue ID: %s\r\n\r\n", id)
@@ -219,6 +256,9 @@ func humanText(d *DSN, host string) string {
 func deliveryStatus(d *DSN, host string, utf bool) string {
 	var b strings.Builder
 	field := func(k, v string) { fmt.Fprintf(&b, "%s: %s\r\n", k, v) }
+	if id := clean(d.EnvID); id != "" {
+		field("Original-Envelope-Id", id)
+	}
 	field("Reporting-MTA", "dns; "+host)
 	if id := clean(d.QueueID); id != "" {
 		field("X-Inkan-Queue-ID", id)
@@ -232,14 +272,17 @@ func deliveryStatus(d *DSN, host string, utf bool) string {
 	}
 	for _, r := range d.Rcpts {
 		b.WriteString("\r\n")
+		if o := clean(r.OriginalRecipient); o != "" {
+			if typ, addr, ok := strings.Cut(o, ";"); ok {
+				field("Original-Recipient", strings.TrimSpace(typ)+"; "+strings.TrimSpace(addr))
+			}
+		}
 		field("Final-Recipient", addrType+"; "+clean(r.Addr))
 		field("Action", r.Action)
 		st := r.Status
-		if !statusRE.MatchString(st) || (r.Action == ActionFailed && st[0] == '2') {
-			st = "5.0.0"
-			if r.Action == ActionDelayed {
-				st = "4.0.0"
-			}
+		want := map[string]byte{ActionFailed: '5', ActionDelayed: '4', ActionRelayed: '2'}[r.Action]
+		if !statusRE.MatchString(st) || st[0] != want && !(r.Action == ActionFailed && st[0] == '4') {
+			st = map[string]string{ActionFailed: "5.0.0", ActionDelayed: "4.0.0", ActionRelayed: "2.0.0"}[r.Action]
 		}
 		field("Status", st)
 		if mta := clean(r.RemoteMTA); mta != "" {

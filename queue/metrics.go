@@ -43,6 +43,10 @@ var (
 	})
 	bouncesTotal = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "inkan_bounces_total",
-		Help: "DSNs queued, by reason (failed, expired, admin, delay).",
+		Help: "DSNs queued, by reason (failed, expired, admin, delay, relayed: a success notice the sender asked for).",
 	}, []string{"reason"})
+	dsnSuppressed = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "inkan_dsn_suppressed_total",
+		Help: "Notices not sent because the sender's NOTIFY left them out (RFC 3461), by condition (failure, delay).",
+	}, []string{"condition"})
 )

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -50,6 +51,9 @@ func (q *Queue) applyResults(ctx context.Context, r *round, run []*group, result
 				switch res.Status {
 				case Sent:
 					rc.Status = Sent
+					if !res.DSNPassed && r.rec.Env.DSNOf(i).Wants(NotifySuccess) {
+						r.relayed = append(r.relayed, i)
+					}
 				case Failed:
 					rc.Status = Failed
 					failed = append(failed, i)
@@ -100,6 +104,9 @@ func (q *Queue) conclude(it *item, r *round, failed []int) (time.Time, bool) {
 	if len(failed)+len(expired) > 0 {
 		q.bounceFailed(r, failed, expired, t)
 	}
+	if len(r.relayed) > 0 {
+		q.reportRelayed(r)
+	}
 	if q.opts.DelayWarning > 0 && !r.st.Warned && r.st.pending() &&
 		t.Sub(r.arrival) >= q.opts.DelayWarning {
 		if err := q.warnDelay(r, t); err != nil {
@@ -128,13 +135,25 @@ func (q *Queue) conclude(it *item, r *round, failed []int) (time.Time, bool) {
 // bounceFailed sends one DSN for the failed and expired recipients, then
 // marks them failed. If the DSN cannot be queued they stay pending, so the
 // failure is reported later rather than lost.
+//
+// A recipient whose NOTIFY leaves out FAILURE (NOTIFY=NEVER, or only
+// SUCCESS/DELAY) is marked failed without a bounce, with a log line.
 func (q *Queue) bounceFailed(r *round, failed, expired []int, t time.Time) {
 	var rcpts []DSNRcpt
+	var report []int
 	for _, i := range failed {
-		rcpts = append(rcpts, dsnRcpt(&r.st.Rcpts[i], ActionFailed, "5.0.0"))
+		if q.suppressed(r, i, NotifyFailure) {
+			continue
+		}
+		report = append(report, i)
+		rcpts = append(rcpts, r.dsnRcpt(i, ActionFailed, "5.0.0"))
 	}
 	for _, i := range expired {
-		d := dsnRcpt(&r.st.Rcpts[i], ActionFailed, "4.4.7")
+		if q.suppressed(r, i, NotifyFailure) {
+			continue
+		}
+		report = append(report, i)
+		d := r.dsnRcpt(i, ActionFailed, "4.4.7")
 		if d.Diagnostic == "" {
 			d.DiagnosticType, d.Diagnostic = "X-Inkan", "delivery time expired"
 		}
@@ -144,13 +163,15 @@ func (q *Queue) bounceFailed(r *round, failed, expired []int, t time.Time) {
 	if len(failed) == 0 {
 		reason = "expired"
 	}
-	if err := q.sendDSN(r, rcpts, reason); err != nil {
-		r.log.Error("cannot queue bounce; recipients stay pending", "err", err)
-		for _, i := range append(failed, expired...) {
-			r.st.Rcpts[i].Status = Pending
-			r.st.Rcpts[i].Next = t.Add(q.opts.RetryMin)
+	if len(rcpts) > 0 {
+		if err := q.sendDSN(r, rcpts, reason); err != nil {
+			r.log.Error("cannot queue bounce; recipients stay pending", "err", err)
+			for _, i := range report {
+				r.st.Rcpts[i].Status = Pending
+				r.st.Rcpts[i].Next = t.Add(q.opts.RetryMin)
+			}
+			expired = slices.DeleteFunc(expired, func(i int) bool { return slices.Contains(report, i) })
 		}
-		return
 	}
 	for _, i := range expired {
 		rc := &r.st.Rcpts[i]
@@ -160,6 +181,28 @@ func (q *Queue) bounceFailed(r *round, failed, expired []int, t time.Time) {
 			"delay", t.Sub(r.arrival).Round(time.Millisecond).String(),
 			"attempt", rc.Attempts, "status", "expired", "reply", rc.Reply)
 	}
+}
+
+// suppressed reports (and logs) that the sender of r asked for no notice on
+// condition for recipient i.
+func (q *Queue) suppressed(r *round, i int, condition string) bool {
+	d := r.rec.Env.DSNOf(i)
+	if d.Wants(condition) {
+		return false
+	}
+	dsnSuppressed.WithLabelValues(strings.ToLower(condition)).Inc()
+	r.log.Info("no notice: the sender's NOTIFY leaves it out", "to", r.st.Rcpts[i].Addr,
+		"condition", strings.ToLower(condition), "notify", strings.Join(d.Notify, ","))
+	return true
+}
+
+// dsnRcpt describes recipient i of r for a DSN, with its ORCPT.
+func (r *round) dsnRcpt(i int, action, status string) DSNRcpt {
+	d := dsnRcpt(&r.st.Rcpts[i], action, status)
+	if o := r.rec.Env.DSNOf(i); o.ORcpt != "" {
+		d.OriginalRecipient = strings.ToLower(o.ORcptType) + ";" + o.ORcpt
+	}
+	return d
 }
 
 // dsnRcpt describes a recipient for a DSN; status is used when the remote
@@ -199,13 +242,34 @@ func (q *Queue) warnDelay(r *round, t time.Time) error {
 	until := r.arrival.Add(q.opts.MaxLifetime)
 	for i := range r.st.Rcpts {
 		rc := &r.st.Rcpts[i]
-		if rc.Status == Pending {
-			d := dsnRcpt(rc, ActionDelayed, "4.0.0")
+		if rc.Status == Pending && !q.suppressed(r, i, NotifyDelay) {
+			d := r.dsnRcpt(i, ActionDelayed, "4.0.0")
 			d.WillRetryUntil = until
 			rcpts = append(rcpts, d)
 		}
 	}
+	if len(rcpts) == 0 {
+		return nil
+	}
 	return q.sendDSN(r, rcpts, "delay")
+}
+
+// reportRelayed sends the success notices the sender asked for (NOTIFY
+// with SUCCESS) for recipients handed to a next hop that does not support
+// DSN: "relayed" (RFC 3464 section 2.3.3), as no later notice will come. A
+// failure to queue it is logged; the recipients stay sent.
+func (q *Queue) reportRelayed(r *round) {
+	var rcpts []DSNRcpt
+	for _, i := range r.relayed {
+		rc := &r.st.Rcpts[i]
+		d := r.dsnRcpt(i, ActionRelayed, "2.0.0")
+		d.Diagnostic = rc.Reply
+		rcpts = append(rcpts, d)
+	}
+	r.relayed = nil
+	if err := q.sendDSN(r, rcpts, "relayed"); err != nil {
+		r.log.Error("cannot queue the success notice the sender asked for", "err", err)
+	}
 }
 
 // sendDSN queues a DSN about r to its sender. Mail from the null sender is
@@ -222,10 +286,23 @@ func (q *Queue) sendDSN(r *round, rcpts []DSNRcpt, reason string) error {
 	if err != nil {
 		return fmt.Errorf("read original header: %w", err)
 	}
-	msg, err := BuildDSN(&DSN{
+	d := &DSN{
 		ReportingMTA: q.opts.Hostname, From: q.opts.BounceFrom, To: r.rec.Env.From,
-		QueueID: r.id, Arrival: r.arrival, Rcpts: rcpts, Header: hdr,
-	})
+		QueueID: r.id, Arrival: r.arrival, Rcpts: rcpts, Header: hdr, EnvID: r.rec.Env.EnvID,
+	}
+	// RET=FULL: a failure notice returns the whole message (RFC 3461
+	// section 4.3), up to maxDSNFull; otherwise, and for other notices, the
+	// header only.
+	if strings.EqualFold(r.rec.Env.Ret, "FULL") && reason != "delay" && reason != "relayed" {
+		if r.rec.Size() <= maxDSNFull {
+			if d.Full, err = q.readAll(r.id, r.rec); err != nil {
+				return fmt.Errorf("read original message: %w", err)
+			}
+		} else {
+			d.TooLarge = true
+		}
+	}
+	msg, err := BuildDSN(d)
 	if err != nil {
 		return err
 	}
@@ -275,6 +352,16 @@ func (q *Queue) finish(r *round) error {
 	}
 	r.log.Info("removed", "reason", "done")
 	return nil
+}
+
+// readAll returns a whole stored message (prefix and body).
+func (q *Queue) readAll(id string, rec *record) ([]byte, error) {
+	rc, err := q.opener(id, rec)()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
 }
 
 // readHeader returns the header section of a stored message.

@@ -151,6 +151,19 @@ type group struct {
 	idx    map[string][]int // address -> positions in the envelope
 }
 
+// dsn is the DSN requests of g's recipients, for the transport (nil when
+// the client made none).
+func (g *group) dsn(env *Envelope) []RcptDSN {
+	if len(env.RcptDSN) == 0 {
+		return nil
+	}
+	out := make([]RcptDSN, len(g.rcpts))
+	for i, addr := range g.rcpts {
+		out[i] = env.DSNOf(g.idx[addr][0])
+	}
+	return out
+}
+
 // round is one worker's view of a message.
 type round struct {
 	id      string
@@ -158,6 +171,7 @@ type round struct {
 	st      *state
 	arrival time.Time
 	log     *slog.Logger
+	relayed []int // recipients sent this round whose sender asked for a success notice we must give
 }
 
 // attempt loads a message, tries its due recipients, and records the outcome.
@@ -418,6 +432,9 @@ func (q *Queue) deliverGroups(ctx context.Context, rs *runState, r *round, run [
 				Size:     r.rec.Size(),
 				Open:     q.opener(r.id, r.rec),
 				SMTPUTF8: r.rec.Env.SMTPUTF8,
+				Ret:      r.rec.Env.Ret,
+				EnvID:    r.rec.Env.EnvID,
+				DSN:      g.dsn(&r.rec.Env),
 				Body8Bit: r.rec.Env.Body8Bit, Header8Bit: r.rec.Env.Header8Bit,
 			})
 			deliveryDuration.Observe(time.Since(start).Seconds())

@@ -37,6 +37,12 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 		return nil, true
 	}
 	opts := &smtp.MailOptions{Size: d.Size}
+	// DSN requests go on to a next hop that supports DSN (go-smtp sends
+	// them only then); it reports on those recipients from here.
+	dsn, _ := s.smtp.Extension("DSN")
+	if dsn {
+		opts.Return, opts.EnvelopeID = smtp.DSNReturn(d.Ret), d.EnvID
+	}
 	if d.SMTPUTF8 {
 		if ok, _ := s.smtp.Extension("SMTPUTF8"); ok {
 			opts.UTF8 = true
@@ -64,7 +70,7 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 			st.resolve([]int{i}, permanent("5.1.3", "invalid recipient address %q", rcpt))
 			continue
 		}
-		err := s.smtp.Rcpt(rcpt, nil)
+		err := s.smtp.Rcpt(rcpt, rcptOptions(d, i))
 		if err == nil {
 			accepted = append(accepted, i)
 			continue
@@ -111,7 +117,26 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 		return nil, !ends
 	}
 	st.resolve(accepted, sentReply(resp.StatusText).at(s.remote, s.tls))
+	for _, i := range accepted {
+		st.res[i].DSNPassed = dsn && st.res[i].Status == queue.Sent
+	}
 	return nil, true
+}
+
+// rcptOptions are the NOTIFY and ORCPT of recipient i of d, or nil.
+func rcptOptions(d *queue.Delivery, i int) *smtp.RcptOptions {
+	if i >= len(d.DSN) {
+		return nil
+	}
+	r := d.DSN[i]
+	o := &smtp.RcptOptions{}
+	for _, n := range r.Notify {
+		o.Notify = append(o.Notify, smtp.DSNNotify(n))
+	}
+	if r.ORcpt != "" {
+		o.OriginalRecipientType, o.OriginalRecipient = smtp.DSNAddressType(strings.ToUpper(r.ORcptType)), r.ORcpt
+	}
+	return o
 }
 
 // send copies the message into DATA. DataTimeout bounds each stall, not the

@@ -57,7 +57,40 @@ type State struct {
 	Networks *auth.Networks
 	Policy   *auth.Policy
 	Signer   *signing.Signer // nil: no signing keys
-	TLS      *tls.Config     // server certificate(s)
+	TLS      *tls.Config     // server certificate(s), modern profile
+
+	legacyOnce sync.Once
+	legacy     *tls.Config // TLS with the legacy profile (legacyTLS)
+	proxyOnce  sync.Once
+	proxies    map[Kind][]netip.Prefix // listeners.*.proxy_protocol_from
+}
+
+// proxyPrefixes are the proxies whose connections to a listener of kind
+// start with a PROXY header.
+func (st *State) proxyPrefixes(kind Kind) []netip.Prefix {
+	st.proxyOnce.Do(func() {
+		st.proxies = map[Kind][]netip.Prefix{}
+		for _, k := range []Kind{KindSMTPS, KindSubmission, KindRelay} {
+			st.proxies[k] = st.Config.Listeners.Options(k.String()).ProxyPrefixes()
+		}
+	})
+	return st.proxies[kind]
+}
+
+// offersStartTLS reports whether STARTTLS is offered to the client on tc:
+// not when its listener or its auth.networks entry turns it off.
+func (st *State) offersStartTLS(kind Kind, tc *trackedConn) bool {
+	if o := st.Config.Listeners.Options(kind.String()); o == nil || !o.OffersStartTLS() {
+		return false
+	}
+	if st.Networks != nil {
+		if n := st.Networks.Match(tc.ip); n != nil {
+			if cn := st.Config.NetworkNamed(n.Name); cn != nil && !cn.OffersStartTLS() {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // beginSign starts signing m. A nil stream with a nil error means "not
@@ -100,14 +133,16 @@ type Server struct {
 	limiter *auth.FailureLimiter
 	hashes  *auth.HashGate
 	quotas  *auth.Quotas
-	tlsRoot *tls.Config
 	// ctx ends when Shutdown begins: sessions waiting (AUTH slow-down,
 	// hashing queue) stop waiting.
 	ctx    context.Context
 	cancel context.CancelFunc
 
 	mu    sync.Mutex
-	perIP map[netip.Addr]int // open connections per address
+	perIP map[netip.Addr]int // open connections of strangers per address, until they authenticate
+	// perTrusted counts open connections per address of trusted networks
+	// (limits.max_connections_per_trusted_ip).
+	perTrusted map[netip.Addr]int
 	// preauth counts connections of IPv6 clients outside trusted networks
 	// that have not authenticated yet, per /64: one host owns a /64.
 	preauth   map[netip.Addr]int
@@ -130,25 +165,19 @@ func New(st *State, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{
-		spool:   opts.Spool,
-		router:  opts.Router,
-		log:     opts.Logger,
-		perIP:   make(map[netip.Addr]int),
-		preauth: make(map[netip.Addr]int),
-		quotas:  auth.NewQuotas(),
+		spool:      opts.Spool,
+		router:     opts.Router,
+		log:        opts.Logger,
+		perIP:      make(map[netip.Addr]int),
+		perTrusted: make(map[netip.Addr]int),
+		preauth:    make(map[netip.Addr]int),
+		quotas:     auth.NewQuotas(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	a := st.Config.Auth
 	s.limiter = auth.NewFailureLimiter(a.MaxFailures, a.Lockout.D())
 	s.limiter.MaxFailuresPerIP = a.MaxFailuresPerIP
 	s.hashes = auth.NewHashGate(a.MaxConcurrentHashes, a.HashWait.D())
-	// One root config that always asks the current State, so a reload of
-	// certificates reaches new handshakes without rebuilding servers.
-	s.tlsRoot = &tls.Config{
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return s.state.Load().TLS, nil
-		},
-	}
 	s.state.Store(st)
 	return s
 }
@@ -237,31 +266,55 @@ func (s *Server) Addrs(kind Kind) []net.Addr {
 	return out
 }
 
-// Serve accepts connections on every bound listener until Shutdown.
+// Serve accepts connections on every bound listener until Shutdown. Each
+// listener kind has one smtp.Server, and submission and relay a second one
+// that does not offer STARTTLS, for the clients it is turned off for
+// (go-smtp offers STARTTLS per server, not per client). A front per bound
+// address prepares connections for them (front.go).
 func (s *Server) Serve() error {
 	cfg := s.state.Load().Config
-	servers := map[Kind]*smtp.Server{}
+	type pair struct{ offer, plain *smtp.Server }
+	servers := map[Kind]pair{}
 	for _, l := range s.listeners {
-		srv, ok := servers[l.kind]
+		p, ok := servers[l.kind]
 		if !ok {
-			srv = s.newSMTPServer(l.kind, cfg)
-			servers[l.kind] = srv
+			p.offer = s.newSMTPServer(l.kind, cfg)
+			if l.kind != KindSMTPS {
+				p.plain = s.newSMTPServer(l.kind, cfg)
+				p.plain.TLSConfig = nil // for clients STARTTLS is turned off for
+			}
+			servers[l.kind] = p
 			s.mu.Lock()
-			s.servers = append(s.servers, srv)
+			s.servers = append(s.servers, p.offer)
+			if p.plain != nil {
+				s.servers = append(s.servers, p.plain)
+			}
 			s.mu.Unlock()
 		}
-		var ln net.Listener = &limitListener{Listener: l.ln, srv: s, kind: l.kind}
-		if l.kind == KindSMTPS {
-			ln = tls.NewListener(ln, s.tlsRoot)
+		f := s.newFront(l.kind, l.ln)
+		attrs := []any{"listener", l.kind.String(), "addr", l.ln.Addr().String(),
+			"tls_profile", cfg.Listeners.Options(l.kind.String()).TLSProfile}
+		if px := s.state.Load().proxyPrefixes(l.kind); len(px) > 0 {
+			attrs = append(attrs, "proxy_protocol_from", fmt.Sprint(px))
 		}
-		s.log.Info("listening", "listener", l.kind.String(), "addr", l.ln.Addr().String())
+		s.log.Info("listening", attrs...)
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-				s.log.Error("listener stopped", "listener", l.kind.String(), "err", err)
+		go func() { defer s.wg.Done(); f.run() }()
+		for _, x := range []struct {
+			srv *smtp.Server
+			ln  *chanListener
+		}{{p.offer, f.offer}, {p.plain, f.plain}} {
+			if x.srv == nil {
+				continue
 			}
-		}()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				if err := x.srv.Serve(x.ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+					s.log.Error("listener stopped", "listener", l.kind.String(), "err", err)
+				}
+			}()
+		}
 	}
 	s.serveLocal(cfg)
 	s.wg.Wait()
@@ -277,10 +330,11 @@ func (s *Server) newSMTPServer(kind Kind, cfg *config.Config) *smtp.Server {
 	srv.ReadTimeout = cfg.Limits.CommandTimeout.D()
 	srv.WriteTimeout = cfg.Limits.CommandTimeout.D()
 	srv.EnableSMTPUTF8 = true
+	srv.EnableDSN = true
 	// The session decides per client whether AUTH may run without TLS.
 	srv.AllowInsecureAuth = true
 	if kind != KindSMTPS {
-		srv.TLSConfig = s.tlsRoot
+		srv.TLSConfig = s.tlsRoot(kind)
 	}
 	srv.ErrorLog = log.New(slogWriter{s.log}, "", 0)
 	return srv
@@ -294,6 +348,9 @@ func (s *Server) newSession(kind Kind, c *smtp.Conn) *session {
 		sess.network = st.Networks.Match(ip)
 	}
 	attrs := []any{"client", ip.String(), "listener", kind.String(), "helo", c.Hostname()}
+	if p := proxyAddr(c.Conn()); p.IsValid() {
+		attrs = append(attrs, "proxy", p.String())
+	}
 	if sess.network != nil {
 		attrs = append(attrs, "network", sess.network.Name)
 	}
@@ -345,8 +402,8 @@ func remoteIP(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// limitListener enforces max_connections and max_connections_per_ip at
-// accept time, before any SMTP is spoken.
+// limitListener enforces the connection limits at accept time, before any
+// SMTP is spoken (production uses admit through front; tests use this).
 type limitListener struct {
 	net.Listener
 	srv  *Server
@@ -359,69 +416,114 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip := remoteIP(c)
-		prefix, why := l.srv.acquire(ip)
-		if why != "" {
-			from, label := ip.String(), "too_many_connections"
-			if why == refusedPreauth {
-				from, label = auth.ClientString(ip), "too_many_preauth_connections"
-			}
-			l.srv.log.Warn("connection refused", "client", ip.String(), "listener", l.kind.String(), "reason", why)
-			refused.WithLabelValues(label).Inc()
-			if l.kind != KindSMTPS {
-				c.SetWriteDeadline(time.Now().Add(time.Second))
-				fmt.Fprintf(c, "421 4.7.0 Too many connections from %s, try again later\r\n", from)
-			}
-			c.Close()
-			continue
+		if tc := l.srv.admit(c, l.kind); tc != nil {
+			return tc, nil
 		}
-		connections.WithLabelValues(l.kind.String()).Inc()
-		activeConns.Inc()
-		ctx, cancel := context.WithCancel(l.srv.ctx)
-		return &trackedConn{Conn: c, srv: l.srv, ip: ip, prefix: prefix, ctx: ctx, cancel: cancel}, nil
 	}
+}
+
+// admit counts the connection c from a client of a listener of kind, or
+// refuses it (421 4.7.0, closed) and returns nil. c's RemoteAddr is the
+// client's (after a PROXY header).
+func (s *Server) admit(c net.Conn, kind Kind) *trackedConn {
+	ip := remoteIP(c)
+	class, prefix, why := s.acquire(ip)
+	if why != "" {
+		from, label := ip.String(), "too_many_connections"
+		if why == refusedPreauth {
+			from, label = auth.ClientString(ip), "too_many_preauth_connections"
+		}
+		attrs := []any{"client", ip.String(), "listener", kind.String(), "reason", why}
+		if p := proxyAddr(c); p.IsValid() {
+			attrs = append(attrs, "proxy", p.String())
+		}
+		s.log.Warn("connection refused", attrs...)
+		refused.WithLabelValues(label).Inc()
+		if kind != KindSMTPS {
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			fmt.Fprintf(c, "421 4.7.0 Too many connections from %s, try again later\r\n", from)
+		}
+		c.Close()
+		return nil
+	}
+	connections.WithLabelValues(kind.String()).Inc()
+	activeConns.Inc()
+	ctx, cancel := context.WithCancel(s.ctx)
+	return &trackedConn{Conn: c, srv: s, ip: ip, proxy: proxyAddr(c), class: class, prefix: prefix, ctx: ctx, cancel: cancel}
 }
 
 const refusedPreauth = "too many unauthenticated connections from one IPv6 /64 " +
 	"(limits.max_connections_per_ip applies per /64 to IPv6 clients outside trusted networks until they authenticate)"
 
+// How a connection is counted per client.
+type connClass int
+
+const (
+	classStranger connClass = iota // per address against max_connections_per_ip (and per /64 for IPv6), until AUTH
+	classTrusted                   // per address against max_connections_per_trusted_ip
+	classAuthed                    // logged in: only max_connections
+)
+
 // acquire counts a new connection from ip, or says why it is refused.
-// Every connection counts against max_connections and, per address, against
-// max_connections_per_ip. An IPv6 client outside the trusted networks also
-// counts per /64 until it authenticates; prefix is that /64, or invalid.
-func (s *Server) acquire(ip netip.Addr) (prefix netip.Addr, refused string) {
+// Every connection counts against max_connections. A client of a trusted
+// network counts per address against max_connections_per_trusted_ip (a
+// Postfix relaying through inkan opens 20 connections at once, and opens
+// the next as soon as one closes); any other client ("a stranger") counts
+// per address against max_connections_per_ip, and an IPv6 stranger also
+// per /64, until it authenticates (prefix is that /64, or invalid).
+func (s *Server) acquire(ip netip.Addr) (class connClass, prefix netip.Addr, refused string) {
 	st := s.state.Load()
 	lim := st.Config.Limits
-	if ip.Is6() && st.Networks.Match(ip) == nil {
+	if st.Networks.Match(ip) != nil {
+		class = classTrusted
+	} else if ip.Is6() {
 		prefix = auth.ClientKey(ip)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if lim.MaxConnections > 0 && s.total >= lim.MaxConnections {
-		return netip.Addr{}, "too many connections in total (limits.max_connections)"
+		return class, netip.Addr{}, "too many connections in total (limits.max_connections)"
+	}
+	if class == classTrusted {
+		if max := lim.MaxConnectionsPerTrustedIP; max > 0 && s.perTrusted[ip] >= max {
+			return class, netip.Addr{}, "too many connections from this address of a trusted network (limits.max_connections_per_trusted_ip)"
+		}
+		s.total++
+		s.perTrusted[ip]++
+		return class, netip.Addr{}, ""
 	}
 	if lim.MaxConnectionsPerIP > 0 && s.perIP[ip] >= lim.MaxConnectionsPerIP {
-		return netip.Addr{}, "too many connections from this address (limits.max_connections_per_ip)"
+		return class, netip.Addr{}, "too many connections from this address (limits.max_connections_per_ip)"
 	}
 	if prefix.IsValid() && lim.MaxConnectionsPerIP > 0 && s.preauth[prefix] >= lim.MaxConnectionsPerIP {
-		return netip.Addr{}, refusedPreauth
+		return class, netip.Addr{}, refusedPreauth
 	}
 	s.total++
 	s.perIP[ip]++
 	if prefix.IsValid() {
 		s.preauth[prefix]++
 	}
-	return prefix, ""
+	return class, prefix, ""
 }
 
+// release gives back the slots of a closed connection.
 func (s *Server) release(c *trackedConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total--
-	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
-		delete(s.perIP, c.ip)
+	switch c.class {
+	case classTrusted:
+		decr(s.perTrusted, c.ip)
+	case classStranger:
+		decr(s.perIP, c.ip)
 	}
 	s.releasePreauth(c)
+}
+
+func decr(m map[netip.Addr]int, k netip.Addr) {
+	if m[k]--; m[k] <= 0 {
+		delete(m, k)
+	}
 }
 
 // releasePreauth stops counting c against its /64; s.mu is held.
@@ -429,19 +531,21 @@ func (s *Server) releasePreauth(c *trackedConn) {
 	if !c.prefix.IsValid() {
 		return
 	}
-	if s.preauth[c.prefix]--; s.preauth[c.prefix] <= 0 {
-		delete(s.preauth, c.prefix)
-	}
+	decr(s.preauth, c.prefix)
 	c.prefix = netip.Addr{}
 }
 
 // authenticated is called when the client on conn has logged in: from now
-// on the connection counts per address only, as every connection did
-// before per-/64 counting, so an office behind one /64 is not limited more
-// than it was.
+// on the connection counts only against max_connections, so an office of
+// logged-in users behind one address or /64 keeps its connections, and
+// the per-address slot of a stranger is free at once for the next one.
 func (s *Server) authenticated(conn net.Conn) {
 	if c := trackedOf(conn); c != nil {
 		s.mu.Lock()
+		if c.class == classStranger {
+			decr(s.perIP, c.ip)
+			c.class = classAuthed
+		}
 		s.releasePreauth(c)
 		s.mu.Unlock()
 	}
@@ -470,18 +574,47 @@ func trackedOf(c net.Conn) *trackedConn {
 	return nil
 }
 
+// greetOf finds the greetConn under TLS wrappings.
+func greetOf(c net.Conn) *greetConn {
+	for c != nil {
+		switch x := c.(type) {
+		case *greetConn:
+			return x
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
 type trackedConn struct {
 	net.Conn
 	srv    *Server
-	ip     netip.Addr
+	ip     netip.Addr // the client (after a PROXY header)
+	proxy  netip.Addr // the proxy it came through, or invalid
+	class  connClass  // guarded by srv.mu
 	prefix netip.Addr // the /64 this connection counts against, until AUTH; guarded by srv.mu
 	ctx    context.Context
 	cancel context.CancelFunc
 	once   sync.Once
+	hs     handshakeWatch // what its TLS handshake showed
+}
+
+// Write watches a TLS handshake in progress for the alert that ends it.
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if len(p) > 0 && p[0] == 21 {
+		c.sawAlert(p, c.hs.listenerKind())
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *trackedConn) Close() error {
 	c.once.Do(func() {
+		if c.hs.pending() {
+			c.srv.handshakeFailed(c, c.hs.listenerKind(), "incomplete", "the client ended the TLS handshake (did it refuse the certificate?)")
+		}
 		c.cancel()
 		c.srv.release(c)
 		activeConns.Dec()

@@ -46,7 +46,8 @@ type env struct {
 	srv     *inbound.Server
 	q       *queue.Queue
 	cfg     *config.Config
-	dkimPub string // TXT record for the test key
+	dkimPub string     // TXT record for the test key
+	logs    *logBuffer // the server's log (clients_test.go)
 }
 
 const testPassword = "correct horse battery staple"
@@ -84,9 +85,10 @@ func start(t testing.TB, mutate func(*config.Config)) *env {
 			t.Fatal(err)
 		}
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &logBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
 	if testing.Verbose() {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		logger = slog.New(slog.NewTextHandler(io.MultiWriter(logs, os.Stderr), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	st := &inbound.State{Config: cfg}
 	var err error
@@ -125,7 +127,7 @@ func start(t testing.TB, mutate func(*config.Config)) *env {
 		<-done
 		q.Close()
 	})
-	return &env{t: t, srv: srv, q: q, cfg: cfg,
+	return &env{t: t, srv: srv, q: q, cfg: cfg, logs: logs,
 		dkimPub: "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)}
 }
 
@@ -392,7 +394,8 @@ func TestLimits(t *testing.T) {
 	e := start(t, func(c *config.Config) {
 		c.Limits.MaxRecipients = 2
 		c.Limits.MaxMessageSize = 2000
-		c.Limits.MaxConnectionsPerIP = 2
+		// 127.0.0.2 is a trusted network: its own per-address limit.
+		c.Limits.MaxConnectionsPerTrustedIP = 2
 	})
 	c := e.dial(inbound.KindRelay, "127.0.0.2")
 	c.Mail("p@example.com", nil)

@@ -40,7 +40,12 @@ type session struct {
 	hasFrom  bool
 	utf8     bool
 	rcpts    []string
-	declared int64 // SIZE= from MAIL FROM
+	declared int64       // SIZE= from MAIL FROM
+	dsn      dsnRequests // RET, ENVID, NOTIFY, ORCPT (dsn.go)
+
+	// originals are the sender addresses the client gave where inkan
+	// rewrote them, for the Received field (rewrite.go).
+	originals []string
 }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 32<<10) }}
@@ -134,6 +139,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 	}
 	s.from, s.hasFrom = from, true
+	s.dsn.mail(opts)
 	s.utf8 = opts != nil && opts.UTF8
 	if opts != nil {
 		s.declared = opts.Size
@@ -174,11 +180,13 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 		return err
 	}
 	s.rcpts = append(s.rcpts, to)
+	s.dsn.rcpt(opts)
 	return nil
 }
 
 func (s *session) Reset() {
 	s.from, s.hasFrom, s.utf8, s.rcpts, s.declared = "", false, false, nil, 0
+	s.dsn = dsnRequests{}
 }
 
 func (s *session) Logout() error { return nil }
@@ -218,6 +226,7 @@ func (s *session) Data(r io.Reader) error {
 		From: s.from, To: s.rcpts, User: s.user, Client: s.clientName(),
 		Helo: s.conn.Hostname(), Received: start, SMTPUTF8: s.utf8,
 	}
+	s.dsn.apply(env)
 	draft, err := s.srv.spool.NewDraft(env)
 	if err != nil {
 		return s.spoolError("create draft", err)
@@ -416,8 +425,8 @@ func (s *session) received(id string) string {
 	}
 	var b strings.Builder
 	b.WriteString("Received: ")
-	if !s.st.Config.Headers.HideClientIP {
-		fmt.Fprintf(&b, "from %s ([%s])\r\n\t", sanitizeHelo(s.conn.Hostname()), s.ip)
+	if !s.hideClient() {
+		fmt.Fprintf(&b, "from %s ([%s])\r\n\t", sanitizeHelo(s.heloName()), s.ip)
 	}
 	fmt.Fprintf(&b, "by %s (inkan) with %s id %s", s.st.Config.Hostname, proto, id)
 	if isTLS {

@@ -1,9 +1,11 @@
 package inbound
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -14,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,8 +27,8 @@ import (
 	"github.com/inkan-relay/inkan/queue/safefile"
 )
 
-// TLS 1.2 suites: forward secret AEAD only. TLS 1.3 suites are not
-// configurable in Go and are all modern.
+// TLS 1.2 suites of the modern profile: forward secret AEAD only. TLS 1.3
+// suites are not configurable in Go and are all modern.
 var cipherSuites = []uint16{
 	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
 	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
@@ -33,6 +36,33 @@ var cipherSuites = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,
+}
+
+// legacySuites are the modern ones, then what devices of 2010-2018 speak:
+// ECDHE with AES-CBC, and RSA key exchange (no forward secrecy) with AES-GCM
+// and AES-CBC. No 3DES or RC4. Listing them explicitly, with MinVersion
+// TLS 1.0, is what Go needs to offer them: its tls10server and tlsrsakex
+// GODEBUG settings only change the defaults, so no //go:debug line is
+// needed (TestLegacyProfileWithoutGODEBUG).
+var legacySuites = append(slices.Clone(cipherSuites),
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+	tls.TLS_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_RSA_WITH_AES_128_CBC_SHA,
+	tls.TLS_RSA_WITH_AES_256_CBC_SHA,
+)
+
+// legacyConfig is base with the legacy profile: TLS 1.0 and up, the legacy
+// suites. The certificates are base's (ServerTLS adds an RSA one when a
+// legacy profile is configured).
+func legacyConfig(base *tls.Config) *tls.Config {
+	c := base.Clone()
+	c.MinVersion = tls.VersionTLS10
+	c.CipherSuites = legacySuites
+	return c
 }
 
 // TLSSetup is the result of ServerTLS: the config for the listeners, and an
@@ -79,15 +109,50 @@ func ServerTLS(cfg *config.Config, logger *slog.Logger) (*TLSSetup, error) {
 		if err != nil {
 			return nil, err
 		}
-		base.GetCertificate = r.get
+		pairs := []func() *tls.Certificate{r.current}
+		if cfg.TLS.RSACertFile != "" {
+			rr, err := newCertReloader(cfg.TLS.RSACertFile, cfg.TLS.RSAKeyFile, logger)
+			if err != nil {
+				return nil, err
+			}
+			if _, ok := rr.cert.PrivateKey.(*rsa.PrivateKey); !ok {
+				return nil, fmt.Errorf("tls.rsa_key_file %s: not an RSA key (%T); give it an RSA certificate and key, or leave rsa_cert_file and rsa_key_file empty", cfg.TLS.RSAKeyFile, rr.cert.PrivateKey)
+			}
+			pairs = append(pairs, rr.current)
+		}
+		base.GetCertificate = chooseCertificate(pairs)
 		return &TLSSetup{Config: base, Source: "files"}, nil
 	default:
-		cert, err := selfSigned(cfg.Hostname, filepath.Join(cfg.DataDir, "tls"))
+		dir := filepath.Join(cfg.DataDir, "tls")
+		cert, err := selfSigned(cfg.Hostname, dir, false)
 		if err != nil {
 			return nil, err
 		}
 		base.Certificates = []tls.Certificate{cert}
+		if len(cfg.UsesLegacyTLS()) > 0 {
+			// Old devices often know only RSA: Go serves the first
+			// certificate the client supports, ECDSA first.
+			rsaCert, err := selfSigned(cfg.Hostname, dir, true)
+			if err != nil {
+				return nil, err
+			}
+			base.Certificates = append(base.Certificates, rsaCert)
+		}
 		return &TLSSetup{Config: base, Source: "self-signed"}, nil
+	}
+}
+
+// chooseCertificate serves the first certificate the client can use (an
+// ECDSA one to modern clients, the RSA one to old devices), or the first.
+func chooseCertificate(pairs []func() *tls.Certificate) func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		first := pairs[0]()
+		for _, p := range pairs {
+			if c := p(); hello.SupportsCertificate(c) == nil {
+				return c, nil
+			}
+		}
+		return first, nil
 	}
 }
 
@@ -133,6 +198,11 @@ func (r *certReloader) load() error {
 }
 
 func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return r.current(), nil
+}
+
+// current is the pair in force, re-read when the files changed.
+func (r *certReloader) current() *tls.Certificate {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if t := time.Now(); t.Sub(r.checked) > time.Second {
@@ -146,12 +216,17 @@ func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			}
 		}
 	}
-	return r.cert, nil
+	return r.cert
 }
 
-// selfSigned loads or creates a self-signed ECDSA certificate for host in dir.
-func selfSigned(host, dir string) (tls.Certificate, error) {
-	certPath, keyPath := filepath.Join(dir, "selfsigned.crt"), filepath.Join(dir, "selfsigned.key")
+// selfSigned loads or creates a self-signed certificate for host in dir:
+// ECDSA P-256, or RSA 2048 (selfsigned-rsa.*) for old devices.
+func selfSigned(host, dir string, useRSA bool) (tls.Certificate, error) {
+	name := "selfsigned"
+	if useRSA {
+		name = "selfsigned-rsa"
+	}
+	certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil {
 		if leaf, err := x509.ParseCertificate(c.Certificate[0]); err == nil &&
 			time.Now().Add(30*24*time.Hour).Before(leaf.NotAfter) && leaf.VerifyHostname(host) == nil {
@@ -161,7 +236,15 @@ func selfSigned(host, dir string) (tls.Certificate, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return tls.Certificate{}, fmt.Errorf("create %s: %w", dir, err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	var key crypto.Signer
+	var err error
+	keyUsage := x509.KeyUsageDigitalSignature
+	if useRSA {
+		key, err = rsa.GenerateKey(rand.Reader, 2048)
+		keyUsage |= x509.KeyUsageKeyEncipherment // RSA key exchange
+	} else {
+		key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -171,12 +254,12 @@ func selfSigned(host, dir string) (tls.Certificate, error) {
 		Subject:      pkix.Name{CommonName: host, Organization: []string{"inkan self-signed"}},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(2 * 365 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
+		KeyUsage:     keyUsage,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{host, "localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
