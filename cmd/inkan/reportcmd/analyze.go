@@ -261,89 +261,134 @@ func (s *self) conclude(reports []dmarcReport) []conclusion {
 	return out
 }
 
+// tally sums the rows of one domain's reports by what they say.
+type tally struct {
+	unauth, unaligned, unsignedHere map[string]*source // by source address
+	others                          map[string]*source // by identity; their "identity" set holds the addresses
+	keyUses                         map[string]*keyUse // by inkan key "domain/selector"
+	keyOrder                        []string
+	misaligned                      map[string]int64 // "from|d=" -> messages inkan signed that do not align
+	reasons                         map[string]int64 // override type -> messages
+	total, pass, unauthTotal        int64
+	begin, end                      time.Time
+	latest                          dmarcReport
+	orgs                            map[string]bool
+}
+
+type keyUse struct{ pass, fail int64 }
+
+func newTally(reps []dmarcReport) *tally {
+	t := &tally{
+		unauth: map[string]*source{}, unaligned: map[string]*source{}, unsignedHere: map[string]*source{},
+		others: map[string]*source{}, keyUses: map[string]*keyUse{}, misaligned: map[string]int64{},
+		reasons: map[string]int64{}, orgs: map[string]bool{},
+		begin: reps[0].Begin, end: reps[0].End, latest: reps[0],
+	}
+	for _, rep := range reps {
+		t.orgs[rep.Org] = true
+		if rep.Begin.Before(t.begin) {
+			t.begin = rep.Begin
+		}
+		if rep.End.After(t.end) {
+			t.end = rep.End
+		}
+		if rep.End.After(t.latest.End) {
+			t.latest = rep
+		}
+		for _, rw := range rep.Rows {
+			t.row(rep.Org, rw)
+		}
+	}
+	return t
+}
+
+func (t *tally) row(org string, rw row) {
+	t.total += rw.Count
+	if rw.DMARC == "pass" {
+		t.pass += rw.Count
+	}
+	for _, rs := range rw.Reasons {
+		t.reasons[rs.Type] += rw.Count
+	}
+	switch rw.Class {
+	case classUnauthentd:
+		t.unauthTotal += rw.Count
+		addSource(t.unauth, rw.SourceIP, rw, org, "")
+	case classUnaligned:
+		for _, id := range identities(rw, false) {
+			addSource(t.unaligned, rw.SourceIP, rw, org, id)
+		}
+	case classOther:
+		for _, id := range identities(rw, true) {
+			addSource(t.others, id, rw, org, rw.SourceIP)
+		}
+	case classInkan:
+		t.inkanRow(org, rw)
+	}
+}
+
+func (t *tally) inkanRow(org string, rw row) {
+	signed := false
+	for _, d := range rw.DKIM {
+		if !d.Inkan {
+			continue
+		}
+		signed = true
+		id := d.Domain + "/" + d.Selector
+		ku := t.keyUses[id]
+		if ku == nil {
+			ku = &keyUse{}
+			t.keyUses[id] = ku
+			t.keyOrder = append(t.keyOrder, id)
+		}
+		if d.Result != "pass" {
+			ku.fail += rw.Count
+			continue
+		}
+		ku.pass += rw.Count
+		if !d.Aligned {
+			t.misaligned[rw.HeaderFrom+"|"+d.Domain] += rw.Count
+		}
+	}
+	if !signed && rw.ThisHost {
+		addSource(t.unsignedHere, rw.SourceIP, rw, org, "")
+	}
+}
+
 func (s *self) concludeDomain(domain string, reps []dmarcReport) []conclusion {
+	t := newTally(reps)
 	var out []conclusion
 	add := func(level, text, ip string, n int64) {
 		out = append(out, conclusion{Domain: domain, Level: level, Text: text, SourceIP: ip, Messages: n})
 	}
-	unauth := map[string]*source{}
-	unaligned := map[string]*source{}
-	others := map[string]*source{} // keyed by identity; their "identity" set holds the addresses
-	type keyUse struct{ pass, fail int64 }
-	keyUses := map[string]*keyUse{}
-	var keyOrder []string
-	unsignedHere := map[string]*source{}
-	misaligned := map[string]int64{} // "from domain|key" -> messages signed by inkan but not aligned
-	reasons := map[string]int64{}
-	var total, pass, unauthTotal int64
-	begin, end := reps[0].Begin, reps[0].End
-	latest := reps[0]
-	orgs := map[string]bool{}
-	for _, rep := range reps {
-		orgs[rep.Org] = true
-		if rep.Begin.Before(begin) {
-			begin = rep.Begin
-		}
-		if rep.End.After(end) {
-			end = rep.End
-		}
-		if rep.End.After(latest.End) {
-			latest = rep
-		}
-		for _, rw := range rep.Rows {
-			total += rw.Count
-			if rw.DMARC == "pass" {
-				pass += rw.Count
-			}
-			for _, rs := range rw.Reasons {
-				reasons[rs.Type] += rw.Count
-			}
-			switch rw.Class {
-			case classUnauthentd:
-				unauthTotal += rw.Count
-				addSource(unauth, rw.SourceIP, rw, rep.Org, "")
-			case classUnaligned:
-				for _, id := range identities(rw, false) {
-					addSource(unaligned, rw.SourceIP, rw, rep.Org, id)
-				}
-			case classOther:
-				for _, id := range identities(rw, true) {
-					addSource(others, id, rw, rep.Org, rw.SourceIP)
-				}
-			case classInkan:
-				anyInkan := false
-				for _, d := range rw.DKIM {
-					if !d.Inkan {
-						continue
-					}
-					anyInkan = true
-					id := d.Domain + "/" + d.Selector
-					ku := keyUses[id]
-					if ku == nil {
-						ku = &keyUse{}
-						keyUses[id] = ku
-						keyOrder = append(keyOrder, id)
-					}
-					if d.Result == "pass" {
-						ku.pass += rw.Count
-					} else {
-						ku.fail += rw.Count
-					}
-					if d.Result == "pass" && !d.Aligned {
-						misaligned[rw.HeaderFrom+"|"+d.Domain] += rw.Count
-					}
-				}
-				if !anyInkan && rw.ThisHost {
-					addSource(unsignedHere, rw.SourceIP, rw, rep.Org, "")
-				}
-			}
-		}
+	t.sourceConclusions(domain, add)
+	t.keyConclusions(domain, add)
+	if len(s.domains) > 0 && !s.signsFor(domain) {
+		add(levelInfo, fmt.Sprintf("this configuration has no DKIM key for %s: its mail in these reports was sent by others", domain), "", 0)
 	}
+	for _, src := range sortSources(t.others) {
+		add(levelInfo, fmt.Sprintf("%s from %s passed DMARC through %s, not through inkan: another service sends as %s; fine if it is yours", msgs(src.count), plural(len(src.identity), "address", "addresses"), src.ip, domain), "", src.count)
+	}
+	if len(t.reasons) > 0 {
+		var parts []string
+		var n int64
+		for _, k := range sortedKeys(t.reasons) {
+			parts = append(parts, fmt.Sprintf("%s %d", k, t.reasons[k]))
+			n += t.reasons[k]
+		}
+		add(levelInfo, fmt.Sprintf("receivers overrode the published policy for %s (%s): local decisions, nothing to publish", msgs(n), strings.Join(parts, ", ")), "", n)
+	}
+	return append(out, policyAdvice(domain, t.latest.Policy, t.begin, t.end, t.total, t.pass, t.unauthTotal, len(t.orgs))...)
+}
 
-	// Sources that failed everything.
-	for i, src := range sortSources(unauth) {
+type addFunc func(level, text, ip string, n int64)
+
+// sourceConclusions names the sources outside inkan that fail DMARC, the
+// largest first, and this host's mail that inkan did not sign.
+func (t *tally) sourceConclusions(domain string, add addFunc) {
+	for i, src := range sortSources(t.unauth) {
 		if i == maxSources {
-			n, c := restOf(sortSources(unauth)[i:])
+			n, c := restOf(sortSources(t.unauth)[i:])
 			add(levelAction, fmt.Sprintf("%d more unauthenticated sources sent %d messages (see the tables)", n, c), "", c)
 			break
 		}
@@ -354,23 +399,24 @@ func (s *self) concludeDomain(domain string, reps []dmarcReport) []conclusion {
 		add(levelAction, fmt.Sprintf("%s from %s failed SPF and DKIM (reported by %s): if it is yours, add %s%s to the SPF record of %s or route it through inkan; if not, it is spoofing %s, which p=quarantine or p=reject stops",
 			msgs(src.count), src.label(), joinSet(src.reporters), spfTerm, src.ip, domain, domain), src.ip, src.count)
 	}
-	// Services authenticated as someone else.
-	for i, src := range sortSources(unaligned) {
+	for i, src := range sortSources(t.unaligned) {
 		if i == maxSources {
-			n, c := restOf(sortSources(unaligned)[i:])
+			n, c := restOf(sortSources(t.unaligned)[i:])
 			add(levelAction, fmt.Sprintf("%d more sources sent %d messages authenticated as other domains (see the tables)", n, c), "", c)
 			break
 		}
 		add(levelAction, fmt.Sprintf("%s from %s authenticated as %s, not as %s: a service sending as %s under its own name (a forgotten one?): have it sign with d=%s (its custom-domain DKIM setting) or route it through inkan",
 			msgs(src.count), src.label(), joinSet(src.identity), domain, domain, domain), src.ip, src.count)
 	}
-	// This host's mail without inkan's signature.
-	for _, src := range sortSources(unsignedHere) {
+	for _, src := range sortSources(t.unsignedHere) {
 		add(levelAction, fmt.Sprintf("%s from this host (%s) carried no inkan DKIM signature: `inkan dkim explain ADDRESS` says why mail from an address is not signed", msgs(src.count), src.label()), src.ip, src.count)
 	}
-	// Inkan's keys.
-	for _, id := range keyOrder {
-		ku := keyUses[id]
+}
+
+// keyConclusions says how inkan's keys fared.
+func (t *tally) keyConclusions(domain string, add addFunc) {
+	for _, id := range t.keyOrder {
+		ku := t.keyUses[id]
 		sel := id[strings.IndexByte(id, '/')+1:]
 		switch {
 		case ku.pass == 0:
@@ -381,28 +427,11 @@ func (s *self) concludeDomain(domain string, reps []dmarcReport) []conclusion {
 			add(levelOK, fmt.Sprintf("key %s (selector %s): all %d messages signed by inkan passed DKIM", id, sel, ku.pass), "", ku.pass)
 		}
 	}
-	for k, n := range misaligned {
+	for _, k := range sortedKeys(t.misaligned) {
+		n := t.misaligned[k]
 		from, d, _ := strings.Cut(k, "|")
 		add(levelAction, fmt.Sprintf("%s From %s were signed by inkan as d=%s, which does not align with %s: add a key for %s (inkan dkim keygen -d %s -s SELECTOR) and publish it", msgs(n), from, d, from, from, from), "", n)
 	}
-	if len(s.domains) > 0 && !s.signsFor(domain) {
-		add(levelInfo, fmt.Sprintf("this configuration has no DKIM key for %s: its mail in these reports was sent by others", domain), "", 0)
-	}
-	// Other services that pass.
-	for _, src := range sortSources(others) {
-		add(levelInfo, fmt.Sprintf("%s from %s passed DMARC through %s, not through inkan: another service sends as %s; fine if it is yours", msgs(src.count), plural(len(src.identity), "address", "addresses"), src.ip, domain), "", src.count)
-	}
-	if len(reasons) > 0 {
-		var parts []string
-		var n int64
-		for _, t := range sortedKeys(reasons) {
-			parts = append(parts, fmt.Sprintf("%s %d", t, reasons[t]))
-			n += reasons[t]
-		}
-		add(levelInfo, fmt.Sprintf("receivers overrode the published policy for %s (%s): local decisions, nothing to publish", msgs(n), strings.Join(parts, ", ")), "", n)
-	}
-	out = append(out, policyAdvice(domain, latest.Policy, begin, end, total, pass, unauthTotal, len(orgs))...)
-	return out
 }
 
 func (s *self) signsFor(domain string) bool {

@@ -269,3 +269,16 @@ func TestKeysFromFlagOrConfig(t *testing.T) {
 		t.Errorf("unloadable keys: exit %d %s\n%s", code, errs, out)
 	}
 }
+
+// TestSignedButNotAligned: mail From example.net that inkan signed as
+// d=example.com passes DKIM but not DMARC: example.net needs its own key.
+func TestSignedButNotAligned(t *testing.T) {
+	r := strings.NewReplacer("<domain>example.com</domain>\n    <adkim>", "<domain>example.net</domain>\n    <adkim>",
+		"<header_from>example.com</header_from>", "<header_from>example.net</header_from>",
+		"<dkim>pass</dkim>", "<dkim>fail</dkim>", "<spf>pass</spf>", "<spf>fail</spf>")
+	p := write(t, t.TempDir(), "r.xml", []byte(r.Replace(string(readFixture(t, "dmarc/microsoft.xml")))))
+	cs := conclusionsOf(t, testConfig(t), p)
+	if !findConclusion(cs, levelAction, "example.net", "37 messages From example.net were signed by inkan as d=example.com, which does not align with example.net: add a key for example.net") {
+		t.Errorf("%+v", cs)
+	}
+}

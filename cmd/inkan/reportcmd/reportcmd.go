@@ -26,7 +26,6 @@ package reportcmd
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -364,7 +363,7 @@ func reverseDNS(reports []dmarcReport, resolver string) error {
 		}
 	}
 	if failures > 0 {
-		return errors.New(fmt.Sprint(failures, " of ", len(addrs), " lookups failed (timeouts or server failures)"))
+		return fmt.Errorf("%d of %d lookups failed (timeouts or server failures)", failures, len(addrs))
 	}
 	return nil
 }
