@@ -58,14 +58,26 @@ func runInkan(t *testing.T, env []string, args ...string) result {
 // on stderr, and exit 0, for every command and subcommand but sendmail.
 func TestEveryCommandAnswersHelp(t *testing.T) {
 	env := operatorEnv(t, "INKAN_CONFIG=")
-	for _, args := range [][]string{
+	all := [][]string{
 		{}, {"serve"}, {"check"}, {"health"}, {"status"}, {"version"}, {"help"},
 		{"user"}, {"user", "add"}, {"user", "passwd"}, {"user", "del"}, {"user", "list"},
 		{"dkim"}, {"dkim", "keygen"}, {"dkim", "explain"}, {"dkim", "records"},
 		{"dkim", "rotate"}, {"dkim", "rotate", "next"}, {"dkim", "rotate", "check"}, {"dkim", "rotate", "retire"},
 		{"dns"}, {"dns", "records"}, {"dns", "check"},
 		{"queue"}, {"queue", "list"}, {"queue", "show"}, {"queue", "retry"}, {"queue", "delete"},
-	} {
+	}
+	// And every command `inkan help` lists, so that a new one is held to it
+	// too (sendmail follows sendmail's conventions instead).
+	help := runInkan(t, env, "help")
+	for _, m := range regexp.MustCompile(`(?m)^  ([a-z]+) `).FindAllStringSubmatch(help.stdout, -1) {
+		if m[1] != "sendmail" {
+			all = append(all, []string{m[1]})
+		}
+	}
+	if len(all) < 30 {
+		t.Fatalf("inkan help lists no commands:\n%s", help.stdout)
+	}
+	for _, args := range all {
 		for _, h := range []string{"-h", "--help"} {
 			r := runInkan(t, env, append(args, h)...)
 			if r.code != 0 || !strings.Contains(strings.ToLower(r.stdout), "usage") || r.stderr != "" {
