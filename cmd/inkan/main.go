@@ -41,6 +41,7 @@ func init() {
 		{"sendmail", "sendmail-compatible submission to the local inkan (for cron, PHP mail())", runSendmail},
 		{"health", "exit 0 when the local inkan is ready (for container health checks)", runHealth},
 		{"status", "who sent how much against the sending quotas (needs http.status)", runStatus},
+		{"oauth2", "sign a relay in with OAuth2 (Microsoft 365, Google), test it: login|test", runOAuth2},
 		{"version", "print the version", runVersion},
 		{"help", "show this help", runHelp},
 	}
