@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/inkan-relay/inkan/auth"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay/inbound"
 )
@@ -169,6 +171,7 @@ func (d *daemon) autoconfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	domain := cfg.Hostname
+	smtpUser, imapUser := autoconfigUsernames(cfg, d.srv.Current().Users)
 	if _, dom, ok := cutLast(r.URL.Query().Get("emailaddress"), "@"); ok && dom != "" {
 		domain = dom
 	}
@@ -184,7 +187,7 @@ func (d *daemon) autoconfig(w http.ResponseWriter, r *http.Request) {
 			socket = "STARTTLS"
 		}
 		p.Incoming = append(p.Incoming, server{Type: "imap", Hostname: h, Port: n, SocketType: socket,
-			Authentication: "password-cleartext", Username: "%EMAILADDRESS%"})
+			Authentication: "password-cleartext", Username: imapUser})
 	}
 	add := func(listen string, public int, socket string) {
 		for _, a := range config.SplitAddrs(listen) {
@@ -194,7 +197,7 @@ func (d *daemon) autoconfig(w http.ResponseWriter, r *http.Request) {
 					n = public
 				}
 				p.Outgoing = append(p.Outgoing, server{Type: "smtp", Hostname: host, Port: n,
-					SocketType: socket, Authentication: "password-cleartext", Username: "%EMAILADDRESS%"})
+					SocketType: socket, Authentication: "password-cleartext", Username: smtpUser})
 				return
 			}
 		}
@@ -206,6 +209,31 @@ func (d *daemon) autoconfig(w http.ResponseWriter, r *http.Request) {
 	enc := xml.NewEncoder(w)
 	enc.Indent("", "  ")
 	enc.Encode(clientConfig{Version: "1.1", Provider: p})
+}
+
+// autoconfigUsernames says which user name a mail client should log in
+// with: http.autoconfig_username when set (for SMTP and IMAP alike), else,
+// for SMTP, what the users file holds: the whole address when every user
+// name is one (or there are none), else the part before "@" (the README's
+// user alice signs in as "alice", not "alice@example.com"). The file as a
+// whole decides, never the address asked about: an answer that depended on
+// whether that user exists would tell anyone which users exist.
+func autoconfigUsernames(cfg *config.Config, users *auth.Users) (smtp, imap string) {
+	const address, localpart = "%EMAILADDRESS%", "%EMAILLOCALPART%"
+	switch cfg.HTTP.AutoconfigUsername {
+	case "address":
+		return address, address
+	case "localpart":
+		return localpart, localpart
+	}
+	if users != nil {
+		for _, n := range users.Names() {
+			if !strings.Contains(n, "@") {
+				return localpart, address
+			}
+		}
+	}
+	return address, address
 }
 
 func cutLast(s, sep string) (string, string, bool) {

@@ -40,6 +40,7 @@ type admin interface {
 const usage = `usage: inkan queue COMMAND [ID...]
 
   list              show queued messages, like mailq ("!" marks held ones)
+  list -json        one JSON object per message and line, like postqueue -j
   show ID           envelope, per-recipient state and headers of a message
   retry [ID|ALL]    deliver now (no ID = all messages); "inkan queue all" too
   delete ID|ALL     remove without notifying anyone
@@ -71,6 +72,7 @@ func Main(queueDir string, args []string, stdout, stderr io.Writer) int {
 		args = []string{"list"}
 	}
 	cmd, ids := args[0], args[1:]
+	ids, asJSON := jsonFlag(cmd, ids)
 	if cmd == "all" { // `inkan queue all`: retry everything
 		cmd, ids = "retry", nil
 	}
@@ -97,7 +99,7 @@ func Main(queueDir string, args []string, stdout, stderr io.Writer) int {
 	}
 	if _, err := os.Stat(queueDir); errors.Is(err, os.ErrNotExist) {
 		if cmd == "list" {
-			fmt.Fprintln(stdout, "Mail queue is empty")
+			emptyQueue(stdout, asJSON)
 			return 0
 		}
 		return fail("no queue at %s", queueDir)
@@ -110,7 +112,7 @@ func Main(queueDir string, args []string, stdout, stderr io.Writer) int {
 
 	switch cmd {
 	case "list":
-		if err := list(a, stdout); err != nil {
+		if err := lister(asJSON)(a, stdout); err != nil {
 			return fail("%v", err)
 		}
 		return 0
@@ -183,8 +185,8 @@ func list(a admin, w io.Writer) error {
 			if r.Status != queue.Pending {
 				continue
 			}
-			if r.LastReply != "" {
-				fmt.Fprintf(bw, "%s(%s)\n", indent, oneLine(r.LastReply))
+			if r.LastReply != "" { // at column 0, as mailq prints it
+				fmt.Fprintf(bw, "(%s)\n", oneLine(r.LastReply))
 			}
 			fmt.Fprintf(bw, "%s%s\n", indent, term(r.Addr))
 		}
