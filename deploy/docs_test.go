@@ -18,6 +18,7 @@ var guides = []string{
 	"README.md",
 	"deploy/README.md",
 	"deploy/clients.md",
+	"deploy/oauth2.md",
 	"deploy/thunderbird.md",
 	"deploy/migrating-from-postfix-opendkim.md",
 	"deploy/postfix/README.md",
