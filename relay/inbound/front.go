@@ -144,7 +144,7 @@ func (f *front) prepare(tc *trackedConn) {
 	} else if !st.offersStartTLS(f.kind, tc) {
 		to = f.plain
 	}
-	c = watchBarePaths(c, st, tc.ip) // MAIL FROM:<root> (barepath.go)
+	c = watchBarePaths(c) // MAIL FROM:<root> (barepath.go)
 	select {
 	case to.ch <- c:
 	case <-f.done:

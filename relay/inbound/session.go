@@ -106,6 +106,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		return auth.ErrAuthRequired
 	}
+	from, rerr := s.rewriteSender(from)
+	if rerr != nil {
+		return rerr
+	}
 	if from != "" {
 		if err := auth.CheckSender(from); err != nil {
 			return err
@@ -165,6 +169,10 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 	if !s.hasFrom {
 		return ErrNoMailFrom
 	}
+	to, rerr := s.rewriteRecipient(to)
+	if rerr != nil {
+		return rerr
+	}
 	if !s.utf8 && !mailsyntax.IsASCII(to) {
 		return ErrNeedSMTPUTF8
 	}
@@ -186,6 +194,7 @@ func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
 
 func (s *session) Reset() {
 	s.from, s.hasFrom, s.utf8, s.rcpts, s.declared = "", false, false, nil, 0
+	s.originals = nil
 	s.dsn = dsnRequests{}
 }
 
@@ -209,8 +218,11 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		return s.readError(err, lr)
 	}
-	// The one parse of the header section: the loop check, the sender
+	// The addresses of mail from this host and trusted networks are
+	// completed and rewritten in the header bytes first (rewrite.go). Then
+	// the one parse of the header section: the loop check, the sender
 	// policy and the signer all read this, never the raw bytes again.
+	hdr = s.rewriteHeader(hdr)
 	h := mailsyntax.ParseHeader(hdr)
 	if hops := h.Count("Received"); hops >= s.st.Config.Limits.MaxHops {
 		refused.WithLabelValues("too_many_hops").Inc()
@@ -220,6 +232,12 @@ func (s *session) Data(r io.Reader) error {
 	author, addFrom, err := s.checkAuthors(h)
 	if err != nil {
 		return err
+	}
+	// An unlabelled body decides the MIME fields inkan adds and signs
+	// (hygiene.go): look at it now when it is all in the buffer.
+	shape, err := peekBody(br, h, bodyStart)
+	if err != nil {
+		return s.readError(err, lr)
 	}
 
 	env := &queue.Envelope{
@@ -243,22 +261,37 @@ func (s *session) Data(r io.Reader) error {
 	added := s.fixups(h, id, addFrom)
 	var sink io.Writer = spoolWriter{draft}
 	var stream *signing.Stream
+	// go-msgauth hashes in goroutines; they must be released on every path
+	// that does not reach Finish.
+	defer func() { stream.Abort() }()
 	decision := "not signed: signing disabled for this route"
-	if s.srv.noSign(s.from, s.rcpts) {
+	noSign := s.srv.noSign(s.from, s.rcpts)
+	if noSign {
 		s.st.Signer.Skip("route has no_sign")
-	} else {
+	}
+	// begin starts the signature once every field inkan adds is known.
+	begin := func() error {
+		if noSign {
+			return nil
+		}
 		m := signing.Message{Header: append(mailsyntax.ParseHeader(added), h...), Author: author}
-		stream, decision, err = s.st.beginSign(m)
-		if err != nil {
+		var err error
+		if stream, decision, err = s.st.beginSign(m); err != nil {
 			log.Error("dkim signing failed", "err", err)
 			return ErrSignFailed
 		}
 		if stream != nil {
-			// go-msgauth hashes in goroutines; they must be released on
-			// every path that does not reach Finish.
-			defer stream.Abort()
-			sink = io.MultiWriter(sink, stream)
 			stream.Write(added)
+		}
+		return nil
+	}
+	if shape.known {
+		added = append(added, hygiene(h, shape)...)
+		if err := begin(); err != nil {
+			return err
+		}
+		if stream != nil {
+			sink = io.MultiWriter(sink, stream)
 		}
 	}
 	norm := &crlfWriter{w: sink}
@@ -271,7 +304,9 @@ func (s *session) Data(r io.Reader) error {
 		}
 	}
 	tail := &tailWriter{}
-	if _, err := io.Copy(io.MultiWriter(norm, tail), br); err != nil {
+	scan := &mailsyntax.EightBit{}
+	scan.Write(bodyStart)
+	if _, err := io.Copy(io.MultiWriter(norm, tail, scan), br); err != nil {
 		var we *writeError
 		if errors.As(err, &we) {
 			return s.spoolError("write", we.err)
@@ -285,6 +320,25 @@ func (s *session) Data(r io.Reader) error {
 	if err := norm.finish(endsNL); err != nil {
 		return s.spoolError("write", err)
 	}
+	if !shape.known {
+		// Spooled first (hygiene.go): now the labels, then the signature
+		// over the fields added and the spooled bytes.
+		added = append(added, hygiene(h, bodyShape{known: true, eight: scan.Any(), utf8: scan.UTF8()})...)
+		if err := begin(); err != nil {
+			return err
+		}
+		if stream != nil {
+			spooled, err := draft.Reread()
+			if err == nil {
+				_, err = io.Copy(stream, spooled)
+			}
+			if err != nil {
+				return s.spoolError("reread", err)
+			}
+		}
+	}
+	env.Body8Bit = scan.Any()
+	env.Header8Bit = !mailsyntax.IsASCII(hdr) || !mailsyntax.IsASCII(added)
 
 	var prefix bytes.Buffer
 	if stream != nil {
@@ -413,7 +467,7 @@ func (s *session) fixups(h mailsyntax.Header, id string, addFrom bool) []byte {
 // received builds our Received field (RFC 5321 §4.4, protocol names per RFC 3848).
 func (s *session) received(id string) string {
 	if p := peerOf(s.conn.Conn()); p != nil {
-		return s.localReceived(p, id)
+		return withComment(s.localReceived(p, id), s.receivedOriginals())
 	}
 	proto := "ESMTP"
 	state, isTLS := s.conn.TLSConnectionState()
@@ -432,6 +486,7 @@ func (s *session) received(id string) string {
 	if isTLS {
 		fmt.Fprintf(&b, "\r\n\t(using %s with cipher %s)", tlsVersionName(state.Version), tlsCipherName(state.CipherSuite))
 	}
+	b.WriteString(s.receivedOriginals())
 	if len(s.rcpts) == 1 {
 		fmt.Fprintf(&b, "\r\n\tfor <%s>", s.rcpts[0])
 	}

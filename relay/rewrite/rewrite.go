@@ -195,3 +195,7 @@ func (rw *Rewriter) canonical(network string, a mailsyntax.Address, steps []Step
 func (rw *Rewriter) Active(network string) bool {
 	return rw.origin != "" || rw.global.len() > 0 || rw.networks[network].len() > 0
 }
+
+// Kept reports whether the origin never completes domain: delivery.transport
+// names it, so mail for it has a route of its own ("bob@intranet").
+func (rw *Rewriter) Kept(domain string) bool { return rw.keep[mailsyntax.NormDomain(domain)] }
