@@ -141,6 +141,8 @@ listen:
   http: "127.0.0.1:$P_HTTP"
 auth:
   trusted_networks: [127.0.0.0/8]
+rewrite:
+  origin_domain: example.org   # Postfix: myorigin
 delivery:
   resolver: "127.0.0.1:9"
   smarthost:
@@ -175,7 +177,7 @@ postfix_start() {
   : >"$PFDIR/conf/main.cf"
   postconf -c "$PFDIR/conf" -e compatibility_level=3.6 \
     queue_directory="$PFDIR/queue" data_directory="$PFDIR/data" \
-    myhostname=relay.test.example mydestination= \
+    myhostname=relay.test.example myorigin=example.org mydestination= \
     inet_interfaces=loopback-only inet_protocols=ipv4 \
     alias_maps= alias_database= local_transport=error:nolocal \
     "relayhost=[127.0.0.1]:$P_SINK_P" maillog_file="$LOG/postfix.log" || return 1
@@ -194,7 +196,7 @@ cat >"$COMPARE" <<'EOF'
 """compare.py SINK_A SINK_B SUBJECT UID: the message with SUBJECT that
 Postfix (A) and inkan (B) delivered must agree on: the envelope, the set of
 header field names (Received aside), no Bcc, From (address and name), the
-body, and a Received with "from userid UID"."""
+To and Cc addresses, the body, and a Received with "from userid UID"."""
 import email.parser, email.policy, email.utils, sys
 
 def load(sink, subject):
@@ -212,6 +214,12 @@ bad = []
 if (af, ar) != (bf, br):
     bad.append("envelope: postfix %s -> %s, inkan %s -> %s" % (af, ar, bf, br))
 names = lambda m: sorted({k.lower() for k in m.keys()} - {"received"})
+# Known and meant: inkan's header hygiene adds "To: undisclosed-recipients:;"
+# to a message with neither To nor Cc; Postfix 3.x does so only with
+# undisclosed_recipients_header set (empty by default since 2.8).
+if "to" not in names(am) and "cc" not in names(am) and (bm.get("To") or "").strip() == "undisclosed-recipients:;":
+    del bm["To"]
+    print("KNOWN inkan adds To: undisclosed-recipients:; (Postfix: undisclosed_recipients_header, empty by default)")
 if names(am) != names(bm):
     bad.append("header fields: postfix %s, inkan %s" % (names(am), names(bm)))
 for who, m in (("postfix", am), ("inkan", bm)):
@@ -222,6 +230,12 @@ for who, m in (("postfix", am), ("inkan", bm)):
 pa, pb = email.utils.parseaddr(am.get("From", "")), email.utils.parseaddr(bm.get("From", ""))
 if (pa[0], pa[1].lower()) != (pb[0], pb[1].lower()):
     bad.append("From: postfix %r, inkan %r" % (pa, pb))
+# Recipient fields: the same addresses (Postfix completes "To: root" with
+# myorigin, inkan with rewrite.origin_domain).
+addrs = lambda m, f: sorted(a.lower() for _, a in email.utils.getaddresses(m.get_all(f, [])))
+for f in ("To", "Cc"):
+    if addrs(am, f) != addrs(bm, f):
+        bad.append("%s: postfix %s, inkan %s" % (f, addrs(am, f), addrs(bm, f)))
 body = lambda m: m.get_payload(decode=False).replace("\r\n", "\n").rstrip("\n")
 if body(am) != body(bm):
     bad.append("body: postfix %r, inkan %r" % (body(am)[:80], body(bm)[:80]))

@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-smtp"
 )
 
 // startLocalInkan runs inkan with its data directory where other users can
@@ -108,7 +112,7 @@ func TestSendmailLocalIdentity(t *testing.T) {
 	}
 	// Refused: another user's address, in -f or in the header.
 	out, code := in.sendmailAs(nobody, "Subject: forged\n\nhello\n", "-f", "root@relay.test.example", "ops@example.net")
-	if code != 77 || !strings.Contains(out, "may not send as <root@relay.test.example>") || !strings.Contains(out, "nobody@relay.test.example") {
+	if code != 77 || !strings.Contains(out, "may not send as <root@relay.test.example>") || !strings.Contains(out, "nobody@test.example") {
 		t.Errorf("nobody with -f root@: exit %d, want 77 naming what nobody may use:\n%s", code, out)
 	}
 	out, code = in.sendmailAs(nobody, "From: CEO <ceo@example.com>\nTo: ops@example.net\nSubject: forged-from\n\nhello\n", "-t")
@@ -126,7 +130,8 @@ func TestSendmailLocalIdentity(t *testing.T) {
 		t.Errorf("root's message: from %q\n%s", root.from, root.data)
 	}
 	nb := bySubject(t, got, "as-nobody")
-	if nb.from != "nobody@relay.test.example" || !bytes.Contains(nb.data, []byte("(inkan, from userid 65534)")) ||
+	// Without -f: the user at the origin domain (here hostname's domain).
+	if nb.from != "nobody@test.example" || !bytes.Contains(nb.data, []byte("(inkan, from userid 65534)")) ||
 		!bytes.Contains(nb.data, []byte("From: ")) {
 		t.Errorf("nobody's message: from %q\n%s", nb.from, nb.data)
 	}
@@ -197,8 +202,8 @@ func TestSendmailMaildropWhileServerDown(t *testing.T) {
 	in.start()
 	got := s.wait(t, 2)
 	nb := bySubject(t, got, "cron-nobody")
-	if nb.from != "nobody@relay.test.example" || !bytes.Contains(nb.data, []byte("(inkan, from userid 65534)")) ||
-		!bytes.Contains(nb.data, []byte("CronDaemon")) || !bytes.Contains(nb.data, []byte("<nobody@relay.test.example>\r\n")) {
+	if nb.from != "nobody@test.example" || !bytes.Contains(nb.data, []byte("(inkan, from userid 65534)")) ||
+		!bytes.Contains(nb.data, []byte("CronDaemon")) || !bytes.Contains(nb.data, []byte("<nobody@test.example>\r\n")) {
 		t.Errorf("nobody's cron mail: from %q\n%s", nb.from, nb.data)
 	}
 	rt := bySubject(t, got, "cron-root")
@@ -317,4 +322,84 @@ func TestSendmailModes(t *testing.T) {
 		t.Errorf("bad -N and -R: exit %d, want 0 with warnings:\n%s", code, out)
 	}
 	bySubject(t, s.wait(t, 1), "bad-dsn")
+}
+
+// dsnSink records the DSN parameters of what it receives.
+type dsnSink struct {
+	mu   sync.Mutex
+	got  []string // "RET=... ENVID=... NOTIFY=..."
+	addr string
+}
+
+type dsnSession struct {
+	s    *dsnSink
+	mail string
+	rcpt string
+}
+
+func (d *dsnSession) Reset()        {}
+func (d *dsnSession) Logout() error { return nil }
+func (d *dsnSession) Mail(_ string, o *smtp.MailOptions) error {
+	d.mail = fmt.Sprintf("RET=%s ENVID=%s", o.Return, o.EnvelopeID)
+	return nil
+}
+func (d *dsnSession) Rcpt(_ string, o *smtp.RcptOptions) error {
+	var n []string
+	for _, x := range o.Notify {
+		n = append(n, string(x))
+	}
+	d.rcpt = "NOTIFY=" + strings.Join(n, ",")
+	return nil
+}
+func (d *dsnSession) Data(r io.Reader) error {
+	io.Copy(io.Discard, r)
+	d.s.mu.Lock()
+	d.s.got = append(d.s.got, d.mail+" "+d.rcpt)
+	d.s.mu.Unlock()
+	return nil
+}
+
+// sendmail -N, -R and -V reach the next hop as NOTIFY, RET and ENVID,
+// through the local socket and through the maildrop alike.
+func TestSendmailDSNOptions(t *testing.T) {
+	needRoot(t)
+	ds := &dsnSink{}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) { return &dsnSession{s: ds}, nil }))
+	srv.EnableDSN = true
+	srv.AllowInsecureAuth = true
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	in := startLocalInkan(t, l.Addr().String(), "")
+	args := []string{"-N", "success,failure", "-R", "hdrs", "-V", "env-123", "ops@example.net"}
+	if out, code := in.sendmailAs(nobody, "Subject: dsn\n\nx\n", args...); code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	in.stop()
+	in.cmd = nil
+	if out, code := in.sendmailAs(nobody, "Subject: dsn-drop\n\nx\n", args...); code != 0 {
+		t.Fatalf("server down: exit %d\n%s", code, out)
+	}
+	in.start()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ds.mu.Lock()
+		got := append([]string(nil), ds.got...)
+		ds.mu.Unlock()
+		if len(got) == 2 {
+			for _, g := range got {
+				if g != "RET=HDRS ENVID=env-123 NOTIFY=SUCCESS,FAILURE" {
+					t.Errorf("next hop got %q", g)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("next hop got %q, want 2 messages", got)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

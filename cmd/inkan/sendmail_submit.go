@@ -74,7 +74,9 @@ func newSubmitter(o *sendmailOpts, stderr io.Writer) (*submitter, int) {
 	}
 	if err == nil {
 		s.cfg = cfg
-		s.domain = strings.ToLower(cfg.Hostname)
+		if ds := inbound.LocalDomains(cfg, keyDomains(cfg)); len(ds) > 0 {
+			s.domain = ds[0]
+		}
 	}
 	if s.domain == "" {
 		s.domain, _ = os.Hostname()
@@ -107,6 +109,16 @@ func newSubmitter(o *sendmailOpts, stderr io.Writer) (*submitter, int) {
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
+// keyDomains are the signing domains the configuration names without
+// reading key files (dkim.keys), for the origin domain.
+func keyDomains(cfg *config.Config) []string {
+	var out []string
+	for _, k := range cfg.DKIM.Keys {
+		out = append(out, k.Domain)
+	}
+	return out
+}
+
 // localServer picks the TCP address to submit to: the plain relay listener
 // (loopback is trusted), else submission.
 func localServer(cfg *config.Config) (string, bool) {
@@ -125,8 +137,9 @@ func localServer(cfg *config.Config) (string, bool) {
 	return "", false
 }
 
-// defaultSender is the sender without -f: the user's name at hostname, as
-// the server's policy for local users has it.
+// defaultSender is the sender without -f: the user's name at the origin
+// domain (Postfix: user@$myorigin), as the server's policy for local users
+// has it.
 func (s *submitter) defaultSender() string {
 	name := s.uname
 	if name == "" {
@@ -135,7 +148,7 @@ func (s *submitter) defaultSender() string {
 	return name + "@" + s.domain
 }
 
-// qualify adds @hostname to a bare user name (cron's MAILTO=root).
+// qualify adds the origin domain to a bare user name (cron's MAILTO=root).
 func (s *submitter) qualify(addr string) string {
 	if addr == "" || strings.Contains(addr, "@") {
 		return addr
@@ -300,7 +313,7 @@ func (s *submitter) mayDrop(env envelope, msg []byte) error {
 		return nil
 	}
 	owner, _ := safefile.OwnerOf(fi)
-	pats, any, err := inbound.LocalSenders(s.cfg, s.uid, s.uname, owner.UID)
+	pats, any, err := inbound.LocalSenders(s.cfg, keyDomains(s.cfg), s.uid, s.uname, owner.UID)
 	if err != nil || any {
 		return nil // the server decides
 	}

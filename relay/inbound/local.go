@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/inkan-relay/inkan/queue/maildrop"
 	"github.com/inkan-relay/inkan/queue/safefile"
 	"github.com/inkan-relay/inkan/relay/mailsyntax"
+	"github.com/inkan-relay/inkan/relay/rewrite"
 )
 
 // Local submission: users of this host reach the server through the Unix
@@ -208,7 +210,13 @@ func (s *Server) DialLocal(uid int) (net.Conn, error) {
 func (s *Server) newLocalSession(c *smtp.Conn, p *localPeer) smtp.Session {
 	sess := s.newSession(KindLocal, c)
 	st := sess.st
-	patterns, any, err := LocalSenders(st.Config, p.uid, p.name, os.Geteuid())
+	var keys []string
+	if st.Signer != nil {
+		for _, d := range st.Signer.Domains() {
+			keys = append(keys, d.Name)
+		}
+	}
+	patterns, any, err := LocalSenders(st.Config, keys, p.uid, p.name, os.Geteuid())
 	n := &auth.Network{Name: "local:" + p.String()}
 	if p.name != "" {
 		n.Name = "local:" + p.name
@@ -228,8 +236,9 @@ func (s *Server) newLocalSession(c *smtp.Conn, p *localPeer) smtp.Session {
 // LocalSenders returns the sender patterns the local user uid (named name)
 // may use, or any = true when it may use every address: root and serverUID,
 // the user inkan runs as. A user listed in auth.local_senders gets its
-// list; any other user its own name at hostname and at the machine's name.
-func LocalSenders(cfg *config.Config, uid int, name string, serverUID int) (patterns []string, any bool, err error) {
+// list; any other user its own name (LocalDomains). signingDomains are the
+// d= domains of the keys, for the origin domain.
+func LocalSenders(cfg *config.Config, signingDomains []string, uid int, name string, serverUID int) (patterns []string, any bool, err error) {
 	if uid == 0 || uid == serverUID {
 		return nil, true, nil
 	}
@@ -245,7 +254,7 @@ func LocalSenders(cfg *config.Config, uid int, name string, serverUID int) (patt
 	if name == "" {
 		return nil, false, nil
 	}
-	for _, d := range LocalDomains(cfg) {
+	for _, d := range LocalDomains(cfg, signingDomains) {
 		a := name + "@" + d
 		if mailsyntax.CheckPath(a, false) == nil {
 			patterns = append(patterns, a)
@@ -254,15 +263,26 @@ func LocalSenders(cfg *config.Config, uid int, name string, serverUID int) (patt
 	return patterns, false, nil
 }
 
-// LocalDomains are the domains a local user's own address may have: the
-// configured hostname, then the machine's name when it differs.
-func LocalDomains(cfg *config.Config) []string {
-	out := []string{strings.ToLower(cfg.Hostname)}
-	if h, err := os.Hostname(); err == nil {
-		h = strings.TrimSuffix(strings.ToLower(h), ".")
-		if h != out[0] && mailsyntax.ValidDomain(h, mailsyntax.MailDomain) {
-			out = append(out, h)
+// LocalDomains are the domains a local user's own address may have, as
+// Postfix's myorigin and myhostname: the origin domain (rewrite.Origin, which
+// completes root@web01 to root@example.com), the one hostname alone gives
+// (what a sendmail that cannot read the signing keys computes), hostname
+// itself, and the machine's name.
+func LocalDomains(cfg *config.Config, signingDomains []string) []string {
+	var out []string
+	add := func(d string) {
+		d = strings.TrimSuffix(strings.ToLower(d), ".")
+		if d != "" && !slices.Contains(out, d) && mailsyntax.ValidDomain(d, mailsyntax.MailDomain) {
+			out = append(out, d)
 		}
+	}
+	origin, _ := rewrite.Origin(cfg, signingDomains)
+	add(origin)
+	origin, _ = rewrite.Origin(cfg, nil)
+	add(origin)
+	add(cfg.Hostname)
+	if h, err := os.Hostname(); err == nil {
+		add(h)
 	}
 	return out
 }
@@ -274,35 +294,33 @@ type localSession struct {
 	patterns []string
 }
 
-// Mail refuses, with a reply that says what a local user may do, a sender
-// the uid may not use; the session's own check then passes.
+// Mail is the session's: the sender policy applies to the address after
+// the origin domain completed it. A refusal is reworded for a local user.
 func (l *localSession) Mail(from string, opts *smtp.MailOptions) error {
-	if from != "" && l.network.Senders != nil && !l.network.Senders.Allows(from) {
-		refused.WithLabelValues("sender_policy").Inc()
-		l.log.Warn("refused", "reason", "sender not allowed for this local user", "from", from)
-		return l.notOwned("may not send as <"+clean(from)+">", "-f")
-	}
-	return l.session.Mail(from, opts)
+	return l.reword(l.session.Mail(from, opts), "-f")
 }
 
 // Data rewords the policy's refusal of a header author for a local user.
 func (l *localSession) Data(r io.Reader) error {
-	err := l.session.Data(r)
-	var se *smtp.SMTPError
-	if errors.As(err, &se) && se.EnhancedCode == auth.ErrHeaderFromNotOwned.EnhancedCode && se.Code == auth.ErrHeaderFromNotOwned.Code {
-		if rest, ok := strings.CutPrefix(se.Message, "Network "+l.network.Name+" "); ok {
-			return l.notOwned(rest, "From:")
-		}
-	}
-	return err
+	return l.reword(l.session.Data(r), "From:")
 }
 
-func (l *localSession) notOwned(what, field string) error {
+// reword turns the policy's "Network local:NAME may not ..." into a reply
+// that says what this local user may use and who may use the rest.
+func (l *localSession) reword(err error, field string) error {
+	var se *smtp.SMTPError
+	if !errors.As(err, &se) {
+		return err
+	}
+	what, ok := strings.CutPrefix(se.Message, "Network "+l.network.Name+" ")
+	if !ok {
+		return err
+	}
 	allowed := "no address (the uid has no user name)"
 	if len(l.patterns) > 0 {
 		allowed = strings.Join(l.patterns, ", ")
 	}
-	return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 7, 1},
+	return &smtp.SMTPError{Code: se.Code, EnhancedCode: se.EnhancedCode,
 		Message: clean(fmt.Sprintf("Local user %s %s: it may use %s; other addresses in %s are for root and inkan's user, or auth.local_senders", l.peer, what, allowed, field))}
 }
 

@@ -51,13 +51,16 @@ func TestLocalSubmissionAsUID(t *testing.T) {
 	if _, err := send(e.dialLocal(65534), "ops@example.org", []string{"x@example.net"}, msg("ops@example.org", "x@example.net", "listed")); err != nil {
 		t.Errorf("nobody as an address auth.local_senders lists: %v", err)
 	}
-	for _, tc := range []struct{ from, header string }{
-		{"root@mx.test.example", "root@mx.test.example"},
-		{"ops@example.org", "ceo@example.com"},
+	for _, tc := range []struct {
+		from, header string
+		code         int
+	}{
+		{"root@mx.test.example", "root@mx.test.example", 553}, // MAIL FROM
+		{"ops@example.org", "ceo@example.com", 550},           // the header From, at DATA
 	} {
 		_, err := send(e.dialLocal(65534), tc.from, []string{"x@example.net"}, msg(tc.header, "x@example.net", "forged"))
-		if code(err) != 553 || enhanced(err) != "5.7.1" || !strings.Contains(err.Error(), "Local user nobody (uid 65534)") || !strings.Contains(err.Error(), "@example.org") {
-			t.Errorf("nobody, MAIL FROM %s, From %s: %v; want 553 5.7.1 naming the user and what it may use", tc.from, tc.header, err)
+		if code(err) != tc.code || enhanced(err) != "5.7.1" || !strings.Contains(err.Error(), "Local user nobody (uid 65534)") || !strings.Contains(err.Error(), "@example.org") {
+			t.Errorf("nobody, MAIL FROM %s, From %s: %v; want %d 5.7.1 naming the user and what it may use", tc.from, tc.header, err, tc.code)
 		}
 	}
 	// A uid without an account name may send as nobody at all.
@@ -123,10 +126,10 @@ func TestLocalSenders(t *testing.T) {
 		{1000, "inkan", true, ""}, // the server's own uid (below)
 		{33, "www-data", false, "@example.com"},
 		{34, "ops", true, ""},
-		{1001, "alice", false, "alice@mail.example.com"},
+		{1001, "alice", false, "alice@example.org"}, // the only signing domain is the origin
 		{54321, "", false, ""},
 	} {
-		pats, any, err := inbound.LocalSenders(cfg, tc.uid, tc.name, 1000)
+		pats, any, err := inbound.LocalSenders(cfg, []string{"example.org"}, tc.uid, tc.name, 1000)
 		first := ""
 		if len(pats) > 0 {
 			first = pats[0]
@@ -136,7 +139,7 @@ func TestLocalSenders(t *testing.T) {
 		}
 	}
 	cfg.Auth.LocalSenders["bad"] = []string{"not an address"}
-	if _, _, err := inbound.LocalSenders(cfg, 5, "bad", 1000); err == nil || !strings.Contains(err.Error(), "auth.local_senders") {
+	if _, _, err := inbound.LocalSenders(cfg, nil, 5, "bad", 1000); err == nil || !strings.Contains(err.Error(), "auth.local_senders") {
 		t.Errorf("a bad pattern: %v", err)
 	}
 }
