@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/inkan-relay/inkan/cmd/inkan/dkimcmd"
@@ -12,6 +13,8 @@ import (
 	"github.com/inkan-relay/inkan/cmd/inkan/queuecmd"
 	"github.com/inkan-relay/inkan/cmd/inkan/usercmd"
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/rewrite"
+	"github.com/inkan-relay/inkan/relay/signing"
 )
 
 func runCheck(args []string) int { return checkMain(args, os.Stdout, os.Stderr) }
@@ -70,6 +73,9 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "# %s\n", where)
 		stdout.Write(b)
+		for _, l := range rewriteSummary(cfg) {
+			fmt.Fprintf(stdout, "# rewrite: %s\n", l)
+		}
 		return cli.ExitOK
 	}
 	if judgedAs != "" {
@@ -77,6 +83,17 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", where)
 	return cli.ExitOK
+}
+
+// rewriteSummary says what rewrite.* resolves to (the origin domain,
+// derived when unset, and the sender maps in the order they are tried), as
+// the server applies it: relay/rewrite with the configured keys' domains.
+func rewriteSummary(cfg *config.Config) []string {
+	var s *signing.Signer
+	if hasDKIM(cfg) {
+		s, _ = signing.New(cfg.DKIM, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
+	return rewrite.ForSigner(cfg, s).Describe()
 }
 
 // loadConfigFor returns the loader the dkim and dns commands call when they

@@ -9,7 +9,6 @@ import (
 
 	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/inkan-relay/inkan/relay/rewrite"
-	"github.com/inkan-relay/inkan/relay/signing"
 )
 
 // Address rewriting in the session (package rewrite decides what): the
@@ -33,18 +32,9 @@ func (st *State) Rewriter() *rewrite.Rewriter {
 	if c := lastRewriter.Load(); c != nil && c.st == st {
 		return c.rw
 	}
-	rw := rewrite.New(st.Config, SigningDomainNames(st.Signer))
+	rw := rewrite.ForSigner(st.Config, st.Signer)
 	lastRewriter.Store(&stateRewriter{st, rw})
 	return rw
-}
-
-// SigningDomainNames lists the d= domains of s's keys (none for nil).
-func SigningDomainNames(s *signing.Signer) []string {
-	var out []string
-	for _, d := range s.Domains() {
-		out = append(out, d.Name)
-	}
-	return out
 }
 
 // rewrites reports whether this session's addresses are completed and

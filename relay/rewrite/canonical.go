@@ -116,31 +116,19 @@ func sortedNames[V any](m map[string]V) []string {
 	return out
 }
 
-// Explain says what becomes of addr ("root", "root@web01",
+// Explain says what becomes of a ("root", "root@web01",
 // "alice@example.com") given as the sender, MAIL FROM and header From, by
 // an unauthenticated client of network ("" for the generic trusted
-// networks): one line per step, and the From address the sender policy then
-// checks and the signer signs for.
-func (rw *Rewriter) Explain(network, addr string) (from mailsyntax.Address, lines []string, err error) {
-	a := mailsyntax.Address{Local: addr}
-	if strings.Contains(addr, "@") {
-		if a, err = mailsyntax.SplitAddress(addr); err != nil {
-			return a, nil, err
-		}
-	}
-	env, esteps, eerr := rw.EnvelopeSender(network, a)
+// networks): one line per step (none when nothing changes), and the From
+// address the sender policy then checks and the signer signs for.
+func (rw *Rewriter) Explain(network string, a mailsyntax.Address) (from mailsyntax.Address, lines []string, err error) {
+	_, esteps, eerr := rw.EnvelopeSender(network, a)
 	from, hsteps := rw.HeaderAddress(network, "From", a)
-	switch {
-	case eerr != nil:
-		lines = append(lines, fmt.Sprintf("MAIL FROM:<%s> is refused (553 5.1.7): %v", addr, eerr))
-	case len(esteps) == 0:
-		lines = append(lines, fmt.Sprintf("MAIL FROM:<%s> is kept", env))
+	if eerr != nil {
+		lines = append(lines, fmt.Sprintf("MAIL FROM:<%s> is refused (553 5.1.7): %v", show(a), eerr))
 	}
 	for _, s := range esteps {
 		lines = append(lines, "MAIL FROM: "+s.String())
-	}
-	if len(hsteps) == 0 {
-		lines = append(lines, "From: "+show(from)+" is kept")
 	}
 	for _, s := range hsteps {
 		lines = append(lines, "From: "+s.String())

@@ -22,6 +22,7 @@ import (
 
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay/mailsyntax"
+	"github.com/inkan-relay/inkan/relay/signing"
 )
 
 // ErrNoOrigin is returned for a local part alone ("root") when no origin
@@ -73,6 +74,16 @@ func New(cfg *config.Config, signingDomains []string) *Rewriter {
 		rw.keep[mailsyntax.NormDomain(d)] = true
 	}
 	return rw
+}
+
+// ForSigner is New with the signing domains of s's keys (s may be nil: no
+// keys).
+func ForSigner(cfg *config.Config, s *signing.Signer) *Rewriter {
+	var domains []string
+	for _, d := range s.Domains() {
+		domains = append(domains, d.Name)
+	}
+	return New(cfg, domains)
 }
 
 // Origin returns the origin domain of cfg and why it is that one:

@@ -140,7 +140,7 @@ func TestExplainAndDescribe(t *testing.T) {
 		c.Rewrite.Senders = []config.SenderRewrite{{Match: "root@", Replace: "alerts@example.test", Scope: config.ScopeEnvelope}}
 	})
 	rw := rewrite.New(c, []string{"example.test"})
-	from, lines, err := rw.Explain("", "root")
+	from, lines, err := rw.Explain("", addr("root"))
 	text := strings.Join(lines, "\n")
 	if err != nil || from.String() != "root@example.test" ||
 		!strings.Contains(text, "MAIL FROM: root -> root@example.test (origin domain example.test (rewrite.origin_domain unset: the only DKIM signing domain))") ||

@@ -20,6 +20,8 @@ import (
 
 	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
+	"github.com/inkan-relay/inkan/relay/rewrite"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -71,7 +73,7 @@ func Main(cfgLoad func() (*config.Config, error), args []string, stdout, stderr 
 
 // helpOf is each command's usage, for -h.
 var helpOf = map[string]string{
-	"explain": "usage: inkan dkim explain ADDRESS...\n\nSays which keys sign mail whose header From is ADDRESS (e.g. alice@example.com), and why.\n",
+	"explain": "usage: inkan dkim explain ADDRESS...\n\nSays which keys sign mail whose header From is ADDRESS (e.g. alice@example.com), and why.\nFor a local part (root) or an unqualified address (root@web01), it first says what the\norigin domain and the sender maps (rewrite.*) make of it in mail from this host or a\ntrusted network.\n",
 	"records": "usage: inkan dkim records\n\nPrints the DNS records of every configured key.\n",
 	"rotate":  rotateUsage,
 }
@@ -103,20 +105,71 @@ func explain(cfgLoad func() (*config.Config, error), args []string, stdout, stde
 		fmt.Fprintln(stderr, "usage: inkan dkim explain ADDRESS... (a header From address, e.g. alice@example.com)")
 		return 2
 	}
-	_, s, err := LoadSigner(cfgLoad)
+	cfg, s, err := LoadSigner(cfgLoad)
 	if err != nil {
 		return configFailed(stderr, err)
 	}
+	rw := rewrite.ForSigner(cfg, s)
 	for _, a := range args {
 		fmt.Fprintf(stdout, "%s:\n", a)
-		for _, l := range s.Explain(a) {
-			fmt.Fprintf(stdout, "  %s\n", l)
+		for _, r := range explainRewrite(cfg, rw, a) {
+			if len(r.lines) > 0 {
+				fmt.Fprintf(stdout, "  sent from %s (authenticated users are never rewritten):\n", r.who)
+			}
+			for _, l := range r.lines {
+				fmt.Fprintf(stdout, "    %s\n", l)
+			}
+			if r.err != nil {
+				fmt.Fprintf(stdout, "  no key can sign it: %v\n", r.err)
+				continue
+			}
+			if r.from != a {
+				fmt.Fprintf(stdout, "  %s then signs as:\n", r.from)
+			}
+			for _, l := range s.Explain(r.from) {
+				fmt.Fprintf(stdout, "  %s\n", l)
+			}
 		}
 	}
 	for _, w := range s.Warnings() {
 		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	return 0
+}
+
+// rewritten is what the rewriting makes of an address for some senders.
+type rewritten struct {
+	who   string   // "this host or a trusted network", "network printers"
+	lines []string // the steps; none when nothing changes
+	from  string   // the From the signer then sees
+	err   error    // it cannot be completed
+}
+
+// explainRewrite says what the origin domain and the sender maps do to arg
+// as the sender of mail from this host or a trusted network: for those
+// first, then for each network whose own map makes another address of it.
+// An argument without "@" and without a dot is a local part ("root"); one
+// with a dot and no "@" is a domain, for the signer, as before.
+func explainRewrite(cfg *config.Config, rw *rewrite.Rewriter, arg string) []rewritten {
+	list, err := mailsyntax.ParseAddressesBare(arg)
+	if err != nil || len(list) != 1 || list[0].Domain == "" && strings.Contains(list[0].Local, ".") {
+		return []rewritten{{from: arg}}
+	}
+	a := list[0].Address
+	from, lines, err := rw.Explain("", a)
+	out := []rewritten{{"this host or a trusted network", lines, from.String(), err}}
+	if len(lines) == 0 {
+		out[0].from = arg
+	}
+	for _, n := range cfg.Auth.Networks {
+		if len(n.RewriteSenders) == 0 {
+			continue
+		}
+		if nf, nlines, err := rw.Explain(n.Name, a); err == nil && nf != from {
+			out = append(out, rewritten{"network " + n.Name, nlines, nf.String(), nil})
+		}
+	}
+	return out
 }
 
 func records(cfgLoad func() (*config.Config, error), args []string, stdout, stderr io.Writer) int {
