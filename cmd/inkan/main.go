@@ -54,6 +54,8 @@ func main() {
 		os.Exit(runSendmail(os.Args[1:]))
 	case "mailq":
 		os.Exit(runQueue(append([]string{"list"}, os.Args[1:]...)))
+	case "newaliases":
+		os.Exit(runSendmail(append([]string{"-bi"}, os.Args[1:]...)))
 	}
 	if len(os.Args) < 2 {
 		usage(os.Stderr)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 
 	"github.com/inkan-relay/inkan/config"
@@ -237,11 +238,43 @@ func runSendmail(args []string) int {
 	return sendmailMain(args, os.Stdin, os.Stdout, os.Stderr)
 }
 
+const sendmailUsage = `usage: inkan sendmail [options] [recipient...]
+       (installed as /usr/sbin/sendmail, mailq and newaliases: see deploy/clients.md)
+
+Postfix's sendmail command line. Reads a message on standard input and
+submits it to the local inkan: over its Unix socket (listen.local, where the
+server knows your uid) or a TCP listener of the configuration every inkan
+command finds (-config, $INKAN_CONFIG, /etc/inkan/inkan.yaml, the per-user
+file, the embedded default). While the server does not answer, the message
+waits in its maildrop (queue.maildrop) and sendmail exits 0.
+
+  -t            recipients also from To, Cc, Bcc (Resent-* when present)
+  -i, -oi       a line with a single "." does not end the message
+  -f ADDR, -r   envelope sender (root and inkan's user: any; others: their
+                own address or what auth.local_senders allows)
+  -F NAME       full name for an added From
+  -N LIST       DSN: never, or success,delay,failure
+  -R full|hdrs  DSN: what a bounce returns     -V ID  DSN envelope ID
+  -bm           send (the default)             -bs    SMTP on stdin/stdout
+  -bp           the queue, as mailq            -bv    check addresses, send nothing
+  -bi, -I       newaliases (nothing to do)     -q     deliver the queue now
+  -C FILE, -config FILE, -server HOST:PORT     root and inkan's user only
+  -v            say where the message went
+Accepted and ignored, as in Postfix: -B -G -h -L -m -n -O -o* -U -A -e -p.
+Every message loses its Bcc and Resent-Bcc fields. Exit status as Postfix's
+sendmail: 0 sent or queued, 75 on any usage error or temporary failure,
+77 a sender you may not use, 67 no recipient accepted, 65 bad data.
+`
+
 func sendmailMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "-h" || slices.Contains(args, "--help") || slices.Contains(args, "-help") {
+		io.WriteString(stdout, sendmailUsage)
+		return exOK
+	}
 	o, err := parseSendmailArgs(args)
 	if err != nil {
 		fmt.Fprintln(stderr, "sendmail:", err)
-		fmt.Fprintln(stderr, "sendmail: usage: sendmail [options] [recipient...]; see deploy/clients.md")
+		fmt.Fprintln(stderr, "sendmail: usage: sendmail [options] [recipient...]; `inkan sendmail --help` lists them")
 		return exTempFail
 	}
 	for _, w := range o.warnings {
