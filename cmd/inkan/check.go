@@ -52,6 +52,7 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 		return status
 	}
 	problems, warnings := checkConfig(cfg)
+	warnings = append(warnings, rewriter(cfg).Warnings()...)
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
@@ -89,11 +90,16 @@ func checkMain(args []string, stdout, stderr io.Writer) int {
 // derived when unset, and the sender maps in the order they are tried), as
 // the server applies it: relay/rewrite with the configured keys' domains.
 func rewriteSummary(cfg *config.Config) []string {
+	return rewriter(cfg).Describe()
+}
+
+// rewriter is the address rewriter the server would use with cfg.
+func rewriter(cfg *config.Config) *rewrite.Rewriter {
 	var s *signing.Signer
 	if hasDKIM(cfg) {
 		s, _ = signing.New(cfg.DKIM, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	}
-	return rewrite.ForSigner(cfg, s).Describe()
+	return rewrite.ForSigner(cfg, s)
 }
 
 // loadConfigFor returns the loader the dkim and dns commands call when they

@@ -642,6 +642,9 @@ func (st *State) Warnings() []string {
 		w = append(w, st.Signer.Warnings()...)
 		w = append(w, st.Signer.CheckDomains(senderDomains(st.Config))...)
 	}
+	if st.Config != nil {
+		w = append(w, st.Rewriter().Warnings()...) // rewrite.go
+	}
 	return w
 }
 

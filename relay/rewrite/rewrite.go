@@ -210,3 +210,14 @@ func (rw *Rewriter) Active(network string) bool {
 // Kept reports whether the origin never completes domain: delivery.transport
 // names it, so mail for it has a route of its own ("bob@intranet").
 func (rw *Rewriter) Kept(domain string) bool { return rw.keep[mailsyntax.NormDomain(domain)] }
+
+// Warnings says what an operator should hear at start: no origin domain
+// can be derived, so unqualified senders leave as written.
+func (rw *Rewriter) Warnings() []string {
+	if rw.origin != "" {
+		return nil
+	}
+	return []string{"rewrite.origin_domain: no origin domain (" + rw.originWhy + "): mail from this host and trusted networks " +
+		"naming root@web01 or scanner@localhost leaves as written, which receivers refuse (\"need fully-qualified address\"), " +
+		"and a local part alone (root) is refused with 553 5.1.7; set rewrite.origin_domain to the domain this host's mail comes from"}
+}
