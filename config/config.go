@@ -172,6 +172,10 @@ type Delivery struct {
 	// FailoverBackoff is how long a relay address that failed (4xx, no
 	// answer) is tried only after the other addresses of its list.
 	FailoverBackoff Duration `yaml:"failover_backoff"`
+	// Transport security policies receivers publish (transport_security.go).
+	MTASTS MTASTS `yaml:"mta_sts"` // RFC 8461 policies
+	DANE   DANE   `yaml:"dane"`    // RFC 7672 TLSA records
+	TLSRPT TLSRPT `yaml:"tls_rpt"` // RFC 8460 reports
 }
 
 // Smarthost is an upstream relay, like Postfix's relayhost.

@@ -11,7 +11,7 @@ import (
 )
 
 var (
-	deliveryTLS  = []string{"none", "may", "encrypt", "verify"}
+	deliveryTLS  = []string{"none", "may", "encrypt", "verify", TLSModeDANE, TLSModeMTASTS}
 	smarthostTLS = []string{"none", "may", "encrypt", "verify", "implicit"}
 )
 
@@ -146,6 +146,7 @@ func (k *checker) delivery() {
 	if d.MaxPerDomain > d.MaxConcurrent && d.MaxConcurrent > 0 {
 		k.warn("delivery.max_per_domain", "is larger than max_concurrent, which caps it", "lower it to max_concurrent or less")
 	}
+	k.transportSecurity()
 }
 
 func (k *checker) smarthost(key string, s *Smarthost) {
