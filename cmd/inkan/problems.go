@@ -13,6 +13,7 @@ import (
 	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue/safefile"
+	"github.com/inkan-relay/inkan/relay/inbound"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
 
@@ -35,6 +36,7 @@ func checkConfig(cfg *config.Config) (problems []error, warnings []string) {
 	add("auth.trusted_networks", err)
 	_, err = auth.NewPolicy(cfg.Auth.Senders)
 	add("auth.senders", err)
+	add("auth.local_senders", inbound.CheckLocalSenders(cfg))
 	if cfg.Auth.UsersFile != "" {
 		_, err := auth.LoadUsers(cfg.Auth.UsersFile)
 		add("auth.users_file", err)

@@ -403,3 +403,13 @@ func TestSendmailDSNOptions(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A bad auth.local_senders stops `inkan check` and the start, naming the key.
+func TestLocalSendersChecked(t *testing.T) {
+	cfg := writeConfig(t, t.TempDir(), "auth:\n  local_senders:\n    www-data: [\"not an address\"]\n")
+	out, err := exec.Command(binPath, "check", "-config", cfg).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 78 || !strings.Contains(string(out), "auth.local_senders") {
+		t.Errorf("check: %v, want exit 78 naming auth.local_senders:\n%s", err, out)
+	}
+	serveRefuses(t, cfg, "auth.local_senders")
+}

@@ -221,6 +221,9 @@ func buildState(cfg *config.Config, logger *slog.Logger, oldTLS *inbound.TLSSetu
 	if st.Policy, err = auth.NewPolicy(cfg.Auth.Senders); err != nil {
 		return nil, nil, err
 	}
+	if err := inbound.CheckLocalSenders(cfg); err != nil {
+		return nil, nil, err
+	}
 	if hasDKIM(cfg) {
 		if st.Signer, err = signing.New(cfg.DKIM, logger); err != nil {
 			return nil, nil, err

@@ -263,6 +263,18 @@ func LocalSenders(cfg *config.Config, signingDomains []string, uid int, name str
 	return patterns, false, nil
 }
 
+// CheckLocalSenders compiles every auth.local_senders entry, so that a
+// mistake stops `inkan check`, the start and a reload instead of leaving a
+// local user unable to send.
+func CheckLocalSenders(cfg *config.Config) error {
+	for name, pats := range cfg.Auth.LocalSenders {
+		if _, err := auth.NewSenderSet(pats); err != nil {
+			return fmt.Errorf("auth.local_senders[%q]: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // LocalDomains are the domains a local user's own address may have, as
 // Postfix's myorigin and myhostname: the origin domain (rewrite.Origin, which
 // completes root@web01 to root@example.com), the one hostname alone gives
