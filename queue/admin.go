@@ -35,6 +35,7 @@ type RcptInfo struct {
 	Status      Status    `json:"status"` // Pending, Sent or Failed
 	LastReply   string    `json:"last_reply,omitempty"`
 	Remote      string    `json:"remote,omitempty"`
+	TLSPolicy   string    `json:"tls_policy,omitempty"` // of the last attempt
 	Attempts    int       `json:"attempts,omitempty"`
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	DSN         *RcptDSN  `json:"dsn,omitempty"` // the sender's NOTIFY and ORCPT, if any
@@ -116,7 +117,7 @@ func (q *Queue) Get(id string) (Info, error) {
 	q.mu.Unlock()
 	for i, rc := range st.Rcpts {
 		ri := RcptInfo{Addr: rc.Addr, Status: rc.Status, LastReply: rc.Reply,
-			Remote: rc.Remote, Attempts: rc.Attempts}
+			Remote: rc.Remote, Attempts: rc.Attempts, TLSPolicy: rc.Policy}
 		if rc.Status == Pending {
 			ri.NextAttempt = rc.Next
 		}

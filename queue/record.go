@@ -123,6 +123,7 @@ type rcptState struct {
 	Enhanced string    `json:"enhanced,omitempty"`
 	Reply    string    `json:"reply,omitempty"`
 	Remote   string    `json:"remote,omitempty"`
+	Policy   string    `json:"policy,omitempty"` // TLS policy of the last attempt
 }
 
 // freshState is the state of a message never tried.

@@ -47,6 +47,7 @@ func (q *Queue) applyResults(ctx context.Context, r *round, run []*group, result
 			for _, i := range g.idx[addr] {
 				rc = &r.st.Rcpts[i]
 				rc.Code, rc.Enhanced, rc.Remote = res.Code, res.Enhanced, res.Remote
+				rc.Policy = res.TLSPolicy
 				rc.Reply = replyText(res)
 				switch res.Status {
 				case Sent:
@@ -71,7 +72,7 @@ func (q *Queue) applyResults(ctx context.Context, r *round, run []*group, result
 			deliveriesTotal.WithLabelValues(status).Inc()
 			r.log.Info("delivery", "to", addr, "relay", res.Remote, "tls", res.TLS,
 				"delay", t.Sub(r.arrival).Round(time.Millisecond).String(),
-				"attempt", rc.Attempts, "status", status, "reply", rc.Reply)
+				"attempt", rc.Attempts, "status", status, "reply", rc.Reply, "tls_policy", res.TLSPolicy)
 		}
 	}
 	return failed

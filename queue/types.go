@@ -121,6 +121,9 @@ type Result struct {
 	Message  string // remote reply text, or the local error
 	Remote   string // "mx1.example.com[192.0.2.1]:25", "" if none was reached
 	TLS      string // "TLSv1.3 TLS_AES_128_GCM_SHA256", "" for plain
+	// TLSPolicy names the transport security policy that applied, e.g.
+	// "MTA-STS policy of example.com (enforce, id 2024a)"; "" = none known.
+	TLSPolicy string
 	// DSNPassed says the next hop supports DSN and was given this
 	// recipient's requests: a success notice is now its job (RFC 3461
 	// section 6.2.1), not ours ("relayed").

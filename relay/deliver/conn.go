@@ -135,7 +135,7 @@ func (t *Transport) dial(ctx context.Context, route Route, rel *relay, host stri
 	}()
 	var conn net.Conn = raw
 	if route.TLS == "implicit" {
-		tc := tls.Client(raw, t.tlsConfig(route.TLS, rel, host))
+		tc := tls.Client(raw, t.tlsConfigFor(ctx, route.TLS, rel, host))
 		if err := t.handshake(ctx, tc); err != nil {
 			return s, tlsFailure(remote, err, route, rel), true
 		}
@@ -146,6 +146,7 @@ func (t *Transport) dial(ctx context.Context, route Route, rel *relay, host stri
 		return s, v, false
 	}
 	if ok, _ := s.smtp.Extension("STARTTLS"); s.tls == "" && !plainOnly && route.TLS != "none" && route.TLS != "implicit" {
+		t.sawEHLO(ctx, ok) // for TLS-RPT (tlspolicy.go)
 		if !ok && route.TLS != "may" {
 			return s, temporary("4.7.5", "%s does not offer STARTTLS, which tls %s requires", remote, route.TLS), false
 		}
@@ -206,7 +207,7 @@ func (t *Transport) startTLS(ctx context.Context, s *conn, route Route, rel *rel
 		}
 		return nil, temporary("4.4.2", "lost connection with %s after STARTTLS: %v", s.remote, err)
 	}
-	tc := tls.Client(s.raw, t.tlsConfig(route.TLS, rel, host))
+	tc := tls.Client(s.raw, t.tlsConfigFor(ctx, route.TLS, rel, host))
 	if err := t.handshake(ctx, tc); err != nil {
 		return tc, tlsFailure(s.remote, err, route, rel)
 	}

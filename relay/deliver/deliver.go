@@ -44,6 +44,12 @@ type Options struct {
 	// an empty, 0.0.0.0 or :: host means every local address). A next hop
 	// there is this server: its mail bounces "loops back to myself".
 	Listen []string
+
+	// DataDir holds the MTA-STS policy cache (DataDir/mta-sts); "" keeps
+	// policies in memory only.
+	DataDir string
+	// Reports counts TLS sessions for TLS-RPT (tlsrpt.go); nil = none.
+	Reports *TLSReports
 }
 
 // Transport delivers messages over SMTP. It is safe for concurrent use.
@@ -60,6 +66,7 @@ type Transport struct {
 	dataTimeout    time.Duration
 
 	pool      *pool
+	pol       *policies // MTA-STS, DANE, TLS-RPT (tlspolicy.go)
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -108,6 +115,8 @@ func New(opts Options) (*Transport, error) {
 	}
 	t.dialer = net.Dialer{Timeout: t.connectTimeout}
 	t.backoff, t.clock = newBackoff(c.FailoverBackoff.D()), now
+	t.pol = newPolicies(opts, t.res)
+	t.startPolicyRefresh()
 	if opts.IdleTimeout > 0 {
 		t.wg.Add(1)
 		go t.janitor()
@@ -156,8 +165,14 @@ func (t *Transport) Deliver(ctx context.Context, d *queue.Delivery) []queue.Resu
 	if wait != nil {
 		return wait
 	}
-	t.deliverRoute(ctx, d, route, rel, st)
-	return t.settle(pt, st, st.results())
+	pol := t.tlsPolicy(ctx, d, route)
+	if pol.refused != nil {
+		st.note(pol.refused)
+		t.logLookup(d, route, d.Domain, pol.refused)
+	} else {
+		t.deliverRoute(context.WithValue(ctx, policyCtxKey{}, pol), d, route, rel, st)
+	}
+	return t.settle(pt, st, pol.finish(st.results()))
 }
 
 func (t *Transport) deliver(ctx context.Context, d *queue.Delivery, route Route, rel *relay, st *outcome) {
@@ -197,12 +212,19 @@ func (t *Transport) deliver(ctx context.Context, d *queue.Delivery, route Route,
 				}
 				continue
 			}
+			ht, v := domainFrom(ctx).host(ctx, h.name)
+			if v != nil {
+				st.note(v)
+				t.logLookup(d, route, h.name, v)
+				continue
+			}
 			for _, a := range h.addrs {
 				if tried == maxAddrs {
 					return
 				}
 				tried++
-				t.attempt(ctx, d, route, rel, h.name, netip.AddrPortFrom(a, uint16(route.Port)), st)
+				ap := netip.AddrPortFrom(a, uint16(route.Port))
+				t.attempt(ht.session(ctx, ap), d, ht.apply(route), rel, h.name, ap, st)
 				if st.left == 0 || ctx.Err() != nil {
 					return
 				}

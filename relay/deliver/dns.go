@@ -112,6 +112,7 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	m := new(dns.Msg)
 	m.SetQuestion(key.name, qtype)
 	m.RecursionDesired = true
+	m.AuthenticatedData = true // ask a validating resolver for the AD bit (RFC 6840 section 5.7)
 	m.SetEdns0(1232, false)
 	var last error
 	for range dnsAttempts {
@@ -127,6 +128,9 @@ func (r *resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 			if resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
 				last = fmt.Errorf("%s from %s", dns.RcodeToString[resp.Rcode], srv)
 				continue
+			}
+			if !r.trustsAD(srv) { // DNSSEC: believed only from resolvers we trust (dane.go)
+				resp.AuthenticatedData = false
 			}
 			r.store(key, resp)
 			return resp, nil
@@ -174,24 +178,34 @@ func (r *resolver) store(key cacheKey, resp *dns.Msg) {
 // in the answer, then (if the server stopped at one) by asking again for the
 // target. No records and no error means NODATA.
 func (r *resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	rrs, _, err := r.lookupAD(ctx, name, qtype)
+	return rrs, err
+}
+
+// lookupAD is lookup that also reports whether every answer on the way was
+// DNSSEC-validated by a trusted resolver (the AD bit): for records, NODATA
+// and NXDOMAIN alike.
+func (r *resolver) lookupAD(ctx context.Context, name string, qtype uint16) (rrs []dns.RR, secure bool, err error) {
 	name = dns.Fqdn(name)
+	secure = true
 	for range maxCNAMEs {
 		resp, err := r.query(ctx, name, qtype)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
+		secure = secure && resp.AuthenticatedData
 		rrs, target := answers(resp, name, qtype)
 		switch {
 		case len(rrs) > 0:
-			return rrs, nil
+			return rrs, secure, nil
 		case resp.Rcode == dns.RcodeNameError:
-			return nil, errNXDomain
+			return nil, secure, errNXDomain
 		case strings.EqualFold(target, name):
-			return nil, nil
+			return nil, secure, nil
 		}
 		name = target
 	}
-	return nil, fmt.Errorf("CNAME chain longer than %d at %s", maxCNAMEs, name)
+	return nil, false, fmt.Errorf("CNAME chain longer than %d at %s", maxCNAMEs, name)
 }
 
 // answers follows the CNAME chain from name inside resp and returns the

@@ -106,7 +106,7 @@ type routes struct {
 }
 
 var (
-	deliveryModes  = []string{"none", "may", "encrypt", "verify"}
+	deliveryModes  = []string{"none", "may", "encrypt", "verify", config.TLSModeDANE, config.TLSModeMTASTS} // the last two: tlspolicy.go
 	smarthostModes = []string{"none", "may", "encrypt", "verify", "implicit"}
 )
 

@@ -82,7 +82,7 @@ func TestNewErrors(t *testing.T) {
 		wanted []string
 	}{
 		{"tls", func(c *config.Delivery) { c.TLS = "always" }, "", []string{"delivery.tls:"}},
-		{"policy", func(c *config.Delivery) { c.TLSPolicy = map[string]string{"x.test": "dane"} }, "", []string{"delivery.tls_policy.x.test:"}},
+		{"policy", func(c *config.Delivery) { c.TLSPolicy = map[string]string{"x.test": "strict"} }, "", []string{"delivery.tls_policy.x.test:"}},
 		{"transport", func(c *config.Delivery) { c.Transport = map[string]string{"x.test": "[host"} }, "", []string{"delivery.transport.x.test:"}},
 		{"transport key", func(c *config.Delivery) { c.Transport = map[string]string{"bad key": "[h]"} }, "", []string{"delivery.transport.bad key:"}},
 		{"resolver", func(c *config.Delivery) { c.Resolver = "dns.example:53" }, "", []string{"delivery.resolver:"}},

@@ -240,6 +240,9 @@ func show(a admin, id string, w io.Writer) error {
 			fmt.Fprintf(bw, " relay=%s", term(r.Remote))
 		}
 		fmt.Fprintln(bw)
+		if r.TLSPolicy != "" {
+			fmt.Fprintf(bw, "      tls policy: %s\n", term(r.TLSPolicy))
+		}
 		if r.LastReply != "" {
 			fmt.Fprintf(bw, "      last reply: %s\n", oneLine(r.LastReply))
 		}
