@@ -190,6 +190,14 @@ func (k *checker) clients() {
 			k.enum(fmt.Sprintf("auth.networks[%d].tls_profile", i), n.TLSProfile, TLSModern, TLSLegacy)
 		}
 	}
+	for _, where := range c.UsesLegacyTLS() {
+		key := where + ".tls_profile"
+		if strings.HasPrefix(where, "auth.networks[") {
+			key = where + " tls_profile"
+		}
+		k.warn(key, "is legacy: TLS 1.0/1.1 and RSA key exchange (no forward secrecy) are accepted there, for old devices",
+			"keep it to the listener or network those devices use; modern clients still get TLS 1.3 there")
+	}
 	k.atLeast("limits.max_connections_per_trusted_ip", c.Limits.MaxConnectionsPerTrustedIP, 0)
 	if h := c.Headers.ReceivedPrivacy; h != "" {
 		k.enum("headers.received_privacy", h, PrivacyNone, PrivacyAuthenticated, PrivacyAll)

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/tls"
+	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/textproto"
 	"os"
 	"strings"
@@ -251,3 +254,195 @@ func TestLegacyProfileWithoutGODEBUG(t *testing.T) {
 }
 
 func saslPlain(user, pass string) sasl.Client { return sasl.NewPlainClient("", user, pass) }
+
+// dialFrom opens a TCP connection from a loopback address.
+func (e *env) dialFrom(kind inbound.Kind, from string) net.Conn {
+	e.t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	conn, err := d.Dial("tcp", e.addr(kind))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	e.t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// proxyV2 is a PROXY protocol v2 header for a TCP/IPv4 client.
+func proxyV2(src string, sport uint16) []byte {
+	b := append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x21, 0x11, 0, 12)
+	s := netip.MustParseAddr(src).As4()
+	b = append(b, s[:]...)
+	b = append(b, 127, 0, 0, 1)
+	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(b, sport), 25)
+}
+
+// Behind a proxy, the address in the PROXY header decides trust, limits,
+// logs and Received; the proxy's own address (trusted here, as operators
+// are tempted to do) gives nothing. A PROXY header from an address that is
+// not a listed proxy is refused.
+func TestProxyProtocol(t *testing.T) {
+	e := start(t, func(c *config.Config) {
+		c.Auth.TrustedNetworks = []string{"127.0.0.2/32", "127.0.0.9/32"}
+		c.Listeners.Relay.ProxyProtocolFrom = []string{"127.0.0.9/32"}
+		c.Listeners.SMTPS.ProxyProtocolFrom = []string{"127.0.0.9"}
+		c.Limits.MaxConnectionsPerIP = 2
+	})
+	// v1, a trusted client behind the proxy: relayed, Received names it.
+	conn := e.dialFrom(inbound.KindRelay, "127.0.0.9")
+	io.WriteString(conn, "PROXY TCP4 127.0.0.2 127.0.0.1 40000 25\r\n")
+	c := textproto.NewConn(conn)
+	expect(t, c, "", "220")
+	expect(t, c, "EHLO printer.test", "250")
+	id := sendRaw(t, c, "printer@example.com", "boss@example.net", "via proxy")
+	if b := string(e.body(id)); !strings.Contains(b, "Received: from printer.test ([127.0.0.2])") {
+		t.Errorf("Received behind the proxy:\n%s", b)
+	}
+	e.waitLog("accepted", "client=127.0.0.2", "proxy=127.0.0.9")
+
+	// v2, a stranger behind the (trusted) proxy: not trusted.
+	conn = e.dialFrom(inbound.KindRelay, "127.0.0.9")
+	conn.Write(proxyV2("127.0.0.7", 40001))
+	c = textproto.NewConn(conn)
+	expect(t, c, "", "220")
+	expect(t, c, "EHLO stranger.test", "250")
+	expect(t, c, "MAIL FROM:<x@example.com>", "554 5.7.1")
+
+	// Limits count the stranger's address, not the proxy's.
+	var open []net.Conn
+	for i := range 3 {
+		conn := e.dialFrom(inbound.KindRelay, "127.0.0.9")
+		conn.Write(proxyV2("127.0.0.8", uint16(41000+i)))
+		open = append(open, conn)
+	}
+	refusedN := 0 // the headers are read concurrently: any one of the three
+	for _, conn := range open {
+		line, _ := textproto.NewConn(conn).ReadLine()
+		switch {
+		case strings.HasPrefix(line, "421 4.7.0 Too many connections from 127.0.0.8"):
+			refusedN++
+		case !strings.HasPrefix(line, "220"):
+			t.Errorf("connection through the proxy for 127.0.0.8: %q", line)
+		}
+	}
+	if refusedN != 1 {
+		t.Errorf("%d of 3 connections for 127.0.0.8 refused, want 1 (max_connections_per_ip 2)", refusedN)
+	}
+	for i := range 3 { // other clients of the same proxy are not limited by them
+		conn := e.dialFrom(inbound.KindRelay, "127.0.0.9")
+		conn.Write(proxyV2(fmt.Sprintf("127.0.0.%d", 20+i), 42000))
+		if line, _ := textproto.NewConn(conn).ReadLine(); !strings.HasPrefix(line, "220") {
+			t.Errorf("another client through the proxy: %q", line)
+		}
+	}
+
+	// Implicit TLS after a v2 header.
+	conn = e.dialFrom(inbound.KindSMTPS, "127.0.0.9")
+	conn.Write(proxyV2("127.0.0.2", 43000))
+	tc := tls.Client(conn, clientTLS)
+	sc := smtp.NewClient(tc)
+	if err := sc.Hello("nas.test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.Mail("nas@example.com", nil); err != nil {
+		t.Errorf("trusted client through the proxy on 465: %v", err)
+	}
+	sc.Close()
+
+	// A PROXY header from a client that is not a listed proxy: refused.
+	conn = e.dialFrom(inbound.KindRelay, "127.0.0.2")
+	c = textproto.NewConn(conn)
+	expect(t, c, "", "220")
+	expect(t, c, "PROXY TCP4 127.0.0.9 127.0.0.1 1 25", "554 5.7.0")
+	if _, err := c.ReadLine(); err == nil {
+		t.Error("connection still open after a refused PROXY header")
+	}
+	e.waitLog("PROXY header refused", "client=127.0.0.2", "proxy_protocol_from")
+	conn = e.dialFrom(inbound.KindSMTPS, "127.0.0.3")
+	conn.Write(proxyV2("127.0.0.2", 1))
+	if err := tls.Client(conn, clientTLS).Handshake(); err == nil {
+		t.Error("TLS after a refused PROXY header")
+	}
+	e.waitLog("PROXY header refused", "client=127.0.0.3", "listener=smtps")
+
+	// A listed proxy that sends no header: closed, and logged.
+	conn = e.dialFrom(inbound.KindRelay, "127.0.0.9")
+	io.WriteString(conn, "EHLO forgot-send-proxy.test\r\n")
+	if b, _ := io.ReadAll(conn); len(b) != 0 {
+		t.Errorf("a listed proxy without a header got %q", b)
+	}
+	e.waitLog("no valid PROXY header", "proxy=127.0.0.9", "send-proxy")
+}
+
+// headers.received_privacy: authenticated: a user's address and HELO stay
+// out of the Received field; trusted networks keep them.
+func TestReceivedPrivacy(t *testing.T) {
+	e := start(t, func(c *config.Config) { c.Headers.ReceivedPrivacy = config.PrivacyAuthenticated })
+	c := e.dial(inbound.KindSMTPS, "127.0.0.1")
+	if err := c.Auth(saslPlain("alice", testPassword)); err != nil {
+		t.Fatal(err)
+	}
+	reply, err := send(c, "alice@example.com", []string{"rcpt@example.net"}, msg("alice@example.com", "rcpt@example.net", "private"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := string(e.body(queuedID(t, reply)))
+	if strings.Contains(b, "127.0.0.1") || strings.Contains(b, "client.test") || !strings.Contains(b, "Received: by mx.test.example (inkan) with ESMTPSA id ") {
+		t.Errorf("authenticated Received:\n%s", b)
+	}
+	reply, err = send(e.dial(inbound.KindRelay, "127.0.0.2"), "p@example.com", []string{"rcpt@example.net"}, msg("p@example.com", "rcpt@example.net", "lan"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := string(e.body(queuedID(t, reply))); !strings.Contains(b, "Received: from client.test ([127.0.0.2])") {
+		t.Errorf("trusted-network Received:\n%s", b)
+	}
+}
+
+// DSN is advertised; RET, ENVID, NOTIFY and ORCPT are stored with the
+// message; a bad NOTIFY set is refused with 501 5.5.4.
+func TestDSNParametersStored(t *testing.T) {
+	e := start(t, nil)
+	c := e.dial(inbound.KindRelay, "127.0.0.2")
+	if ok, _ := c.Extension("DSN"); !ok {
+		t.Fatal("DSN not advertised")
+	}
+	if err := c.Mail("tickets@example.com", &smtp.MailOptions{Return: smtp.DSNReturnHeaders, EnvelopeID: "ticket+42"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("a@example.net", &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifySuccess, smtp.DSNNotifyFailure},
+		OriginalRecipientType: smtp.DSNAddressTypeRFC822, OriginalRecipient: "old-a@example.net"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("b@example.net", &smtp.RcptOptions{Notify: []smtp.DSNNotify{smtp.DSNNotifyNever}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Rcpt("c@example.net", nil); err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.Data()
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(w, msg("tickets@example.com", "a@example.net", "dsn"))
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := e.q.Get(queuedID(t, resp.StatusText))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.DSNRet != "HDRS" || info.DSNEnvID != "ticket+42" {
+		t.Errorf("RET/ENVID = %q %q", info.DSNRet, info.DSNEnvID)
+	}
+	a, b := info.Rcpts[0].DSN, info.Rcpts[1].DSN
+	if a == nil || strings.Join(a.Notify, ",") != "SUCCESS,FAILURE" || a.ORcpt != "old-a@example.net" || a.ORcptType != "RFC822" ||
+		b == nil || strings.Join(b.Notify, ",") != "NEVER" || info.Rcpts[2].DSN != nil {
+		t.Errorf("per-recipient DSN = %+v %+v %+v", a, b, info.Rcpts[2].DSN)
+	}
+	raw, _ := e.raw(inbound.KindRelay, "127.0.0.2")
+	expect(t, raw, "EHLO x.test", "250")
+	expect(t, raw, "MAIL FROM:<tickets@example.com> RET=HDRS", "250")
+	expect(t, raw, "RCPT TO:<a@example.net> NOTIFY=NEVER,SUCCESS", "501 5.5.4")
+}

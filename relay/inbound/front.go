@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -136,7 +137,14 @@ func (f *front) prepare(tc *trackedConn) {
 		err := tlsConn.HandshakeContext(ctx)
 		cancel()
 		if err != nil {
-			f.s.handshakeFailed(tc, f.kind, handshakeReason(err), err.Error())
+			if errors.Is(err, io.EOF) && !tc.hs.started() {
+				// Connected and closed without a byte: a port probe or a
+				// health check, not a client that failed at TLS.
+				tc.hs.quiet()
+				f.s.log.Debug("connection closed before TLS", "client", tc.ip.String(), "listener", f.kind.String())
+			} else {
+				f.s.handshakeFailed(tc, f.kind, handshakeReason(err), err.Error())
+			}
 			tlsConn.Close()
 			return
 		}

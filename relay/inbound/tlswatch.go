@@ -128,6 +128,13 @@ func (w *handshakeWatch) pending() bool {
 	return w.seen && !w.done && !w.reported
 }
 
+// started reports whether a ClientHello arrived.
+func (w *handshakeWatch) started() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.seen
+}
+
 // quiet marks the connection as explained elsewhere (a refused PROXY
 // header): no handshake failure line for it.
 func (w *handshakeWatch) quiet() {
