@@ -51,14 +51,15 @@ type DSNRcpt struct {
 	Addr           string    // "Final-Recipient: rfc822; ADDR"
 	Action         string    // ActionFailed, ActionDelayed or ActionRelayed
 	Status         string    // "5.1.1"; "" = 5.0.0 (failed), 4.0.0 (delayed) or 2.0.0 (relayed)
-	// OriginalRecipient is the sender's ORCPT, "rfc822;ADDR" (type;
-	// address, decoded): "Original-Recipient"; "" = none.
-	OriginalRecipient string
 	RemoteMTA      string    // host name; "" = no Remote-MTA field
 	DiagnosticType string    // "smtp" (the default) or "X-Inkan" for local errors
 	Diagnostic     string    // the reply; "" = no Diagnostic-Code field
 	LastAttempt    time.Time // zero = no Last-Attempt-Date field
 	WillRetryUntil time.Time // for delayed; zero = no Will-Retry-Until field
+
+	// OriginalRecipient is the sender's ORCPT, "rfc822;ADDR" (type;
+	// address, decoded): "Original-Recipient"; "" = none.
+	OriginalRecipient string
 }
 
 const (

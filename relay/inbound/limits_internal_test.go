@@ -90,7 +90,7 @@ func TestReadProxyHeader(t *testing.T) {
 		{"PROXY TCP4 192.0.2.1 192.0.2.2 40000 25\n", "err"},
 		{"EHLO client\r\n", "err"},
 		{string(proxyV2Sig) + "\x21\x11\x00\x0c\xc0\x00\x02\x05\xc0\x00\x02\x06\x9c\x40\x00\x19", "192.0.2.5:40000"},
-		{string(proxyV2Sig) + "\x20\x00\x00\x00", ""},                 // LOCAL
+		{string(proxyV2Sig) + "\x20\x00\x00\x00", ""},                    // LOCAL
 		{string(proxyV2Sig) + "\x21\x11\x00\x04\xc0\x00\x02\x05", "err"}, // truncated
 		{string(proxyV2Sig) + "\x31\x11\x00\x00", "err"},                 // version 3
 	} {
