@@ -126,6 +126,9 @@ func startDaemon(cfg *config.Config, cfgPath string, logger *slog.Logger) (*daem
 		return nil, err
 	}
 	d.tlsSetup = tlsSetup
+	if err := d.startTLSReports(cfg); err != nil {
+		return nil, err
+	}
 	tr, err := newTransport(cfg, logger)
 	if err != nil {
 		return nil, err
@@ -162,6 +165,7 @@ func startDaemon(cfg *config.Config, cfgPath string, logger *slog.Logger) (*daem
 		}
 	})
 	d.goFunc(func() { d.srv.Serve() })
+	d.runTLSReports()
 	d.startPickup(cfg) // maildrop: mail `inkan sendmail` left while the server was down
 	d.goFunc(d.watchUsers)
 	for _, w := range st.Warnings() {
@@ -196,7 +200,8 @@ func queueOptions(cfg *config.Config, tr queue.Transport, logger *slog.Logger) q
 func newTransport(cfg *config.Config, logger *slog.Logger) (*deliver.Transport, error) {
 	l := cfg.Listen
 	listen := slices.Concat(config.SplitAddrs(l.SMTPS), config.SplitAddrs(l.Submission), config.SplitAddrs(l.Relay))
-	return deliver.New(deliver.Options{Config: cfg.Delivery, Hostname: cfg.Hostname, Logger: logger, Listen: listen})
+	return deliver.New(deliver.Options{Config: cfg.Delivery, Hostname: cfg.Hostname, Logger: logger, Listen: listen,
+		DataDir: cfg.DataDir, Reports: tlsReports.Load()}) // MTA-STS cache, TLS-RPT (tlsrpt.go)
 }
 
 // buildState loads everything a reload replaces. old, when set, lends its
