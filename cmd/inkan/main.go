@@ -111,10 +111,6 @@ func runVersion(args []string) int {
 	return cli.ExitOK
 }
 
-// defaultConfigPath is $INKAN_CONFIG, for `inkan sendmail`; every other
-// command finds its configuration with config.Discover.
-func defaultConfigPath() string { return os.Getenv("INKAN_CONFIG") }
-
 // configFlag defines -config on fs.
 func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("config", "", "config `file` (default: $INKAN_CONFIG, /etc/inkan/inkan.yaml, ~/.config/inkan/inkan.yaml, else the embedded default)")

@@ -54,10 +54,12 @@ func mayRedirect(flags []string) error {
 		strings.Join(flags, " and "), serviceUserName, name, strings.Join(flags, " and "))
 }
 
-// dataDirOwner returns the owner of the data directory the default
-// configuration names, when there is one.
+// dataDirOwner returns the owner of the data directory of the
+// configuration found without -config (config.Discover: INKAN_CONFIG,
+// /etc/inkan/inkan.yaml, the per-user file, the embedded default), when
+// there is one. Arguments cannot change which file that is.
 func dataDirOwner() (int, bool) {
-	cfg, err := config.Load(defaultConfigPath())
+	cfg, _, err := config.LoadDiscovered("")
 	if err != nil || cfg.DataDir == "" {
 		return 0, false
 	}

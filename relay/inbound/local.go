@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net"
 	"os"
 	"os/user"
@@ -127,7 +126,7 @@ func (s *Server) listenLocal(path string) error {
 		ln.Close()
 		return fmt.Errorf("listen local on %s: %w", path, err)
 	}
-	s.local.sock, s.local.path = &credListener{Listener: ln}, path
+	s.local.sock, s.local.path = &credListener{Listener: ln, srv: s, open: map[int]int{}}, path
 	return nil
 }
 
@@ -351,8 +350,15 @@ func (s *session) clientName() string {
 	return s.ip.String()
 }
 
-// credListener accepts Unix connections and reads each peer's uid.
-type credListener struct{ net.Listener }
+// credListener accepts Unix connections and reads each peer's uid. One uid
+// may hold limits.max_connections_per_ip connections at once, so that no
+// local user can take every file descriptor of the server.
+type credListener struct {
+	net.Listener
+	srv  *Server
+	mu   sync.Mutex
+	open map[int]int // connections per uid
+}
 
 func (l *credListener) Accept() (net.Conn, error) {
 	for {
@@ -362,12 +368,47 @@ func (l *credListener) Accept() (net.Conn, error) {
 		}
 		uid, err := peerUID(c)
 		if err != nil {
-			slog.Warn("local connection refused: no peer credentials", "err", err)
+			l.srv.log.Warn("local connection refused: no peer credentials", "err", err)
 			c.Close()
 			continue
 		}
-		return &peerConn{Conn: c, peer: newPeer(uid, "socket")}, nil
+		max := l.srv.state.Load().Config.Limits.MaxConnectionsPerIP
+		l.mu.Lock()
+		full := max > 0 && l.open[uid] >= max
+		if !full {
+			l.open[uid]++
+		}
+		l.mu.Unlock()
+		if full {
+			l.srv.log.Warn("connection refused", "listener", KindLocal.String(), "uid", uid, "reason", "too many connections from this uid (limits.max_connections_per_ip)")
+			refused.WithLabelValues("too_many_connections").Inc()
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			fmt.Fprintf(c, "421 4.7.0 Too many connections from uid %d, try again later\r\n", uid)
+			c.Close()
+			continue
+		}
+		return &peerConn{Conn: &countedConn{Conn: c, release: func() { l.release(uid) }}, peer: newPeer(uid, "socket")}, nil
 	}
+}
+
+func (l *credListener) release(uid int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[uid]--; l.open[uid] <= 0 {
+		delete(l.open, uid)
+	}
+}
+
+// countedConn calls release once, when closed.
+type countedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.release)
+	return c.Conn.Close()
 }
 
 // pipeEnd is the server's end of a DialLocal pipe: the client closing it is

@@ -1,6 +1,7 @@
 package inbound_test
 
 import (
+	"bufio"
 	"bytes"
 	"net"
 	"os"
@@ -78,6 +79,7 @@ func TestLocalSocket(t *testing.T) {
 	sock := ""
 	e := start(t, func(c *config.Config) {
 		c.Listen.Local = "local.sock"
+		c.Limits.MaxConnectionsPerIP = 2
 		sock = filepath.Join(c.DataDir, "local.sock")
 	})
 	if e.srv.LocalAddr() != sock {
@@ -109,6 +111,21 @@ func TestLocalSocket(t *testing.T) {
 	uid := os.Geteuid()
 	if b := e.body(queuedID(t, reply)); !bytes.Contains(b, []byte("from userid "+strconv.Itoa(uid)+")")) {
 		t.Errorf("no Received with the peer's uid:\n%s", b)
+	}
+	// One uid holds at most limits.max_connections_per_ip connections.
+	second, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	bufio.NewReader(second).ReadString('\n') // its greeting: counted
+	third, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if line, _ := bufio.NewReader(third).ReadString('\n'); !strings.HasPrefix(line, "421 4.7.0 Too many connections from uid") {
+		t.Errorf("third connection of one uid: %q, want 421", line)
 	}
 }
 
