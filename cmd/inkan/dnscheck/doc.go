@@ -29,6 +29,11 @@
 //     a sending domain without MX, or with a null MX (CheckMX); an address
 //     whose PTR is missing or does not resolve back, or a greeting name that
 //     does not resolve to it (CheckHost).
+//   - CheckMTASTS and CheckTLSRPT (transport.go) check the operator's own
+//     _mta-sts record, the policy it announces (fetched as senders fetch it,
+//     and compared with the domain's MX hosts) and the _smtp._tls record,
+//     with the parsers delivery uses; a domain that publishes neither gets
+//     no finding.
 //   - TXT values are compared as the bytes on the wire (the presentation
 //     escapes of miekg/dns undone).
 package dnscheck

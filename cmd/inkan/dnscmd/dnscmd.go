@@ -251,6 +251,12 @@ func check(c *dnscheck.Checker, s *signing.Signer, domains []string, ips []netip
 		report(c.CheckDMARC(ctx, d))
 		report(c.CheckReportAuth(ctx, d)...)
 		report(c.CheckMX(ctx, d))
+		if f, ok := c.CheckMTASTS(ctx, d); ok { // when published
+			report(f)
+		}
+		if f, ok := c.CheckTLSRPT(ctx, d); ok {
+			report(f)
+		}
 	}
 	if len(ips) == 0 {
 		report(c.CheckHost(ctx, hostname, netip.Addr{})...)
