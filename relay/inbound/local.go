@@ -423,6 +423,16 @@ func (p pipeEnd) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// SetReadDeadline on a closed end fails as on a closed socket, which
+// go-smtp takes for the end of the connection, not an error to log.
+func (p pipeEnd) SetReadDeadline(t time.Time) error {
+	err := p.Conn.SetReadDeadline(t)
+	if errors.Is(err, io.ErrClosedPipe) {
+		err = net.ErrClosed
+	}
+	return err
+}
+
 // pipeListener hands DialLocal's connections to the SMTP server.
 type pipeListener struct {
 	conns chan net.Conn
