@@ -44,7 +44,17 @@
 //	prefix length uint32 | envelope length uint32 |
 //	CRC-32C of prefix+envelope | CRC-32C of the footer's first 28 bytes
 //
-// (big-endian). State files are replaced whole via tmp/ → fsync → rename →
+// (big-endian). The envelope (type Envelope) is a JSON object; fields added
+// later are optional, so older files stay readable and mean the default.
+// The DSN requests of RFC 3461 are such fields: "dsn_ret" ("FULL" or
+// "HDRS"), "dsn_envid" (the ENVID, decoded) and "dsn_rcpt", a list in the
+// order of "to" of {"notify": ["SUCCESS","FAILURE","DELAY"] or ["NEVER"],
+// "orcpt_type": "RFC822" or "UTF-8", "orcpt": the address, decoded}, each
+// member omitted when the client did not give it. A file without them (or
+// from before them) is reported on as if no NOTIFY had been given: failures
+// and delays are reported, success is not.
+//
+// State files are replaced whole via tmp/ → fsync → rename →
 // directory fsync (safefile.CreateTemp, then the committer's batched rename
 // and fsync of msg/); message files are never edited. When a message is done its
 // file is removed first, then its state; state files without a message are

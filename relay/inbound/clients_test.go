@@ -2,15 +2,22 @@ package inbound_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/netip"
 	"net/textproto"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -445,4 +452,57 @@ func TestDSNParametersStored(t *testing.T) {
 	expect(t, raw, "EHLO x.test", "250")
 	expect(t, raw, "MAIL FROM:<tickets@example.com> RET=HDRS", "250")
 	expect(t, raw, "RCPT TO:<a@example.net> NOTIFY=NEVER,SUCCESS", "501 5.5.4")
+}
+
+// writeRSACert writes a self-signed RSA pair for cn into dir.
+func writeRSACert(t *testing.T, dir, cn string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{cn},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kd, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "rsa.pem"), filepath.Join(dir, "rsa.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600)
+	return
+}
+
+// Certificate files: an ECDSA cert_file for modern clients and an RSA
+// rsa_cert_file for the old device on a network with the legacy profile.
+func TestRSACertificateFileForOldDevices(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := writeCert(t, dir, "mx.test.example")
+	rsaCert, rsaKey := writeRSACert(t, dir, "mx.test.example")
+	e := start(t, func(c *config.Config) {
+		c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile
+		c.TLS.RSACertFile, c.TLS.RSAKeyFile = rsaCert, rsaKey
+		c.Auth.Networks = []config.Network{{Name: "printers", CIDRs: []string{"127.0.0.6/32"}, TLSProfile: config.TLSLegacy}}
+	})
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.6")}, Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", e.addr(inbound.KindSMTPS), oldDevice)
+	if err != nil {
+		t.Fatalf("old device on its legacy network: %v", err)
+	}
+	if _, ok := conn.ConnectionState().PeerCertificates[0].PublicKey.(*rsa.PublicKey); !ok {
+		t.Error("old device did not get the RSA certificate")
+	}
+	conn.Close()
+	mc, err := tls.Dial("tcp", e.addr(inbound.KindSMTPS), clientTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := mc.ConnectionState().PeerCertificates[0].PublicKey.(*ecdsa.PublicKey); !ok {
+		t.Error("modern client did not get the ECDSA certificate")
+	}
+	mc.Close()
+	// The same device elsewhere (not in the legacy network) is refused.
+	if c, err := tls.Dial("tcp", e.addr(inbound.KindSMTPS), oldDevice); err == nil {
+		c.Close()
+		t.Error("TLS 1.0 accepted outside the legacy network")
+	}
 }
