@@ -156,6 +156,16 @@ func (s *submitter) qualify(addr string) string {
 	return addr + "@" + s.domain
 }
 
+// utf8 reports whether an address is not ASCII: SMTPUTF8 is asked for only
+// then, so 8-bit text in a message does not need it of every next hop.
+func (e envelope) utf8() bool {
+	u := !mailsyntax.IsASCII(e.from)
+	for _, r := range e.to {
+		u = u || !mailsyntax.IsASCII(r)
+	}
+	return u
+}
+
 // outcome is how one submission ended.
 type outcome struct {
 	id      string   // queue ID, when the server took it
@@ -202,11 +212,7 @@ func (s *submitter) submitTo(t target, env envelope, msg []byte) outcome {
 	fail := func(stage string, err error) outcome {
 		return outcome{err: err, stage: stage, exit: exitFor(stage, err)}
 	}
-	utf8 := !mailsyntax.IsASCII(env.from)
-	for _, r := range env.to {
-		utf8 = utf8 || !mailsyntax.IsASCII(r)
-	}
-	mo := &smtp.MailOptions{UTF8: utf8, Return: smtp.DSNReturn(env.ret), EnvelopeID: env.envID}
+	mo := &smtp.MailOptions{UTF8: env.utf8(), Return: smtp.DSNReturn(env.ret), EnvelopeID: env.envID}
 	if err := c.Mail(env.from, mo); err != nil {
 		return fail("MAIL FROM", err)
 	}
@@ -293,7 +299,7 @@ func (s *submitter) drop(env envelope, msg []byte) outcome {
 		return outcome{err: err, stage: "maildrop", exit: exNoPerm}
 	}
 	name, err := maildrop.Write(s.maildrop, maildrop.Envelope{
-		From: env.from, To: env.to, Notify: env.notify, Ret: env.ret, EnvID: env.envID, UTF8: !mailsyntax.IsASCII(string(msg)),
+		From: env.from, To: env.to, Notify: env.notify, Ret: env.ret, EnvID: env.envID, UTF8: env.utf8(),
 	}, msg)
 	if err != nil {
 		return outcome{err: fmt.Errorf("inkan is not running and the maildrop cannot take the message: %w", err), stage: "maildrop", exit: exTempFail}
