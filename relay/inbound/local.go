@@ -177,7 +177,7 @@ func (s *Server) serveLocal(cfg *config.Config) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.Serve(barePathListener{ln}); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				s.log.Error("listener stopped", "listener", KindLocal.String(), "err", err)
 			}
 		}()
