@@ -130,7 +130,7 @@ func (p *pickup) one(name string) {
 		return
 	case err != nil:
 		p.log.Error("maildrop: cannot read a file; is the folder mode 3733 (set-group-ID, so files get inkan's group)?", "file", name, "err", err)
-		p.defer_(name, cfg)
+		p.postpone(name, cfg)
 		return
 	}
 	log := p.log.With("file", name, "uid", e.UID)
@@ -151,7 +151,7 @@ func (p *pickup) one(name string) {
 		p.hold(name, "uid", e.UID, "from", e.Env.From, "reason", "still refused after queue.max_lifetime: "+err.Error())
 	default:
 		log.Warn("maildrop: submission deferred", "err", err)
-		p.defer_(name, cfg)
+		p.postpone(name, cfg)
 	}
 }
 
@@ -199,7 +199,7 @@ func (p *pickup) submit(e *maildrop.Entry) (string, error) {
 	return id, nil
 }
 
-func (p *pickup) defer_(name string, cfg *config.Config) {
+func (p *pickup) postpone(name string, cfg *config.Config) {
 	d := p.delay[name] * 2
 	if d < pickupRetryMin {
 		d = pickupRetryMin

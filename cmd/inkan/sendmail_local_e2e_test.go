@@ -199,6 +199,14 @@ func TestSendmailMaildropWhileServerDown(t *testing.T) {
 		t.Errorf("root's dropped file is gone: %v", err)
 	}
 
+	// What the server will not submit is held, never deleted: a file that
+	// is not a maildrop file, and a message the server refuses (its From
+	// does not parse: 550 5.6.0).
+	os.WriteFile(filepath.Join(drop, "mjunk"), []byte("not a maildrop file\n"), 0o640)
+	if out, code := in.sendmailAs(0, "From: a@@b\nSubject: malformed\n\n", "ops@example.net"); code != 0 {
+		t.Fatalf("root, malformed From, server down: exit %d\n%s", code, out)
+	}
+
 	in.start()
 	got := s.wait(t, 2)
 	nb := bySubject(t, got, "cron-nobody")
@@ -211,8 +219,18 @@ func TestSendmailMaildropWhileServerDown(t *testing.T) {
 		t.Errorf("root's cron mail:\n%s", rt.data)
 	}
 	waitLog(t, in, "maildrop: picked up")
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(in.logs.String(), "file not submitted, held") < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
 	if left, _ := os.ReadDir(drop); len(left) != 0 {
 		t.Errorf("maildrop still holds %d files after pickup", len(left))
+	}
+	if held, _ := os.ReadDir(filepath.Join(in.dir, "maildrop.held")); len(held) != 2 {
+		t.Errorf("maildrop.held has %d files, want the junk file and the refused message", len(held))
+	}
+	if len(s.msgs) != 2 {
+		t.Errorf("sink got %d messages, want 2", len(s.msgs))
 	}
 }
 
