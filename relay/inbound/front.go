@@ -40,6 +40,8 @@ type front struct {
 
 	wg      sync.WaitGroup // connections being prepared
 	done    chan struct{}
+	ctx     context.Context // ends with done or Shutdown, for the PROXY header reads
+	cancel  context.CancelFunc
 	once    sync.Once
 	errMu   sync.Mutex
 	err     error // why Accept stopped
@@ -48,6 +50,7 @@ type front struct {
 
 func (s *Server) newFront(kind Kind, ln net.Listener) *front {
 	f := &front{s: s, kind: kind, ln: ln, done: make(chan struct{}), tlsConf: s.tlsRoot(kind)}
+	f.ctx, f.cancel = context.WithCancel(s.ctx)
 	f.offer = &chanListener{f: f, ch: make(chan net.Conn)}
 	f.plain = &chanListener{f: f, ch: make(chan net.Conn)}
 	return f
@@ -79,7 +82,9 @@ func (f *front) run() {
 			f.wg.Add(1)
 			go func() {
 				defer f.wg.Done()
+				stop := context.AfterFunc(f.ctx, func() { c.SetReadDeadline(time.Now()) })
 				pc, err := readProxyHeader(c, proxyHeaderTimeout)
+				stop()
 				if err != nil {
 					proxyRefused.WithLabelValues(f.kind.String(), "missing").Inc()
 					f.s.log.Warn("connection from a listed proxy refused: no valid PROXY header", "proxy", remoteIP(c).String(),
@@ -167,6 +172,7 @@ func (f *front) stop(err error) {
 		f.err = err
 		f.errMu.Unlock()
 		close(f.done)
+		f.cancel()
 		f.ln.Close()
 	})
 }
