@@ -76,6 +76,9 @@ type ACME struct {
 	ChallengeListen string   `yaml:"challenge_listen"` // ":80" (HTTP-01) or ":443" (TLS-ALPN-01)
 	DirectoryURL    string   `yaml:"directory_url"`    // "" = Let's Encrypt production
 	CacheDir        string   `yaml:"cache_dir"`        // "" = DataDir/acme
+	// Challenge is what challenge_listen answers: http-01 or tls-alpn-01;
+	// "" = tls-alpn-01 on port 443, http-01 elsewhere (acme.go).
+	Challenge string `yaml:"challenge"`
 }
 
 // Auth describes who may submit mail, and as whom.

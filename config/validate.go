@@ -259,6 +259,7 @@ func (k *checker) tls() {
 	} else if _, p, _ := net.SplitHostPort(a.ChallengeListen); p != "80" && p != "443" {
 		k.warn("tls.acme.challenge_listen", "the CA connects to port 80 or 443 only", "forward one of them here, or listen on :80 / :443")
 	}
+	k.acmeChallenge(a)
 	if a.DirectoryURL != "" {
 		if u, err := url.Parse(a.DirectoryURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			k.bad("tls.acme.directory_url", fmt.Sprintf("%q is not an http(s) URL", a.DirectoryURL), "leave it empty for Let's Encrypt")

@@ -84,13 +84,14 @@ func (d *daemon) startACMEChallenge(cfg *config.Config) error {
 		return fmt.Errorf("listen for ACME challenges on %s: %w (set tls.acme.challenge_listen)", addr, err)
 	}
 	m := d.tlsSetup.ACME
-	if _, port, _ := net.SplitHostPort(addr); port == "443" {
+	if inbound.ACMEChallengeTLS(cfg.TLS.ACME) { // tls.acme.challenge, or port 443
 		ln = tls.NewListener(ln, m.TLSConfig())
 		d.acmeSrv = &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 10 * time.Second}
 	} else {
 		d.acmeSrv = &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
 	}
 	d.log.Info("listening", "listener", "acme-challenge", "addr", ln.Addr().String())
+	d.goFunc(func() { d.tlsSetup.RunACME(d.ctx) }) // certificates in the background (acme.go)
 	d.goFunc(func() {
 		if err := d.acmeSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("acme challenge listener stopped", "err", err)

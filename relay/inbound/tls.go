@@ -20,7 +20,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
 
 	"github.com/inkan-relay/inkan/config"
@@ -71,6 +70,8 @@ type TLSSetup struct {
 	Config *tls.Config
 	ACME   *autocert.Manager
 	Source string // "files", "acme" or "self-signed"
+
+	acme *acmeCerts // certificates and their fallback (acme.go); nil = not ACME
 }
 
 // ServerTLS builds the server certificate source from the config: files
@@ -80,30 +81,7 @@ func ServerTLS(cfg *config.Config, logger *slog.Logger) (*TLSSetup, error) {
 	base := &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: cipherSuites}
 	switch {
 	case cfg.TLS.ACME != nil && len(cfg.TLS.ACME.Domains) > 0:
-		a := cfg.TLS.ACME
-		cache := a.CacheDir
-		if cache == "" {
-			cache = filepath.Join(cfg.DataDir, "acme")
-		}
-		m := &autocert.Manager{
-			Prompt:     autocert.AcceptTOS,
-			HostPolicy: autocert.HostWhitelist(a.Domains...),
-			Cache:      autocert.DirCache(cache),
-			Email:      a.Email,
-		}
-		if a.DirectoryURL != "" {
-			m.Client = &acme.Client{DirectoryURL: a.DirectoryURL}
-		}
-		defaultName := a.Domains[0]
-		base.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			// SMTP clients often send no SNI; answer with the first domain.
-			if hello.ServerName == "" {
-				hello.ServerName = defaultName
-			}
-			return m.GetCertificate(hello)
-		}
-		base.NextProtos = []string{acme.ALPNProto}
-		return &TLSSetup{Config: base, ACME: m, Source: "acme"}, nil
+		return acmeSetup(cfg, base, logger) // acme.go
 	case cfg.TLS.CertFile != "":
 		r, err := newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, logger)
 		if err != nil {
