@@ -11,9 +11,9 @@ import (
 // messages in the folder queue.maildrop. Both paths may be relative, to
 // data_dir, so the default configuration needs neither.
 
-// maxSocketPath is the longest path a Unix socket address holds (sun_path
+// MaxSocketPath is the longest path a Unix socket address holds (sun_path
 // is 108 bytes on Linux, with a terminating NUL).
-const maxSocketPath = 107
+const MaxSocketPath = 107
 
 // LocalSocketPath is listen.local as an absolute path, "" when it is off.
 func (c *Config) LocalSocketPath() string { return c.inDataDir(c.Listen.Local) }
@@ -42,8 +42,9 @@ func (k *checker) local() {
 			k.bad(e.key, "contains a NUL byte", "write a path, e.g. "+localExample(e.key))
 		case !filepath.IsAbs(e.val) && (e.val == ".." || strings.HasPrefix(filepath.Clean(e.val), "../")):
 			k.bad(e.key, fmt.Sprintf("%q leaves data_dir", e.val), "write a name inside data_dir, e.g. "+localExample(e.key)+", or an absolute path")
-		case e.key == "listen.local" && len(k.c.LocalSocketPath()) > maxSocketPath:
-			k.bad(e.key, fmt.Sprintf("%q is %d bytes long; a Unix socket path holds at most %d", k.c.LocalSocketPath(), len(k.c.LocalSocketPath()), maxSocketPath),
+		case e.key == "listen.local" && len(k.c.LocalSocketPath()) > MaxSocketPath:
+			// A warning: the default lives in data_dir, which may be deep.
+			k.warn(e.key, fmt.Sprintf("%q is %d bytes long; a Unix socket path holds at most %d, so there is no local socket and sendmail uses a TCP listener", k.c.LocalSocketPath(), len(k.c.LocalSocketPath()), MaxSocketPath),
 				"use a shorter absolute path, e.g. /run/inkan/sendmail.sock")
 		}
 	}

@@ -102,6 +102,10 @@ func (s *Server) listenLocal(path string) error {
 	if path == "" {
 		return nil
 	}
+	if len(path) > config.MaxSocketPath {
+		s.log.Warn("no local socket: listen.local is longer than a Unix socket path may be; sendmail uses a TCP listener", "path", path)
+		return nil
+	}
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
 	if err != nil {
