@@ -44,6 +44,7 @@ func (t *Transport) loginOAuth(ctx context.Context, s *conn, route Route, rel *r
 	v, refused = t.authWith(s, route, mech, token)
 	if refused {
 		v.msg += fmt.Sprintf(" (a freshly issued token was refused too: check that %s may send with SMTP AUTH and that the app has the SMTP permission in its scopes)", route.User)
+		v.stop = true // the account, not this host: another address would refuse it too
 	}
 	return v
 }

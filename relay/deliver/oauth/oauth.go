@@ -230,6 +230,7 @@ func (s *Source) fetch(ctx context.Context) (string, error) {
 	if s.failed != nil && s.now().Sub(s.failedAt) < failureHold && state == s.failedOn {
 		return "", s.failed
 	}
+	parent := ctx
 	if s.http != nil {
 		ctx = context.WithValue(ctx, oauth2.HTTPClient, s.http)
 	}
@@ -241,6 +242,10 @@ func (s *Source) fetch(ctx context.Context) (string, error) {
 		err = errors.New("the token endpoint answered without an access_token")
 	}
 	if err != nil {
+		if parent.Err() != nil {
+			// The delivery was cancelled (shutdown): not the provider's answer.
+			return "", fmt.Errorf("%s: getting an access token was interrupted: %w", s.key, context.Cause(parent))
+		}
 		s.failed, s.failedAt, s.failedOn = s.describe(err), s.now(), state
 		return "", s.failed
 	}
