@@ -590,7 +590,7 @@ else
   VARIANTS=("refile refile:$EQ/SigningTable.refile no tables"
     "refile-nocatch refile:$EQ/SigningTable.refile-nocatch no tables"
     "exact file:$EQ/SigningTable.exact no tables"
-    "multi refile:$EQ/SigningTable.refile yes conf")
+    "multi refile:$EQ/SigningTable.refile-multi yes conf")
   for v in "${VARIANTS[@]}"; do
     read -r name table multi how <<<"$v"
     conf=$EQ/opendkim-$name.conf
