@@ -41,6 +41,25 @@
 //     the key and the fix; a relay whose certificate fails the check gets no
 //     AUTH and the mail is deferred with a reason that says so. A refused
 //     login defers the mail rather than bouncing it.
+//   - A relay may log in with OAuth2 instead of a password (SASL XOAUTH2,
+//     or OAUTHBEARER, RFC 7628; package oauth gets the tokens). The token is
+//     fetched before any server is dialled; without one the mail is
+//     deferred with the reason and the fix, and no other address is tried.
+//     A relay that refuses the token gets a new one once, on the same
+//     connection. A client certificate (client_cert_file) is presented
+//     under the same rule as a password: only where the relay's
+//     certificate is checked.
+//   - A relay's address may be a failover list, tried in order per message
+//     (failover.go). An address that failed before the message was sent (no
+//     connection, a TLS or AUTH failure, a 4xx reply) is tried after the
+//     others for delivery.failover_backoff, and the recipients it answered
+//     with 4xx go to the next address at once; a 5xx for a recipient is
+//     final. Deferred results name each address tried and why.
+//   - A route may be paced (pacing.go): a delivery that would pass its
+//     limits is not tried, and its result (Deferred, NotBefore set) tells
+//     the queue when its turn comes; the queue does not count it as an
+//     attempt, so pacing never bounces mail. A paced delivery that reached
+//     no server gives its allowance back.
 //   - A next hop that is this server (one of Options.Listen, address and
 //     port, a wildcard listener counting every local address) or the
 //     unspecified address 0.0.0.0 or :: is never dialled. As in Postfix,

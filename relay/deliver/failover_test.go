@@ -36,6 +36,9 @@ func TestFailoverFirstDownSecondUsed(t *testing.T) {
 	down := e.net.start(t, "127.0.0.2", sinkOpts{greeting: "421 4.3.2 Service not available, closing channel"})
 	up := e.net.start(t, "127.0.0.3", sinkOpts{})
 	tr, clock, logs := failoverTransport(t, e, "[127.0.0.2]:"+port+", [127.0.0.3]:"+port)
+	if got, want := tr.Route("a@sender.test", "x.test").String(), "smarthost -> [127.0.0.2]:"+port+", [127.0.0.3]:"+port+" tls=may"; got != want {
+		t.Errorf("route %s, want %s", got, want)
+	}
 
 	res := deliverOne(t, tr, delivery("a@sender.test", "x.test", testMessage, "bob@x.test"))
 	wantStatus(t, res[0], queue.Sent)
