@@ -442,7 +442,7 @@ postfix_smarthost() {
   postconf -c "$PFDIR/conf" -F '*/*/chroot = n' || return 1
   postconf -c "$PFDIR/conf" -MX smtp/inet || return 1
   (umask 077 && printf '[127.0.0.1]:%s alice:%s\n' "$P_SUB" "$PW" >"$PFDIR/conf/sasl_passwd")
-  postmap "hash:$PFDIR/conf/sasl_passwd" || return 1
+  postmap -c "$PFDIR/conf" "hash:$PFDIR/conf/sasl_passwd" || return 1
   POSTFIX_TOUCHED=1
   postfix -c "$PFDIR/conf" start || return 1
   printf 'From: alice@example.com\nTo: %s\nSubject: interop-postfix\n\nRelayed by Postfix through inkan.\n' "$TO" |
