@@ -79,6 +79,7 @@ cleanup() {
   declare -F stop_postfix >/dev/null && stop_postfix
   if [ "$rc" = 0 ] && [ "$FAILED" = 0 ] && [ -z "${KEEP:-}" ]; then
     rm -rf "$WORK"
+    rmdir "$BASE" 2>/dev/null # only when no other run's files are there
   else
     echo "work files kept in $WORK"
   fi
