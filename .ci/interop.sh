@@ -79,7 +79,9 @@ cleanup() {
   declare -F stop_postfix >/dev/null && stop_postfix
   if [ "$rc" = 0 ] && [ "$FAILED" = 0 ] && [ -z "${KEEP:-}" ]; then
     rm -rf "$WORK"
-    rmdir "$BASE" 2>/dev/null # only when no other run's files are there
+    # Leave no trace outside the work folders: the base folder goes when no
+    # other run's folder is in it (CI runs one at a time).
+    if ! compgen -G "$BASE/run.*" >/dev/null; then rm -f "$BASE/lock" && rmdir "$BASE" 2>/dev/null; fi
   else
     echo "work files kept in $WORK"
   fi
