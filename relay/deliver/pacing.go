@@ -143,12 +143,19 @@ func (p *pacer) prune(now time.Time) {
 func (p *pacer) describe() string {
 	var parts []string
 	if p.msgs != nil {
-		parts = append(parts, fmt.Sprintf("%d messages per %s", p.msgs.limit, config.Duration(p.msgs.period)))
+		parts = append(parts, fmt.Sprintf("%s per %s", count(p.msgs.limit, "message"), config.Duration(p.msgs.period)))
 	}
 	if p.rcpts != nil {
-		parts = append(parts, fmt.Sprintf("%d recipients a day", p.rcpts.limit))
+		parts = append(parts, count(p.rcpts.limit, "recipient")+" a day")
 	}
 	return strings.Join(parts, " and ")
+}
+
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func later(a, b time.Time) time.Time {
