@@ -46,6 +46,19 @@ func watchBarePaths(c net.Conn) net.Conn {
 	return &barePathConn{Conn: c}
 }
 
+// barePathListener watches every connection of the local listener:
+// `inkan sendmail -f root` passes the name as Postfix's sendmail does, and
+// the session completes it.
+type barePathListener struct{ net.Listener }
+
+func (l barePathListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return watchBarePaths(c), nil
+}
+
 // NetConn lets trackedOf find the connection below.
 func (b *barePathConn) NetConn() net.Conn { return b.Conn }
 

@@ -34,9 +34,10 @@ import (
 //     writes it) and on every log line of the session;
 //   - the sender policy is the uid's: root and the user inkan runs as may
 //     use any address; a user named in auth.local_senders the addresses
-//     listed there; any other user only its own name at this host's names
-//     (hostname and the machine's name). It applies to MAIL FROM and to
-//     every author field of the header, as for a trusted network;
+//     listed there; any other user only its own name (LocalDomains: at the
+//     origin domain, as Postfix's myorigin, or this host's names). It
+//     applies to MAIL FROM, once the session completed it, and to every
+//     author field of the header, as for a trusted network;
 //   - no AUTH and no STARTTLS are offered: the socket is the credential.
 //
 // Everything else (header fix-ups, signing, the spool, quotas counted per
@@ -181,7 +182,7 @@ func (s *Server) serveLocal(cfg *config.Config) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			if err := srv.Serve(barePathListener{ln}); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				s.log.Error("listener stopped", "listener", KindLocal.String(), "err", err)
 			}
 		}()
