@@ -152,6 +152,7 @@ type Server struct {
 	listen    config.Listen
 	servers   []*smtp.Server
 	wg        sync.WaitGroup
+	serving   sync.WaitGroup // the smtp.Server Serve loops, ended before their Shutdown
 }
 
 type boundListener struct {
@@ -308,8 +309,10 @@ func (s *Server) Serve() error {
 				continue
 			}
 			s.wg.Add(1)
+			s.serving.Add(1)
 			go func() {
 				defer s.wg.Done()
+				defer s.serving.Done()
 				if err := x.srv.Serve(x.ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 					s.log.Error("listener stopped", "listener", l.kind.String(), "err", err)
 				}
@@ -377,9 +380,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	servers := append([]*smtp.Server(nil), s.servers...)
 	s.mu.Unlock()
-	if len(servers) == 0 {
-		s.closeListeners()
-	}
+	// Close the listeners and let every Serve loop end before go-smtp's
+	// Shutdown waits for connections: a connection accepted while it waits
+	// would be counted (WaitGroup.Add) concurrently with that wait.
+	s.closeListeners()
+	s.serving.Wait()
 	var wg sync.WaitGroup
 	for _, srv := range servers {
 		wg.Add(1)
