@@ -4,7 +4,7 @@
 # and python3-dkim (dkimpy, with python3-nacl for Ed25519).
 # Idempotent: skips apt when everything is present.
 set -euo pipefail
-pkgs=(swaks msmtp postfix opendkim opendkim-tools python3-dkim python3-aiosmtpd dnsmasq-base libsasl2-modules sasl2-bin iproute2 procps php-cli php-symfony-mailer haproxy openssl opendmarc util-linux)
+pkgs=(swaks msmtp postfix opendkim opendkim-tools python3-dkim python3-aiosmtpd dnsmasq-base libsasl2-modules sasl2-bin iproute2 procps php-cli php-symfony-mailer haproxy openssl opendmarc util-linux unbound nsd ldnsutils pebble python3-jsonschema curl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # Debian starts the services it installs; the checks run their own.
-for s in postfix opendkim haproxy opendmarc; do
+for s in postfix opendkim haproxy opendmarc unbound nsd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$s" 2>/dev/null; then systemctl stop "$s" || true; fi
 done
 echo "packages ok"

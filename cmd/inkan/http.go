@@ -88,7 +88,7 @@ func (d *daemon) startACMEChallenge(cfg *config.Config) error {
 		ln = tls.NewListener(ln, m.TLSConfig())
 		d.acmeSrv = &http.Server{Handler: http.NotFoundHandler(), ReadHeaderTimeout: 10 * time.Second}
 	} else {
-		d.acmeSrv = &http.Server{Handler: m.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second}
+		d.acmeSrv = &http.Server{Handler: d.tlsSetup.ACMEHTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
 	}
 	d.log.Info("listening", "listener", "acme-challenge", "addr", ln.Addr().String())
 	d.goFunc(func() { d.tlsSetup.RunACME(d.ctx) }) // certificates in the background (acme.go)

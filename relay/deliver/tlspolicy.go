@@ -85,6 +85,7 @@ type domainTLS struct {
 	record  bool       // count sessions for TLS-RPT
 	refused *verdict   // the whole domain waits
 	hosts   map[string]*hostTLS
+	skipped map[string]*hostTLS // by reply text: hosts a policy kept us from trying
 }
 
 // hostTLS is the policy for one MX host.
@@ -122,7 +123,8 @@ func sessionFrom(ctx context.Context) *session {
 // tlsPolicy decides the domain-level policy of a delivery: the MTA-STS
 // policy in force and whether a required policy is missing.
 func (t *Transport) tlsPolicy(ctx context.Context, d *queue.Delivery, route Route) *domainTLS {
-	dt := &domainTLS{t: t, d: d, route: route, domain: mailsyntax.NormDomain(d.Domain), hosts: map[string]*hostTLS{}}
+	dt := &domainTLS{t: t, d: d, route: route, domain: mailsyntax.NormDomain(d.Domain),
+		hosts: map[string]*hostTLS{}, skipped: map[string]*hostTLS{}}
 	if route.Via != ViaMX && route.Via != ViaTransport {
 		return dt
 	}
@@ -175,6 +177,14 @@ func (dt *domainTLS) host(ctx context.Context, name string) (*hostTLS, *verdict)
 	if dt == nil || dt.refused != nil || dt.route.Via != ViaMX && dt.route.Via != ViaTransport {
 		return nil, nil
 	}
+	h, v := dt.decide(ctx, name)
+	if v != nil {
+		dt.skipped[v.msg] = h
+	}
+	return h, v
+}
+
+func (dt *domainTLS) decide(ctx context.Context, name string) (*hostTLS, *verdict) {
 	t := dt.t
 	h := &hostTLS{dom: dt, host: name, mode: dt.route.TLS, label: dt.route.TLS}
 	h.desc = policyKey(t.routes, dt.domain) + " " + dt.route.TLS
@@ -385,7 +395,11 @@ func (dt *domainTLS) finish(res []queue.Result) []queue.Result {
 		} else {
 			desc = string(dt.route.Via) + " tls " + dt.route.TLS
 		}
-		if h := dt.hosts[remoteHost(r.Remote)]; h != nil {
+		h := dt.hosts[remoteHost(r.Remote)]
+		if r.Remote == "" {
+			h = dt.skipped[r.Message]
+		}
+		if h != nil {
 			label, desc = h.label, h.desc
 		} else if dt.sts != nil {
 			label, desc = "mta-sts", dt.sts.describe()
@@ -393,7 +407,7 @@ func (dt *domainTLS) finish(res []queue.Result) []queue.Result {
 			label = dt.require
 		}
 		r.TLSPolicy = desc
-		if h := dt.hosts[remoteHost(r.Remote)]; h != nil && r.Status != queue.Sent && (h.label == "dane" || h.label == "mta-sts") &&
+		if h != nil && r.Status != queue.Sent && (h.label == "dane" || h.label == "mta-sts") &&
 			!strings.Contains(r.Message, "DANE") && !strings.Contains(r.Message, "MTA-STS") {
 			r.Message += "; TLS policy: " + h.desc // why TLS was required
 		}

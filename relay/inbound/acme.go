@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -175,6 +176,19 @@ func leafOf(data []byte) *x509.Certificate {
 			return leaf
 		}
 	}
+}
+
+// ACMEHTTPHandler answers HTTP-01 challenges. The CA's Host header names the
+// port when it is not 80 (a forwarded port, or a test CA); autocert checks
+// the name alone, so the port is dropped first.
+func (s *TLSSetup) ACMEHTTPHandler() http.Handler {
+	h := s.ACME.HTTPHandler(nil)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if host, _, err := net.SplitHostPort(r.Host); err == nil {
+			r.Host = host
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // RunACME obtains the certificates that are missing, retrying with back-off
