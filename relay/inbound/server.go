@@ -218,6 +218,7 @@ func (s *Server) Listen() error {
 			ln, err := ListenTCP(a, s.log)
 			if err != nil {
 				s.closeListeners()
+				s.listeners = nil
 				return fmt.Errorf("listen %s on %s: %w", x.kind, a, err)
 			}
 			if ln != nil {
@@ -227,6 +228,7 @@ func (s *Server) Listen() error {
 	}
 	if err := s.listenLocal(s.state.Load().Config.LocalSocketPath()); err != nil {
 		s.closeListeners()
+		s.listeners = nil
 		return err
 	}
 	return nil
@@ -249,11 +251,12 @@ func ListenTCP(addr string, logger *slog.Logger) (net.Listener, error) {
 	return nil, err
 }
 
+// closeListeners closes every bound listener (again is harmless). The list
+// itself is written only by Listen, before Serve and Shutdown read it.
 func (s *Server) closeListeners() {
 	for _, l := range s.listeners {
 		l.ln.Close()
 	}
-	s.listeners = nil
 }
 
 // Addrs lists the bound addresses of one kind of listener.
