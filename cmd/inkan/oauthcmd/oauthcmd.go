@@ -326,7 +326,7 @@ func loopbackFlow(ctx context.Context, conf *oauth2.Config, provider, listen, us
 			lns = append(lns, ln6)
 		}
 	}
-	conf.RedirectURL = fmt.Sprintf("http://localhost:%d/", port)
+	conf.RedirectURL = fmt.Sprintf("http://localhost:%d", port) // as registered: http://localhost, any port
 	state := randomHex(16)
 	verifier := oauth2.GenerateVerifier()
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(verifier)}
