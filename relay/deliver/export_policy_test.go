@@ -4,7 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
+
+// TLSPolicyCount reads inkan_delivery_tls_policy_total{policy,result}.
+func TLSPolicyCount(policy, result string) float64 {
+	var m dto.Metric
+	tlsPolicyTotal.WithLabelValues(policy, result).Write(&m)
+	return m.GetCounter().GetValue()
+}
 
 // SetSTSPort makes MTA-STS policy fetches dial port instead of 443 (tests
 // only; not safe with parallel tests).

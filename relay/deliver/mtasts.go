@@ -107,6 +107,9 @@ func (c *stsCache) policy(ctx context.Context, domain string) (*stsPolicy, *stsF
 		return nil, nil
 	}
 	domain = mailsyntax.NormDomain(q)
+	if mailsyntax.CheckDomain(domain, mailsyntax.HostName|mailsyntax.Underscore) != nil {
+		return nil, nil // not a name a policy (or a cache file) can be for
+	}
 	cached := c.get(domain)
 	rec, err := c.record(ctx, domain)
 	switch {

@@ -68,8 +68,13 @@ func TestMTASTSEnforceCertificates(t *testing.T) {
 			e := newSTSEnv(t, stsPolicy("enforce", 86400, "mx1.sts.test"))
 			mx := e.net.start(t, "127.0.0.2", sinkOpts{tls: tlsWith(sinkCert(t, tc.kind, "mx1.sts.test"))})
 			tr := e.transport(t, e.config(), deliver.Options{})
+			result := map[queue.Status]string{queue.Sent: "sent", queue.Deferred: "deferred"}[tc.want]
+			before := deliver.TLSPolicyCount("mta-sts", result)
 			res := deliverOne(t, tr, delivery("a@sender.test", "sts.test", testMessage, "bob@sts.test"))
 			wantStatus(t, res[0], tc.want)
+			if n := deliver.TLSPolicyCount("mta-sts", result) - before; n != 1 {
+				t.Errorf("inkan_delivery_tls_policy_total{policy=mta-sts,result=%s} went up by %v, want 1", result, n)
+			}
 			if !strings.Contains(res[0].TLSPolicy, "MTA-STS policy of sts.test (enforce, id first)") {
 				t.Errorf("TLSPolicy %q does not name the policy", res[0].TLSPolicy)
 			}
