@@ -36,6 +36,10 @@
 //     instead. Under may, a host whose TLS handshake fails is retried once in
 //     plain text; under encrypt and verify, a host without working TLS is
 //     skipped.
+//   - On MX routes the receiver's DANE TLSA records and MTA-STS policy
+//     apply on top (tlspolicy.go: DANE first, then MTA-STS, never a
+//     plain-text retry under them); tls_policy dane or mta-sts require
+//     them. Each Result names the policy in TLSPolicy.
 //   - A password is sent only over TLS whose certificate was checked: New
 //     refuses a relay with a username and tls none, may or encrypt, naming
 //     the key and the fix; a relay whose certificate fails the check gets no
