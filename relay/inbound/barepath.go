@@ -28,6 +28,7 @@ type barePathConn struct {
 	inData bool   // between DATA and the end-of-data line
 	ds     int    // in data: the state of dataLen
 	opaque bool   // after BDAT or STARTTLS: pass everything
+	marked bool   // a path was given bareMark: replies may quote it
 }
 
 // maxBareLine is the longest command line examined; longer lines pass.
@@ -122,11 +123,34 @@ func (b *barePathConn) command(line []byte) {
 	case bytes.HasPrefix(verb, []byte("BDAT")) || bytes.Equal(verb, []byte("STARTTLS")):
 		b.opaque = true
 	case bytes.HasPrefix(verb, []byte("MAIL FROM:")):
-		line = markBare(line, len("MAIL FROM:"))
+		line = b.mark(line, len("MAIL FROM:"))
 	case bytes.HasPrefix(verb, []byte("RCPT TO:")):
-		line = markBare(line, len("RCPT TO:"))
+		line = b.mark(line, len("RCPT TO:"))
 	}
 	b.out = append(b.out, line...)
+}
+
+func (b *barePathConn) mark(line []byte, verbLen int) []byte {
+	out := markBare(line, verbLen)
+	b.marked = b.marked || len(out) != len(line)
+	return out
+}
+
+// quotedMark is bareMark as go-smtp quotes a path in its 250 replies ("I'll
+// make sure <root@bare.invalid> gets this").
+var quotedMark = []byte("@" + bareMark + ">")
+
+// Write takes bareMark out of the replies: the client sees the path as it
+// wrote it, not the placeholder. go-smtp flushes each reply whole, so a
+// quoted path is never split across two writes.
+func (b *barePathConn) Write(p []byte) (int, error) {
+	if !b.marked || !bytes.Contains(p, quotedMark) {
+		return b.Conn.Write(p)
+	}
+	if _, err := b.Conn.Write(bytes.ReplaceAll(p, quotedMark, []byte(">"))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // dataLen returns how many bytes of p belong to the message, through its

@@ -246,7 +246,8 @@ func TestHygieneForAuthenticatedToo(t *testing.T) {
 // TestBareMailFrom: a trusted client's MAIL FROM:<root> and RCPT
 // TO:<postmaster>, which go-smtp's parser alone refuses, are completed with
 // the origin domain; inside the message nothing is touched, even after the
-// sequences go-smtp does not take for its end ("\r\r\n.\r\n", ".\n").
+// sequences go-smtp does not take for its end ("\r\r\n.\r\n", ".\n"),
+// and no reply shows the placeholder domain.
 func TestBareMailFrom(t *testing.T) {
 	e := start(t, nil)
 	conn, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).Dial("tcp", e.addr(inbound.KindRelay))
@@ -269,7 +270,11 @@ func TestBareMailFrom(t *testing.T) {
 	expect("", 220)
 	expect("EHLO web01", 250)
 	expect("MAIL FROM:<root>", 250)
-	expect("RCPT TO:<postmaster>", 250)
+	// The replies quote the path as the client wrote it, not the
+	// placeholder the server parsed.
+	if msg := expect("RCPT TO:<postmaster>", 250); msg != "2.0.0 I'll make sure <postmaster> gets this" {
+		t.Errorf("RCPT TO:<postmaster> reply %q", msg)
+	}
 	expect("RCPT TO:<ops@example.net>", 250)
 	expect("DATA", 354)
 	body := "From: root\r\nSubject: t\r\n\r\nMAIL FROM:<root>\r\n.\n\r\nRCPT TO:<x>\r\r\n.\r\nMAIL FROM:<root>\r\n"

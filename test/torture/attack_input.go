@@ -372,13 +372,19 @@ func (a *attack) unqualifiedRelay(r *result, led *ledger) {
 			c.close()
 		}
 	}
-	// Trusted (127.0.0.1, relay port) and authenticated (alice): the
-	// envelope must still name domains.
+	// Authenticated (alice): the envelope must name domains. Trusted
+	// (127.0.0.1, relay port): a malformed path is refused; a bare local
+	// part is completed with the origin domain (issue 23, as Postfix's
+	// myorigin does for its own network) and delivered there only.
 	for _, t := range []struct{ from, to string }{{"alice", "victim@evil.test"}, {"alice@example.com", "victim"}, {"alice@example.com", "victim@"}} {
 		probes++
 		if c, _, err := dial(a.in.relay, dialOpts{}); err == nil {
 			c.ehlo("trusted.test")
-			a.rawProbe(r, led, c, "relay trusted", t.from, t.to)
+			if t.to == "victim" {
+				a.completedProbe(r, led, c, t.from, t.to, t.to+"@"+originDomain)
+			} else {
+				a.rawProbe(r, led, c, "relay trusted", t.from, t.to)
+			}
 			c.close()
 		}
 		probes++
@@ -389,9 +395,49 @@ func (a *attack) unqualifiedRelay(r *result, led *ledger) {
 			r.failf("alice's login: %s %v", rep, err)
 		}
 	}
+	a.wait(r, led, a.in)
 	a.queueGrew(r, a.in, "after the unqualified probes")
 	a.sendAs(r, led, "alice", "127.0.0.61", "alice to a qualified recipient")
-	r.notef("%d probes with unqualified senders or recipients (untrusted on 4 listeners, trusted, authenticated): none reached DATA, queue empty after them", probes)
+	r.notef("%d probes with unqualified senders or recipients (untrusted on 4 listeners, trusted, authenticated): none but the trusted client's bare recipient reached DATA, and that one went to the origin domain", probes)
+}
+
+// originDomain is the domain inkan completes bare addresses with: the
+// parent of the harness's hostname (relay.torture.test).
+const originDomain = "torture.test"
+
+// completedProbe sends a trusted client's message to a bare recipient,
+// which must be accepted and booked as completed (want): the ledger then
+// fails the row if it is delivered anywhere else, or not at all.
+func (a *attack) completedProbe(r *result, led *ledger, c *client, from, to, want string) {
+	c.deadline(30 * time.Second)
+	m, msg := led.compose(from, []string{want}, 300, "")
+	rm, _ := c.cmd("MAIL FROM:<" + from + ">")
+	rr, _ := c.cmd("RCPT TO:<" + to + ">")
+	if rm.code != 250 || rr.code != 250 {
+		r.failf("relay trusted: MAIL FROM:<%s> %s, RCPT TO:<%s> %s: want both accepted, the recipient completed as %s", from, firstLine(rm), to, firstLine(rr), want)
+		led.record(m, submission{out: outRefused, stage: "RCPT", reply: rr})
+		c.cmd("RSET")
+		return
+	}
+	rd, _ := c.cmd("DATA")
+	s := submission{out: outRefused, stage: "DATA", reply: rd}
+	if rd.code == 354 {
+		c.write(msg + ".\r\n")
+		rep, err := c.read()
+		s = submission{out: outRefused, stage: "dot", reply: rep}
+		switch {
+		case rep.code == 250:
+			s.out = outAcked
+		case err != nil:
+			s.out = outUnsure
+		}
+	}
+	if s.out != outAcked {
+		r.failf("relay trusted: message to the bare <%s>: %s, want 250", to, s.reply)
+	}
+	led.record(m, s)
+	c.cmd("RSET")
+	r.notef("relay trusted: RCPT TO:<%s> %s; delivered as %s", to, firstLine(rr), want)
 }
 
 // rawProbe runs MAIL, RCPT, DATA on an open session; MAIL or RCPT must be
