@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
+
+	"github.com/inkan-relay/inkan/queue/safefile"
 )
 
 // Draft is a message being received. It is not in the queue, and not
@@ -82,6 +85,10 @@ func (d *Draft) Commit(prefix []byte) error {
 	q := d.q
 	q.mu.Lock()
 	it := &item{id: d.id, next: now().UnixNano(), idx: -1, fresh: true, noState: true}
+	if q.freshRecs < maxFreshRecords {
+		it.rec = committedRecord(d.n, prefix, d.env)
+		q.freshRecs++
+	}
 	q.items[d.id] = it
 	q.schedule(it)
 	q.mu.Unlock()
@@ -133,6 +140,17 @@ func (d *Draft) release() {
 	d.w.Reset(nil)
 	writerPool.Put(d.w)
 	d.w = nil
+}
+
+// committedRecord is what loadRecord would read back from the file just
+// committed: the envelope copied (the caller keeps its own), the time
+// without its monotonic reading, as after a round trip through the file.
+func committedRecord(bodyLen int64, prefix []byte, env *Envelope) *record {
+	rec := &record{BodyLen: bodyLen, Prefix: slices.Clone(prefix), Env: *env}
+	rec.Env.To = slices.Clone(env.To)
+	rec.Env.RcptDSN = slices.Clone(env.RcptDSN)
+	rec.Env.Received = env.Received.Round(0)
+	return rec
 }
 
 // commitReq asks the committer to rename tmp/src to msg/dst durably.
@@ -198,7 +216,7 @@ func (q *Queue) commitBatch(batch []*commitReq) {
 	errs := make([]error, len(batch))
 	renamed := false
 	for i, req := range batch {
-		if errs[i] = q.root.Rename("tmp/"+req.src, "msg/"+req.dst); errs[i] == nil {
+		if errs[i] = safefile.RenameIn(q.tmpDirFile, req.src, q.msgDirFile, req.dst); errs[i] == nil {
 			renamed = true
 		}
 	}

@@ -180,9 +180,13 @@ func (q *Queue) attempt(ctx context.Context, rs *runState, it *item) (time.Time,
 	it.mu.Lock()
 	defer it.mu.Unlock()
 	q.mu.Lock()
-	noState := it.noState
+	noState, rec := it.noState, it.rec
+	if rec != nil {
+		it.rec = nil
+		q.freshRecs--
+	}
 	q.mu.Unlock()
-	r, err := q.loadRound(it.id, noState)
+	r, err := q.loadRoundOf(it.id, rec, noState)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, errCorrupt) {
 		return time.Time{}, false
 	}
@@ -246,8 +250,17 @@ func (q *Queue) attempt(ctx context.Context, rs *runState, it *item) (time.Time,
 // loadRound reads a message's trailer and state. Errors wrap ErrNotFound
 // when the message is gone and errCorrupt when it was moved to corrupt/.
 func (q *Queue) loadRound(id string, noState bool) (*round, error) {
+	return q.loadRoundOf(id, nil, noState)
+}
+
+// loadRoundOf is loadRound with the record already in hand (rec non-nil:
+// a fresh message's, see item.rec).
+func (q *Queue) loadRoundOf(id string, rec *record, noState bool) (*round, error) {
 	log := q.log.With("queue_id", id)
-	rec, err := q.loadRecord(id)
+	var err error
+	if rec == nil {
+		rec, err = q.loadRecord(id)
+	}
 	if errors.Is(err, errCorrupt) {
 		q.moveCorrupt(id, id, err)
 		q.moveStateAside(id, err)

@@ -54,7 +54,8 @@ type Queue struct {
 	log                    *slog.Logger
 	msgDir, tmpDir, badDir string   // paths, for messages and tests
 	root, msg, tmp, bad    *os.Root // the spool and its folders; see openDirs
-	lockFile, msgDirFile   *os.File
+	lockFile               *os.File
+	msgDirFile, tmpDirFile *os.File        // msg/ and tmp/ held open: see safefile.OpenIn
 	owner                  *safefile.Owner // see openDirs
 	syncDir                func() error    // fsyncs msgDir; tests replace it
 	commitc                chan *commitReq
@@ -67,6 +68,7 @@ type Queue struct {
 	waiters                map[string][]string // domain -> IDs parked until a slot frees
 	closed                 bool
 	run                    *runState // set while Run is going
+	freshRecs              int       // items holding a rec
 }
 
 // item is the in-memory index entry of one message: a few dozen bytes.
@@ -86,8 +88,16 @@ type item struct {
 	// cleared before any state write), so reads and unlinks of the state
 	// file can be skipped: two syscalls less per delivered message.
 	noState bool
-	mu      sync.Mutex // serializes changes to this message's files
+	// rec is the record of a fresh message as committed, so its first
+	// attempt does not open the file to read back what it just wrote
+	// (eight system calls); nil once used, and for at most
+	// maxFreshRecords messages at a time (a backlog is read from disk).
+	rec *record
+	mu  sync.Mutex // serializes changes to this message's files
 }
+
+// maxFreshRecords bounds the memory fresh records take: about 1 KB each.
+const maxFreshRecords = 4096
 
 // Open opens (creating if needed) the spool in opts.Dir, locks it, and indexes
 // the messages in it. Open fails with ErrLocked when another process holds it.
@@ -217,13 +227,16 @@ func (q *Queue) openDirs() (err error) {
 	if q.msgDirFile, err = q.msg.Open("."); err != nil {
 		return fmt.Errorf("queue: open spool: %w", err)
 	}
+	if q.tmpDirFile, err = q.tmp.Open("."); err != nil {
+		return fmt.Errorf("queue: open spool: %w", err)
+	}
 	return nil
 }
 
 // closeFiles closes what openDirs opened (any of it may be nil).
 func (q *Queue) closeFiles() error {
 	var errs []error
-	for _, f := range []*os.File{q.msgDirFile, q.lockFile} {
+	for _, f := range []*os.File{q.msgDirFile, q.tmpDirFile, q.lockFile} {
 		if f != nil {
 			errs = append(errs, f.Close())
 		}
@@ -355,7 +368,7 @@ func (q *Queue) moveCorrupt(name, id string, why error) {
 // spool, a file that is not that user's (a hard link to someone else's
 // file, planted by the owner) is refused.
 func (q *Queue) openMsg(name string) (*os.File, error) {
-	f, err := q.msg.Open(name)
+	f, err := safefile.OpenIn(q.msgDirFile, name, os.O_RDONLY, 0)
 	if err != nil || q.owner == nil {
 		return f, err
 	}
@@ -424,7 +437,7 @@ func (q *Queue) writeState(id string, st *state) error {
 // createTemp makes a new file in tmp/ (see safefile.CreateTemp) and
 // returns it with its name there.
 func (q *Queue) createTemp(prefix string) (*os.File, string, error) {
-	f, name, err := safefile.CreateTemp(q.tmp, prefix, 0o600)
+	f, name, err := safefile.CreateTempIn(q.tmpDirFile, prefix, 0o600)
 	if err != nil {
 		return nil, "", err
 	}
@@ -489,6 +502,10 @@ func (q *Queue) schedule(it *item) {
 // forget drops it from the index. q.mu held.
 func (q *Queue) forget(it *item) {
 	it.gone = true
+	if it.rec != nil {
+		it.rec = nil
+		q.freshRecs--
+	}
 	q.schedule(it)
 	delete(q.items, it.id)
 }

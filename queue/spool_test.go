@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -309,5 +310,44 @@ func TestCorruptFilesMovedAside(t *testing.T) {
 	}
 	if !strings.Contains(lb.String(), "moved corrupt file aside") || !strings.Contains(lb.String(), bad) {
 		t.Errorf("no log line for the corrupt file:\n%s", lb)
+	}
+}
+
+// TestFreshRecordMatchesFile: the record a fresh message's first attempt
+// uses from memory is the one the file holds, DSN requests included.
+func TestFreshRecordMatchesFile(t *testing.T) {
+	opts, _ := testOptions(t, t.TempDir(), nil)
+	q := openQueue(t, opts)
+	env := &Envelope{From: "alice@example.com", To: []string{"bob@example.org", "carol@example.net"},
+		User: "alice", Client: "192.0.2.1", Helo: "client.test", Received: time.Now(), SMTPUTF8: true,
+		Body8Bit: true, Ret: "HDRS", EnvID: "env-1",
+		RcptDSN: []RcptDSN{{Notify: []string{NotifySuccess, NotifyFailure}, ORcptType: "rfc822", ORcpt: "bob@example.org"}, {}}}
+	d, err := q.NewDraft(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(d, testBody)
+	if err := d.Commit([]byte("DKIM-Signature: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	q.mu.Lock()
+	it := q.items[d.ID()]
+	mem, held := it.rec, q.freshRecs
+	q.mu.Unlock()
+	if mem == nil || held != 1 {
+		t.Fatalf("fresh record %v, %d held", mem, held)
+	}
+	env.To[0] = "changed@example.org" // the session's copy is its own
+	disk, err := q.loadRecord(d.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same instant; the zone may be Local in memory and UTC on disk.
+	if !mem.Env.Received.Equal(disk.Env.Received) {
+		t.Errorf("received %v in memory, %v on disk", mem.Env.Received, disk.Env.Received)
+	}
+	mem.Env.Received, disk.Env.Received = time.Time{}, time.Time{}
+	if !reflect.DeepEqual(mem, disk) {
+		t.Errorf("in memory %+v\non disk    %+v", mem, disk)
 	}
 }

@@ -99,7 +99,7 @@ func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
 // planted under that name.
 func CreateTemp(dir *os.Root, prefix string, perm fs.FileMode) (*os.File, string, error) {
 	for range 10 {
-		name := prefix + "." + rand.Text()[:16]
+		name := tempName(prefix)
 		f, err := dir.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, perm)
 		if errors.Is(err, fs.ErrExist) {
 			continue
@@ -111,6 +111,8 @@ func CreateTemp(dir *os.Root, prefix string, perm fs.FileMode) (*os.File, string
 	}
 	return nil, "", errors.New("cannot create a temporary file")
 }
+
+func tempName(prefix string) string { return prefix + "." + rand.Text()[:16] }
 
 // SyncDir fsyncs the folder dir, so that renames and new files in it survive
 // a crash. File systems that cannot sync a folder (EINVAL, ENOTSUP) are

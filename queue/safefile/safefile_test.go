@@ -173,3 +173,45 @@ func TestOpenDirRefusesLink(t *testing.T) {
 		t.Errorf("made: %v %v", fi, err)
 	}
 }
+
+// TestInFolderRefusesLinks: OpenIn and CreateTempIn never follow a link
+// planted in the folder, nor take a path for a name; RenameIn replaces a
+// link rather than writing through it.
+func TestInFolderRefusesLinks(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	target := filepath.Join(outside, "target")
+	os.WriteFile(target, []byte("secret"), 0o600)
+	os.Symlink(target, filepath.Join(dir, "link"))
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if f, err := safefile.OpenIn(d, "link", os.O_RDONLY, 0); err == nil {
+		f.Close()
+		t.Error("OpenIn followed a symbolic link")
+	}
+	for _, name := range []string{"../x", "a/b", "..", "."} {
+		if _, err := safefile.OpenIn(d, name, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			t.Errorf("OpenIn(%q) opened a path, not a name", name)
+		}
+	}
+	f, name, err := safefile.CreateTempIn(d, "msg", 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("new")
+	f.Close()
+	if err := safefile.RenameIn(d, name, d, "link"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(target); string(b) != "secret" {
+		t.Errorf("the link's target was written: %q", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "link")); string(b) != "new" {
+		t.Errorf("renamed file: %q", b)
+	}
+	if err := safefile.RenameIn(d, "link", d, "../escaped"); err == nil {
+		t.Error("RenameIn took a path for the new name")
+	}
+}

@@ -69,7 +69,7 @@ func (s *conn) quit() {
 	s.raw.Close()
 }
 
-// rset checks that an idle connection still works. It is sent here rather
+// rset ends a transaction the server may still hold open. It is sent here rather
 // than with go-smtp's Client.Reset, which would make the next command send
 // EHLO again: a round trip per message for nothing. The client's buffers
 // are empty between commands, so reading the reply here is safe.
@@ -79,7 +79,7 @@ func (s *conn) rset(timeout time.Duration) error {
 	if _, err := io.WriteString(s.wire, "RSET\r\n"); err != nil {
 		return err
 	}
-	// Any failure, even a reply, means: drop it and dial a new one.
+	// Any failure, even a reply, means: drop the connection.
 	_, _, err := textproto.NewReader(bufio.NewReaderSize(s.wire, 64)).ReadResponse(250)
 	return err
 }

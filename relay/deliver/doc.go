@@ -74,7 +74,9 @@
 //   - Connections are reused: after a transaction the connection waits idle
 //     for Options.IdleTimeout (at most Options.MaxIdle per host, address,
 //     TLS mode and login; none is used for more than 5 minutes); the next
-//     delivery there sends RSET and uses it. A reused connection that fails
+//     delivery there uses it at once (only a connection whose last
+//     transaction ended cleanly is kept, so no RSET is needed; a refused
+//     DATA is followed by RSET). A reused connection that fails
 //     before the message is sent is dropped and a fresh one dialed, without
 //     counting against the message. Close closes idle connections and stops
 //     the goroutine that expires them.

@@ -14,12 +14,16 @@ import (
 
 // rawMX is a minimal SMTP server that says only what it is told to in its
 // EHLO reply, so a next hop without 8BITMIME (which go-smtp's server
-// always offers) can be tried. It records each MAIL command and whether a
-// message was sent.
+// always offers) can be tried. It records each command, each MAIL
+// command and whether a message was sent; it refuses the first refuseData
+// DATA commands with 554.
 type rawMX struct {
-	mu    sync.Mutex
-	mails []string
-	datas int
+	mu         sync.Mutex
+	mails      []string
+	cmds       []string
+	datas      int
+	conns      int
+	refuseData int
 }
 
 func startRawMX(t *testing.T, addr string, ehlo ...string) *rawMX {
@@ -45,6 +49,9 @@ func startRawMX(t *testing.T, addr string, ehlo ...string) *rawMX {
 
 func (m *rawMX) serve(c net.Conn, ehlo []string) {
 	defer c.Close()
+	m.mu.Lock()
+	m.conns++
+	m.mu.Unlock()
 	tp := textproto.NewConn(c)
 	tp.PrintfLine("220 raw.test ESMTP")
 	for {
@@ -52,7 +59,19 @@ func (m *rawMX) serve(c net.Conn, ehlo []string) {
 		if err != nil {
 			return
 		}
-		switch cmd := strings.ToUpper(strings.SplitN(line, " ", 2)[0]); cmd {
+		cmd := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
+		m.mu.Lock()
+		m.cmds = append(m.cmds, cmd)
+		refuse := cmd == "DATA" && m.refuseData > 0
+		if refuse {
+			m.refuseData--
+		}
+		m.mu.Unlock()
+		if refuse {
+			tp.PrintfLine("554 5.5.1 no valid recipients")
+			continue
+		}
+		switch cmd {
 		case "EHLO":
 			tp.PrintfLine("250-raw.test")
 			for _, e := range ehlo {

@@ -1,6 +1,8 @@
 package deliver_test
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,5 +118,30 @@ func TestNoReuse(t *testing.T) {
 	}
 	if n := s.conns.Load(); n != 2 || tr.IdleConns() != 0 {
 		t.Errorf("sink saw %d connections (want 2), %d idle", n, tr.IdleConns())
+	}
+}
+
+// TestReuseWithoutRSET: a pooled connection whose transaction ended
+// cleanly is used again without RSET (a round trip per message); one
+// whose DATA command was refused, which may leave MAIL and RCPT in force
+// on the server, is reset first. No EHLO is sent again.
+func TestReuseWithoutRSET(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.zone.add(t, "rset.test. 300 IN A 127.0.0.6")
+	mx := startRawMX(t, "127.0.0.6:"+strconv.Itoa(e.net.port))
+	mx.refuseData = 1
+	tr := newTransport(t, deliver.Options{Config: e.config(), IdleTimeout: time.Minute})
+	res := deliverOne(t, tr, delivery("x@sender.test", "rset.test", testMessage, "a@rset.test"))
+	wantStatus(t, res[0], queue.Failed)
+	for _, rcpt := range []string{"b@rset.test", "c@rset.test"} {
+		res := deliverOne(t, tr, delivery("x@sender.test", "rset.test", testMessage, rcpt))
+		wantStatus(t, res[0], queue.Sent)
+	}
+	mx.mu.Lock()
+	defer mx.mu.Unlock()
+	want := "EHLO MAIL RCPT DATA RSET MAIL RCPT DATA MAIL RCPT DATA"
+	if got := strings.Join(mx.cmds, " "); got != want || mx.conns != 1 {
+		t.Errorf("commands %q on %d connections, want %q on 1", got, mx.conns, want)
 	}
 }

@@ -22,15 +22,10 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 // pending may go to the next host), and whether the connection can be
 // reused.
 func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict, bool) {
-	fail := func(stage string, err error) *verdict {
-		v, _ := fromError(err, s.remote, stage)
-		return v.at(s.remote, s.tls)
-	}
-	if s.reused {
-		if err := s.rset(t.commandTimeout); err != nil {
-			return fail("after RSET", err), false
-		}
-	}
+	// A pooled connection ended its last transaction cleanly (see the
+	// returns below), so no RSET is sent first: a round trip per message
+	// saved. If the server dropped it meanwhile, MAIL fails and attempt
+	// dials a new one.
 	todo := st.pending()
 	if limit, ok := s.smtp.MaxMessageSize(); ok && limit > 0 && d.Size > int64(limit) {
 		st.resolve(todo, permanent("5.3.4", "message size %d exceeds the size limit %d of %s", d.Size, limit, s.remote).at(s.remote, s.tls))
@@ -82,12 +77,12 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 		st.resolve([]int{i}, v.at(s.remote, s.tls))
 	}
 	if len(accepted) == 0 {
-		return nil, s.smtp.Reset() == nil
+		return nil, s.rset(t.commandTimeout) == nil
 	}
 	body, err := d.Open()
 	if err != nil {
 		st.resolve(accepted, temporary("4.3.0", "cannot read the queued message: %v", err).at(s.remote, s.tls))
-		return nil, s.smtp.Reset() == nil
+		return nil, s.rset(t.commandTimeout) == nil
 	}
 	defer body.Close()
 	w, err := s.smtp.Data()
@@ -97,7 +92,9 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 			return v.at(s.remote, s.tls), false
 		}
 		st.resolve(accepted, v.at(s.remote, s.tls))
-		return nil, true
+		// The refused DATA may leave MAIL and RCPT in force on the
+		// server (RFC 5321 4.1.1.4): clear them before the next use.
+		return nil, s.rset(t.commandTimeout) == nil
 	}
 	if s.tls != "" {
 		tlsTotal.WithLabelValues("tls").Inc()

@@ -237,8 +237,12 @@ func (s *Server) Listen() error {
 // ListenTCP binds addr. On a host without IPv6, an IPv6 address (the
 // default config listens on [::1] too) is skipped with a warning and
 // (nil, nil) is returned.
+//
+// Accepted connections get no TCP keep-alive (Go's default turns it on, at
+// four system calls per connection): limits.command_timeout already ends a
+// session whose client went away, as in Postfix's smtpd.
 func ListenTCP(addr string, logger *slog.Logger) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", addr)
 	if err == nil {
 		return ln, nil
 	}
