@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -165,16 +166,27 @@ func sendOne(ctx context.Context, addr string, msg []byte) (time.Duration, error
 	return lat, nil
 }
 
+// idleConnsResult is what idleConns opened, and how often inkan refused a
+// good password with 454 (the attempt was then repeated on a new connection).
+type idleConnsResult struct {
+	clients  []*smtp.Client
+	refused  int    // 454 replies to a correct AUTH
+	firstRef string // the first such reply
+}
+
 // idleConns opens count implicit-TLS connections to addr, authenticates each
 // with AUTH PLAIN and keeps them open. The caller closes the returned
-// clients. workers bounds the handshakes in flight.
-func idleConns(ctx context.Context, addr, user, pass string, count, workers int, timeout time.Duration) ([]*smtp.Client, error) {
+// clients. workers bounds the handshakes in flight. A 454 (temporary) reply
+// to the correct password is counted and the login repeated, up to 50 times
+// per connection: the memory figure is still measured, and the report shows
+// the refusals.
+func idleConns(ctx context.Context, addr, user, pass string, count, workers int, timeout time.Duration) (idleConnsResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	// Loopback, our own self-signed certificate.
 	tc := &tls.Config{InsecureSkipVerify: true} //nolint:gosec
 	var mu sync.Mutex
-	clients := make([]*smtp.Client, 0, count)
+	res := idleConnsResult{clients: make([]*smtp.Client, 0, count)}
 	var firstErr error
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -183,14 +195,29 @@ func idleConns(ctx context.Context, addr, user, pass string, count, workers int,
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil && int(next.Add(1)) <= count {
-				c, err := authConn(ctx, addr, tc, user, pass)
+				var c *smtp.Client
+				var err error
+				for try := 0; try < 50 && ctx.Err() == nil; try++ {
+					c, err = authConn(ctx, addr, tc, user, pass)
+					var se *smtp.SMTPError
+					if err == nil || !errors.As(err, &se) || se.Code != 454 {
+						break
+					}
+					mu.Lock()
+					res.refused++
+					if res.firstRef == "" {
+						res.firstRef = err.Error()
+					}
+					mu.Unlock()
+					time.Sleep(20 * time.Millisecond)
+				}
 				mu.Lock()
 				if err != nil {
 					if firstErr == nil {
 						firstErr = err
 					}
 				} else {
-					clients = append(clients, c)
+					res.clients = append(res.clients, c)
 				}
 				mu.Unlock()
 				if err != nil {
@@ -201,9 +228,9 @@ func idleConns(ctx context.Context, addr, user, pass string, count, workers int,
 	}
 	wg.Wait()
 	if firstErr == nil && ctx.Err() != nil {
-		firstErr = fmt.Errorf("opened %d of %d connections in %s", len(clients), count, timeout)
+		firstErr = fmt.Errorf("opened %d of %d connections in %s", len(res.clients), count, timeout)
 	}
-	return clients, firstErr
+	return res, firstErr
 }
 
 func authConn(ctx context.Context, addr string, tc *tls.Config, user, pass string) (*smtp.Client, error) {

@@ -1,22 +1,25 @@
-// Command inkan-bench runs inkan and Postfix + OpenDKIM in the same run under
-// the same load and prints, per system, accept and end-to-end msgs/s, p50/p99
-// DATA-to-250 latency, CPU ms per message, peak RSS, and inkan/Postfix ratios
-// against the project's targets.
+// Command inkan-bench runs inkan as shipped (deploy/build.sh, default
+// configuration), Postfix + OpenDKIM and Postfix + rspamd in the same run
+// under the same load and prints, per system, accept and end-to-end msgs/s,
+// p50/p99 DATA-to-250 latency, CPU ms per message, peak RSS, and inkan/peer
+// ratios against the project's targets.
 //
 // Every system is driven by Postfix's smtp-source (N messages, S parallel
 // sessions, B bytes) into one smtp-sink that runs for the whole benchmark;
 // then a Go client of the same shape measures latency and marks each message
 // with a sequence header. At the sink it checks that every message arrived
 // once and carries valid DKIM signatures (shared/bench/dkim_verify.py plus a
-// check of every signature). It needs root (Postfix and OpenDKIM run as
-// their users; Postfix is a private instance under the work directory, so
-// /etc/postfix is left alone). It stops every process it started, also on
-// Ctrl-C.
+// check of every signature). It needs root (Postfix, OpenDKIM and rspamd
+// run as their users; Postfix is a private instance under the work
+// directory, so /etc/postfix is left alone; every system runs in a private
+// mount namespace with a loopback-only resolv.conf). It stops every process
+// it started, also on Ctrl-C.
 //
 // Usage (from the repository root):
 //
 //	go run ./test/bench [-n 3000] [-sessions 20] [-size 4096] [-runs 1]
-//	    [-systems inkan-rsa,inkan-dual,postfix-opendkim,postfix] [-quick]
+//	    [-systems inkan-rsa,inkan-dual,postfix-opendkim,postfix-rspamd] [-quick]
+//	    [-bin PREBUILT-INKAN]
 package main
 
 import (
@@ -48,9 +51,12 @@ type options struct {
 	sinkPort, postfixPort           int
 	milterPort, relayPort           int
 	smtpsPort, httpPort             int
+	subPort, rspamdPort             int
 }
 
-var allSystems = []string{"inkan-rsa", "inkan-dual", "inkan-ed25519", "inkan-nodkim", "postfix-opendkim", "postfix"}
+var allSystems = []string{"inkan-rsa", "inkan-dual", "inkan-ed25519", "inkan-nodkim", "postfix-opendkim", "postfix-rspamd", "postfix"}
+
+const defaultSystems = "inkan-rsa,inkan-dual,postfix-opendkim,postfix-rspamd"
 
 func parseFlags(args []string) (*options, error) {
 	o := &options{}
@@ -60,26 +66,29 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.size, "size", 4096, "message size in bytes (smtp-source -l)")
 	fs.IntVar(&o.runs, "runs", 1, "measured runs per system (interleaved; medians are reported)")
 	fs.IntVar(&o.warmup, "warmup", 200, "unmeasured warm-up messages before each measured run")
-	systems := fs.String("systems", "inkan-rsa,inkan-dual,postfix-opendkim,postfix", "comma-separated systems: "+strings.Join(allSystems, ","))
+	systems := fs.String("systems", defaultSystems, "comma-separated systems: "+strings.Join(allSystems, ","))
 	fs.BoolVar(&o.quick, "quick", false, "quick look: -n 500 -warmup 100 -verify-sample 50 -idle-conns 200 -profile=false (explicit flags win)")
 	fs.StringVar(&o.work, "work", "/var/lib/inkan-bench/harness", "work directory (not under /tmp: opendkim refuses it)")
 	fs.StringVar(&o.results, "results", "/var/lib/inkan-bench/results", "where the log, summary and profiles go")
 	fs.StringVar(&o.repo, "repo", "", "inkan repository root (default: found from the working directory)")
-	fs.StringVar(&o.inkanBin, "inkan", "", "use this inkan binary instead of building ./cmd/inkan")
+	fs.StringVar(&o.inkanBin, "bin", "", "use this prebuilt inkan binary instead of building it with deploy/build.sh")
+	fs.StringVar(&o.inkanBin, "inkan", "", "same as -bin (older name)")
 	fs.StringVar(&o.sharedBench, "shared-bench", "", "shared/bench directory with dkim_verify.py (default: REPO/../shared/bench)")
 	fs.IntVar(&o.verifySample, "verify-sample", 200, "messages per system whose signatures are verified (0 = all)")
 	fs.IntVar(&o.idleConns, "idle-conns", 1000, "authenticated idle connections for the memory test (0 = skip)")
 	fs.BoolVar(&o.profile, "profile", true, "after measuring, profile one extra inkan-rsa run with perf (if installed) and inkan's pprof")
 	fs.DurationVar(&o.profileSecs, "profile-max", 60*time.Second, "longest perf recording")
-	fs.BoolVar(&o.install, "install", true, "apt-get install postfix/opendkim/python3-dkim when missing")
-	fs.StringVar(&o.logLevel, "inkan-log-level", "info", "inkan log.level during the runs (Postfix logs every message too)")
+	fs.BoolVar(&o.install, "install", true, "apt-get install postfix/opendkim/python3-dkim (and rspamd for postfix-rspamd) when missing")
+	fs.StringVar(&o.logLevel, "inkan-log-level", "", "set inkan's log.level (default: not set, i.e. inkan's default, info); a value is an override the report lists")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Minute, "hard limit for the whole benchmark")
 	fs.IntVar(&o.sinkPort, "sink-port", 2526, "smtp-sink port")
 	fs.IntVar(&o.postfixPort, "postfix-port", 10587, "Postfix smtpd port")
 	fs.IntVar(&o.milterPort, "milter-port", 8891, "OpenDKIM milter port")
 	fs.IntVar(&o.relayPort, "inkan-port", 10525, "inkan plain relay port (load)")
 	fs.IntVar(&o.smtpsPort, "inkan-smtps-port", 10465, "inkan implicit-TLS port (idle connections)")
-	fs.IntVar(&o.httpPort, "inkan-http-port", 10880, "inkan HTTP port with pprof, profile run only")
+	fs.IntVar(&o.subPort, "inkan-submission-port", 10589, "inkan submission port (on, as by default; unused by the load)")
+	fs.IntVar(&o.httpPort, "inkan-http-port", 10880, "inkan HTTP port (on, as by default; pprof in the profile run only)")
+	fs.IntVar(&o.rspamdPort, "rspamd-port", 11332, "rspamd proxy worker (milter) port")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -132,7 +141,7 @@ func run(args []string) int {
 		return 2
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintln(os.Stderr, "inkan-bench: run as root (it runs a private Postfix instance and OpenDKIM, like shared/bench/anchor-postfix.sh)")
+		fmt.Fprintln(os.Stderr, "inkan-bench: run as root (it runs a private Postfix instance, OpenDKIM and rspamd, like shared/bench/anchor-postfix.sh and peers.sh)")
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opt.timeout)

@@ -201,14 +201,15 @@ func TestParsePerfAndGroups(t *testing.T) {
      3.00%  [.] runtime.futex
      2.00%  [k] do_syscall_64
      1.00%  [.] github.com/inkan-relay/inkan/queue.(*Spool).Commit
+     6.00%  [.] _goboringcrypto_bn_sqr8x_internal
 `
 	lines := parsePerf(flat)
-	if len(lines) != 8 || lines[0].pct != 40.10 || lines[2].sym != "ext4_sync_file" || !lines[2].kernel {
+	if len(lines) != 9 || lines[0].pct != 40.10 || lines[2].sym != "ext4_sync_file" || !lines[2].kernel {
 		t.Fatalf("parsed %+v", lines)
 	}
 	g := groupProfile(lines)
 	want := map[string]float64{
-		"RSA signing (bigmod/rsa)":            40.1,
+		"RSA signing (bigmod/rsa; BoringSSL bn/rsa)": 46.1,
 		"SHA-256 hashing":                     10,
 		"kernel: disk, fsync, ext4/jbd2":      8,
 		"kernel: TCP over loopback":           5,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,8 +14,9 @@ import (
 )
 
 // The anchor's setup (shared/bench/anchor-postfix.sh), reimplemented so that
-// one process can drive both stacks into the same sink: smtpd on
-// 127.0.0.1:10587 -> [OpenDKIM milter inet:127.0.0.1:8891, RSA-2048,
+// one process can drive every stack into the same sink: smtpd on
+// 127.0.0.1:10587 -> [OpenDKIM milter inet:127.0.0.1:8891, or rspamd's proxy
+// worker in milter mode on 127.0.0.1:11332 (rspamd.go); RSA-2048,
 // relaxed/relaxed] -> queue -> smtp client -> relayhost = the sink.
 //
 // Unlike the anchor it runs a private Postfix instance (`postfix -c DIR`,
@@ -28,46 +30,83 @@ const (
 
 var postfixQueues = []string{"incoming", "active", "deferred", "maildrop", "hold", "defer", "bounce", "trace", "flush"}
 
-// ensurePackages installs the anchor's Debian packages when missing, as the
-// anchor script does.
-func ensurePackages(install bool) error {
-	need := []string{"/usr/sbin/postfix", "/usr/sbin/smtp-source", "/usr/sbin/smtp-sink", "/usr/sbin/opendkim", "/usr/sbin/opendkim-genkey", "/usr/bin/python3"}
-	var missing []string
-	for _, p := range need {
-		if _, err := os.Stat(p); err != nil {
-			missing = append(missing, p)
+// debPackages are the Debian packages the harness needs, and a file each
+// one installs (to tell whether it is there).
+var debPackages = []struct{ pkg, file string }{
+	{"postfix", "/usr/sbin/postfix"},
+	{"postfix", "/usr/sbin/smtp-source"},
+	{"postfix", "/usr/sbin/smtp-sink"},
+	{"opendkim", "/usr/sbin/opendkim"},
+	{"opendkim-tools", "/usr/sbin/opendkim-genkey"},
+	{"python3-dkim", "/usr/lib/python3/dist-packages/dkim"},
+	{"python3-nacl", "/usr/lib/python3/dist-packages/nacl"},
+	{"rspamd", rspamdBin}, // only with postfix-rspamd among the systems
+}
+
+// missingPackages lists the packages not installed (rspamd only when
+// wanted), each once.
+func missingPackages(wantRspamd bool, exists func(string) bool) []string {
+	var out []string
+	for _, p := range debPackages {
+		if (p.pkg == "rspamd" && !wantRspamd) || exists(p.file) || contains(out, p.pkg) {
+			continue
 		}
+		out = append(out, p.pkg)
 	}
-	for _, m := range []string{"dkim", "nacl"} {
-		if _, err := os.Stat("/usr/lib/python3/dist-packages/" + m); err != nil {
-			missing = append(missing, "python3-"+m)
-		}
-	}
+	return out
+}
+
+// ensurePackages installs the missing Debian packages with apt-get (after
+// `apt-get update` when the first attempt fails), with services kept from
+// starting as shared/bench/peers.sh does: rspamd's package would otherwise
+// start the distribution's full rspamd.
+func ensurePackages(install, wantRspamd bool) error {
+	missing := missingPackages(wantRspamd, func(f string) bool { _, err := os.Stat(f); return err == nil })
 	if len(missing) == 0 {
 		return nil
 	}
 	if !install {
-		return fmt.Errorf("missing %v: apt-get install postfix opendkim opendkim-tools python3-dkim python3-nacl (or run without -install=false)", missing)
+		return fmt.Errorf("missing packages: apt-get install %s (or run without -install=false)", strings.Join(missing, " "))
 	}
-	logf("installing postfix opendkim opendkim-tools python3-dkim python3-nacl (missing %v)", missing)
+	logf("installing %s", strings.Join(missing, " "))
 	if _, err := runCmd(time.Minute, "postfix postfix/main_mailer_type select No configuration\n", "debconf-set-selections"); err != nil {
 		return err
 	}
-	cmd := exec.Command("apt-get", "install", "-y", "-qq", "postfix", "opendkim", "opendkim-tools", "python3-dkim", "python3-nacl")
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("apt-get install: %w\n%s", err, b)
+	const policy = "/usr/sbin/policy-rc.d"
+	if _, err := os.Stat(policy); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(policy, []byte("#!/bin/sh\n# inkan-bench: no service starts during apt-get install\nexit 101\n"), 0o755); err != nil {
+			return fmt.Errorf("write %s: %w", policy, err)
+		}
+		defer os.Remove(policy)
+	}
+	apt := func(args ...string) error {
+		cmd := exec.Command("apt-get", args...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("apt-get %s: %w\n%s", strings.Join(args, " "), err, b)
+		}
+		return nil
+	}
+	args := append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)
+	if err := apt(args...); err != nil {
+		logf("apt-get install failed; running apt-get update and retrying")
+		if err := apt("update", "-qq"); err != nil {
+			return err
+		}
+		return apt(args...)
 	}
 	return nil
 }
 
 // postfixEnv is the private Postfix instance shared by both Postfix variants.
 type postfixEnv struct {
-	dir       string // work dir: etc/, spool/, data/, keys/, opendkim.conf, logs
-	key       dkimKey
-	smtpdPort int
-	milter    int
-	sinkPort  int
+	dir        string // work dir: etc/, spool/, data/, keys/, opendkim.conf, rspamd/, logs
+	key        dkimKey
+	smtpdPort  int
+	milter     int // OpenDKIM's port
+	rspamdPort int // rspamd proxy worker's (milter) port
+	sinkPort   int
+	resolv     string // private-namespace resolv.conf, "" = none
 }
 
 func (p *postfixEnv) etc() string     { return filepath.Join(p.dir, "etc") }
@@ -94,9 +133,9 @@ func (p *postfixEnv) postconf(args ...string) error {
 	return err
 }
 
-// prepare makes the OpenDKIM key and config and the private Postfix
-// instance.
-func (p *postfixEnv) prepare() error {
+// prepare makes the OpenDKIM key and config, rspamd's config (withRspamd)
+// and the private Postfix instance.
+func (p *postfixEnv) prepare(withRspamd bool) error {
 	if pid := p.masterPID(); pidAlive(pid) {
 		// Only this harness uses this instance: a master left by an
 		// interrupted run is ours to stop.
@@ -105,6 +144,11 @@ func (p *postfixEnv) prepare() error {
 	}
 	if err := p.opendkim(); err != nil {
 		return err
+	}
+	if withRspamd {
+		if err := p.rspamd(); err != nil {
+			return err
+		}
 	}
 	return p.configure()
 }
@@ -219,16 +263,23 @@ func (p *postfixEnv) stopMaster(pid int) {
 	}
 }
 
-// postfixServer is Postfix, with or without the OpenDKIM milter.
+// Milters Postfix runs with: none (plain Postfix), OpenDKIM or rspamd.
+const (
+	milterNone     = ""
+	milterOpenDKIM = "opendkim"
+	milterRspamd   = "rspamd"
+)
+
+// postfixServer is Postfix, with or without a DKIM milter.
 type postfixServer struct {
-	sys     string
-	env     *postfixEnv
-	dkim    bool
-	reg     *registry
-	dkimPID *child
-	master  int
-	stopID  int
-	logOff  int64
+	sys    string
+	env    *postfixEnv
+	milter string
+	reg    *registry
+	mproc  *child // the milter's main process
+	master int
+	stopID int
+	logOff int64
 }
 
 func (s *postfixServer) name() string  { return s.sys }
@@ -236,35 +287,65 @@ func (s *postfixServer) loadPort() int { return s.env.smtpdPort }
 func (s *postfixServer) mainPID() int  { return s.master }
 
 func (s *postfixServer) expectAlgs() []string {
-	if s.dkim {
+	if s.milter != milterNone {
 		return []string{"rsa-sha256"}
 	}
 	return nil
+}
+
+// startMilter starts the milter in the bench's namespace and waits for its
+// socket; it returns the Postfix settings that connect to it.
+func (s *postfixServer) startMilter(ctx context.Context) ([]string, error) {
+	var cmd *exec.Cmd
+	var port int
+	var out string
+	var wait time.Duration
+	var main []string
+	switch s.milter {
+	case milterNone:
+		return []string{"smtpd_milters=", "non_smtpd_milters="}, nil
+	case milterOpenDKIM:
+		port, out, wait = s.env.milter, filepath.Join(s.env.dir, "opendkim.out"), 10*time.Second
+		cmd = nsCommand(s.env.resolv, "opendkim", "-f", "-x", filepath.Join(s.env.dir, "opendkim.conf"))
+		main = []string{"smtpd_milters=inet:127.0.0.1:" + strconv.Itoa(port), "non_smtpd_milters=inet:127.0.0.1:" + strconv.Itoa(port)}
+	case milterRspamd:
+		port, out, wait = s.env.rspamdPort, filepath.Join(s.env.rspamdDir(), "rspamd.out"), 3*time.Minute
+		cmd = nsCommand(s.env.resolv, rspamdBin, "-f", "-u", rspamdUser, "-g", rspamdUser, "-c", s.env.rspamdConf())
+		// As rspamd's documentation (and shared/bench/peers.sh) sets them.
+		main = []string{"smtpd_milters=inet:127.0.0.1:" + strconv.Itoa(port), "non_smtpd_milters=inet:127.0.0.1:" + strconv.Itoa(port),
+			"milter_protocol=6", "milter_mail_macros=i {mail_addr} {client_addr} {client_name} {auth_authen}"}
+	default:
+		return nil, fmt.Errorf("unknown milter %q", s.milter)
+	}
+	if listening(port) {
+		return nil, fmt.Errorf("127.0.0.1:%d (%s milter) is already in use", port, s.milter)
+	}
+	var err error
+	if s.mproc, err = startChild(s.reg, s.milter, cmd, out); err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if err := waitListen(ctx, port, wait, func() bool { return !s.mproc.exited() }); err != nil {
+		return nil, fmt.Errorf("%s (output in %s): %w", s.milter, out, err)
+	}
+	if s.milter == milterRspamd {
+		logf("rspamd listening after %.1fs; %s", time.Since(t0).Seconds(), s.env.rspamdModules())
+	}
+	return main, nil
 }
 
 func (s *postfixServer) start(ctx context.Context) error {
 	if listening(s.env.smtpdPort) {
 		return fmt.Errorf("127.0.0.1:%d is already in use", s.env.smtpdPort)
 	}
-	if s.dkim {
-		if listening(s.env.milter) {
-			return fmt.Errorf("127.0.0.1:%d (milter) is already in use", s.env.milter)
-		}
-		cmd := exec.Command("opendkim", "-f", "-x", filepath.Join(s.env.dir, "opendkim.conf"))
-		var err error
-		if s.dkimPID, err = startChild(s.reg, "opendkim", cmd, filepath.Join(s.env.dir, "opendkim.out")); err != nil {
-			return err
-		}
-		if err := waitListen(ctx, s.env.milter, 10*time.Second, func() bool { return !s.dkimPID.exited() }); err != nil {
-			s.stop()
-			return fmt.Errorf("opendkim (output in %s): %w", filepath.Join(s.env.dir, "opendkim.out"), err)
-		}
+	set, err := s.startMilter(ctx)
+	if err != nil {
+		s.stop()
+		return err
 	}
-	m := ""
-	if s.dkim {
-		m = fmt.Sprintf("inet:127.0.0.1:%d", s.env.milter)
-	}
-	if err := s.env.postconf("-e", "smtpd_milters="+m, "non_smtpd_milters="+m); err != nil {
+	// The rspamd settings are taken back for the others (Postfix's defaults).
+	_ = s.env.postconf("-X", "milter_protocol", "milter_mail_macros")
+	if err := s.env.postconf(append([]string{"-e"}, set...)...); err != nil {
 		s.stop()
 		return err
 	}
@@ -275,7 +356,8 @@ func (s *postfixServer) start(ctx context.Context) error {
 	if fi, err := os.Stat(s.env.maillog()); err == nil {
 		s.logOff = fi.Size()
 	}
-	if err := s.env.postfix("start"); err != nil {
+	name, args := nsArgs(s.env.resolv, "postfix", "-c", s.env.etc(), "start")
+	if _, err := runCmd(2*time.Minute, "", name, args...); err != nil {
 		s.stop()
 		return err
 	}
@@ -286,16 +368,12 @@ func (s *postfixServer) start(ctx context.Context) error {
 		s.stop()
 		return fmt.Errorf("postfix: %w (see %s)", err, s.env.maillog())
 	}
-	logf("%s started: master pid %d, smtpd 127.0.0.1:%d%s", s.sys, pid, s.env.smtpdPort,
-		map[bool]string{true: fmt.Sprintf(", opendkim pid %d", s.dkimPIDOr0()), false: ""}[s.dkim])
-	return nil
-}
-
-func (s *postfixServer) dkimPIDOr0() int {
-	if s.dkimPID == nil {
-		return 0
+	m := ""
+	if s.mproc != nil {
+		m = fmt.Sprintf(", %s pid %d", s.milter, s.mproc.pid())
 	}
-	return s.dkimPID.pid()
+	logf("%s started: master pid %d, smtpd 127.0.0.1:%d%s", s.sys, pid, s.env.smtpdPort, m)
+	return nil
 }
 
 func (s *postfixServer) stop() {
@@ -303,36 +381,26 @@ func (s *postfixServer) stop() {
 		s.reg.run(s.stopID)
 		s.stopID, s.master = 0, 0
 	}
-	if s.dkimPID != nil {
-		s.dkimPID.stop()
-		s.dkimPID = nil
+	if s.mproc != nil {
+		s.mproc.stop()
+		s.mproc = nil
 	}
 }
 
-// pids is the master, its children and OpenDKIM.
-func (s *postfixServer) pids() []int {
-	var out []int
-	if s.master != 0 {
-		out = append(out, s.master)
-		out = append(out, childrenOf(s.master)...)
+func (s *postfixServer) roots() []int {
+	r := []int{s.master}
+	if s.mproc != nil {
+		r = append(r, s.mproc.pid())
 	}
-	if s.dkimPID != nil {
-		out = append(out, s.dkimPID.pid())
-	}
-	return out
+	return r
 }
 
-// cpuTicks sums the master (self and reaped children: smtpd exits after
-// max_use sessions), its live children (self and reaped) and OpenDKIM.
-func (s *postfixServer) cpuTicks() int64 {
-	var t int64
-	for _, pid := range s.pids() {
-		if st, err := readStat(pid); err == nil {
-			t += st.utime + st.stime + st.cutime + st.cstime
-		}
-	}
-	return t
-}
+// pids is the master's process tree and the milter's (rspamd's workers).
+func (s *postfixServer) pids() []int { return treePIDs(s.roots()...) }
+
+// cpuTicks is the CPU of those trees, reaped children included (smtpd
+// exits after max_use sessions).
+func (s *postfixServer) cpuTicks() int64 { return treeTicks(s.roots()...) }
 
 // health counts Postfix's log verdicts since start and what is left queued.
 func (s *postfixServer) health() string {

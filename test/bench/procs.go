@@ -215,23 +215,67 @@ func parseKBFields(b []byte, fields ...string) map[string]int64 {
 	return out
 }
 
-// childrenOf returns the PIDs whose parent is ppid.
-func childrenOf(ppid int) []int {
+// procTable reads /proc/*/stat: every live process by PID.
+func procTable() map[int]procStat {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	var out []int
+	t := make(map[int]procStat, len(ents))
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if st, err := readStat(pid); err == nil && st.ppid == ppid {
-			out = append(out, pid)
+		if st, err := readStat(pid); err == nil {
+			t[pid] = st
+		}
+	}
+	return t
+}
+
+// treesOf returns the live processes of the trees rooted at roots (each
+// root and its descendants), from table.
+func treesOf(table map[int]procStat, roots []int) []int {
+	isRoot := make(map[int]bool, len(roots))
+	for _, r := range roots {
+		if r > 0 {
+			isRoot[r] = true
+		}
+	}
+	var out []int
+	for pid := range table {
+		for q, hops := pid, 0; q > 1 && hops < 64; hops++ {
+			if isRoot[q] {
+				out = append(out, pid)
+				break
+			}
+			st, ok := table[q]
+			if !ok {
+				break
+			}
+			q = st.ppid
 		}
 	}
 	return out
+}
+
+// treePIDs is treesOf on the live process table.
+func treePIDs(roots ...int) []int { return treesOf(procTable(), roots) }
+
+// treeTicks is the CPU time of the trees rooted at roots: utime+stime of
+// every live process in them plus cutime+cstime (children each reaped),
+// which is shared/bench/peers.sh's accounting. A process that exits between
+// two readings moves its time into its parent's cutime, so differences
+// count it once.
+func treeTicks(roots ...int) int64 {
+	table := procTable()
+	var t int64
+	for _, pid := range treesOf(table, roots) {
+		st := table[pid]
+		t += st.utime + st.stime + st.cutime + st.cstime
+	}
+	return t
 }
 
 func pidAlive(pid int) bool {

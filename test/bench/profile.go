@@ -25,6 +25,7 @@ import (
 // artefacts.
 type profileResult struct {
 	sys                       string
+	bin                       string // the binary profiled, if not the shipped one
 	data, flatFile, childFile string
 	e2e                       time.Duration
 	n                         int
@@ -93,7 +94,17 @@ type groupShare struct {
 func (b *bench) profileRun(ctx context.Context, srv *inkanServer) *profileResult {
 	res := &profileResult{sys: srv.name(), n: b.opt.n}
 	srv.dir = filepath.Join(b.opt.work, "inkan-profile")
-	srv.httpPort = b.opt.httpPort
+	srv.pprof = true
+	// The shipped binary is stripped (deploy/build.sh: -s -w), so perf could
+	// not name its functions: profile the same build with symbols.
+	if b.opt.repo != "" {
+		bin := filepath.Join(b.opt.work, "bin", "inkan-symbols")
+		if err := buildLike(b.opt.repo, bin, "./cmd/inkan", b.signPre.rsa1.backend, "inkan with symbols for the profile"); err != nil {
+			logf("profile: %v; profiling the stripped binary", err)
+		} else {
+			srv.bin, res.bin = bin, bin
+		}
+	}
 	logf("== profile: %s under perf record and pprof (unmeasured run)", srv.name())
 	if err := srv.start(ctx); err != nil {
 		res.err, res.pprofErr = err, err
@@ -132,7 +143,7 @@ func (b *bench) profileRun(ctx context.Context, srv *inkanServer) *profileResult
 		logf("profile run: %v (the profiles still cover what ran)", err)
 	}
 	if res.pprofErr == nil {
-		res.pprofTop, res.pprofFlat, res.pprofCum, res.pprofErr = pprofTop(b.bin, res.pprofFile)
+		res.pprofTop, res.pprofFlat, res.pprofCum, res.pprofErr = pprofTop(srv.bin, res.pprofFile)
 	}
 	if p == nil {
 		return res
@@ -283,7 +294,7 @@ var profileGroups = []struct {
 	kernel bool
 	re     *regexp.Regexp
 }{
-	{"RSA signing (bigmod/rsa)", false, regexp.MustCompile(`bigmod|math/big|crypto/rsa|fips140/rsa`)},
+	{"RSA signing (bigmod/rsa; BoringSSL bn/rsa)", false, regexp.MustCompile(`bigmod|math/big|crypto/rsa|fips140/rsa|goboringcrypto_(bn|BN|rsa|RSA)|^(bn|BN|rsaz|RSA)_`)},
 	{"Ed25519", false, regexp.MustCompile(`edwards25519|ed25519`)},
 	{"SHA-256 hashing", false, regexp.MustCompile(`(?i)sha256|sha2`)},
 	{"Go GC and allocation", false, regexp.MustCompile(`^runtime\.(gc|scan|mallocgc|memclr|greyobject|findObject|markBits|heapBits|wbBuf|bulkBarrier|sweep|mspan|mcache|mcentral|mheap|nextFreeFast|spanOf|typePointers|memmove)|^runtime\.\(\*(mspan|mheap|gcWork|mcache|mcentral)`)},

@@ -114,8 +114,13 @@ func sample(k int, dirs ...string) []string {
 	return out
 }
 
+// wantCanon is the canonicalization every signing system is run with (inkan's
+// default; OpenDKIM and rspamd are configured so).
+const wantCanon = "relaxed/relaxed"
+
 // verifySignatures runs the shared dkim_verify.py and verify_sigs.py on files
-// and checks that each carries exactly the expected algorithms, all valid.
+// and checks that each carries exactly the expected algorithms, all valid
+// and all relaxed/relaxed.
 func (c *check) verifySignatures(ctx context.Context, sharedVerify, ownVerify, dnsMap string, files []string, want []string) {
 	c.sampled = len(files)
 	if len(files) == 0 {
@@ -147,8 +152,9 @@ func (c *check) verifySignatures(ctx context.Context, sharedVerify, ownVerify, d
 		var algs []string
 		good := true
 		for _, s := range f[2:] {
+			// ALG:D:S:CANON:pass; every system signs relaxed/relaxed.
 			p := strings.Split(s, ":")
-			if len(p) != 4 || p[3] != "pass" {
+			if len(p) != 5 || p[4] != "pass" || p[3] != wantCanon {
 				good = false
 			}
 			algs = append(algs, p[0])
@@ -160,7 +166,7 @@ func (c *check) verifySignatures(ctx context.Context, sharedVerify, ownVerify, d
 		}
 	}
 	if c.allPass != len(files) {
-		c.problem("%d of %d files carry valid %s signatures (first other: %s)", c.allPass, len(files), wantKey, firstBad)
+		c.problem("%d of %d files carry valid %s %s signatures (first other: %s)", c.allPass, len(files), wantCanon, wantKey, firstBad)
 	}
 }
 

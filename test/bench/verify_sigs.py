@@ -4,8 +4,9 @@ checks only the topmost one; dual RSA+Ed25519 signing needs both checked).
 
 usage: verify_sigs.py MAPPING_FILE MSGFILE...   (mapping as for dkim_verify.py)
 
-One line per file: "FILE n=COUNT ALG:D:S:pass|fail ..."; exit 1 if any
-signature fails, 2 on usage error.
+One line per file: "FILE n=COUNT ALG:D:S:CANON:pass|fail ..." (CANON is
+the c= tag made explicit, e.g. relaxed/relaxed; absent means simple/simple);
+exit 1 if any signature fails, 2 on usage error.
 """
 import sys
 
@@ -49,7 +50,10 @@ def main(argv):
             alg = sf.get(b"a", b"?").decode()
             dom = sf.get(b"d", b"?").decode()
             sel = sf.get(b"s", b"?").decode()
-            out.append(f"{alg}:{dom}:{sel}:{'pass' if ok else 'fail'}")
+            canon = sf.get(b"c", b"simple/simple").decode().strip().lower()
+            if "/" not in canon:
+                canon += "/simple"
+            out.append(f"{alg}:{dom}:{sel}:{canon}:{'pass' if ok else 'fail'}")
             bad += 0 if ok else 1
         print(f"{path} n={n} {' '.join(out)}")
     return 1 if bad else 0
