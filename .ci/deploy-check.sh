@@ -319,6 +319,18 @@ else
 	skip "the systemd file layout needs root"
 fi
 
+# --- HAProxy ----------------------------------------------------------------
+if command -v haproxy >/dev/null 2>&1; then
+	if out=$(haproxy -c -f deploy/haproxy/haproxy.cfg 2>&1); then
+		pass "haproxy -c deploy/haproxy/haproxy.cfg"
+	else
+		echo "$out"
+		fail "haproxy -c deploy/haproxy/haproxy.cfg"
+	fi
+else
+	skip "haproxy not installed: deploy/haproxy/haproxy.cfg not checked"
+fi
+
 # --- systemd ----------------------------------------------------------------
 if command -v systemd-analyze >/dev/null 2>&1; then
 	unitdir=$work/systemd

@@ -123,16 +123,30 @@ func (q *Queue) dispatch(ctx context.Context, rs *runState) time.Duration {
 	return wait
 }
 
+// testHookAttempted runs between a round's end and its rescheduling
+// (tests use it to free a slot in that window).
+var testHookAttempted func(id string)
+
 // process runs one round for a message and puts it back in the index.
 func (q *Queue) process(ctx context.Context, rs *runState, it *item) {
 	next, keep := q.attempt(ctx, rs, it)
+	if testHookAttempted != nil {
+		testHookAttempted(it.id)
+	}
 	q.mu.Lock()
 	it.busy = false
 	rs.inflight--
+	woken := it.woken
+	it.woken = false
 	if !it.gone {
 		if keep {
 			if next.IsZero() {
 				next = now() // held: due as soon as it is released
+			}
+			if woken && next.After(now()) {
+				// A slot it was parked for freed while this round ran:
+				// try again now rather than after parkDelay.
+				next = now()
 			}
 			it.next = next.UnixNano()
 			q.schedule(it)
@@ -377,11 +391,20 @@ func (q *Queue) releaseDomain(domain string) {
 	for len(w) > 0 {
 		id := w[0]
 		w = w[1:]
-		if it := q.items[id]; it != nil && !it.busy && !it.gone {
-			it.next = now().UnixNano()
-			q.schedule(it)
-			break
+		it := q.items[id]
+		if it == nil || it.gone {
+			continue
 		}
+		if it.busy {
+			// Still in the round that parked it: process reschedules it
+			// now instead of after parkDelay. Keep looking for an idle
+			// waiter too; a second one that loses the slot just parks.
+			it.woken = true
+			continue
+		}
+		it.next = now().UnixNano()
+		q.schedule(it)
+		break
 	}
 	if len(w) == 0 {
 		delete(q.waiters, domain)

@@ -304,3 +304,49 @@ func TestNextAttemptSavedBeforeDelivery(t *testing.T) {
 		t.Errorf("state during delivery = %+v", saved)
 	}
 }
+
+// A slot freed between the round that parked a message and its rescheduling
+// wakes it at once, not after parkDelay (scale run: 1 min delays under
+// per-domain saturation).
+func TestSlotFreedWhileParkingWakes(t *testing.T) {
+	useFakeClock(t) // never advanced: a parked message would wait forever
+	tr := &fakeTransport{}
+	release := make(chan struct{})
+	var first sync.Once
+	tr.block = func(ctx context.Context, d *Delivery) {
+		first.Do(func() {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		})
+	}
+	opts, _ := testOptions(t, t.TempDir(), tr)
+	opts.MaxPerDomain = 1
+	q := openQueue(t, opts)
+	a := commit(t, q, "s@example.com", "r@slow.example")
+	var once sync.Once
+	testHookAttempted = func(id string) {
+		if id == a {
+			return
+		}
+		once.Do(func() {
+			close(release) // a finishes and frees slow.example's slot
+			waitFor(t, "slot freed", func() bool {
+				q.mu.Lock()
+				defer q.mu.Unlock()
+				return q.domains["slow.example"] == 0
+			})
+		})
+	}
+	t.Cleanup(func() { testHookAttempted = nil })
+	runQueue(t, q)
+	waitFor(t, "a in delivery", func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.domains["slow.example"] == 1
+	})
+	b := commit(t, q, "s@example.com", "r2@slow.example")
+	waitFor(t, "a delivered", func() bool { return !inQueue(q, a) })
+	waitFor(t, "b delivered without waiting parkDelay", func() bool { return !inQueue(q, b) })
+}

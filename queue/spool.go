@@ -78,6 +78,9 @@ type item struct {
 	idx  int   // position in Queue.due; -1 when not there
 	held bool
 	busy bool // a worker owns it
+	// woken: a domain slot this message waits for freed while a worker
+	// owned it; the worker reschedules it at once (q.mu).
+	woken bool
 	gone bool // deleted or finished
 	// fresh: committed by this process and never attempted. Its first
 	// attempt skips the pre-delivery state write (one fsync less per
