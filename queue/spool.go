@@ -81,7 +81,7 @@ type item struct {
 	// woken: a domain slot this message waits for freed while a worker
 	// owned it; the worker reschedules it at once (q.mu).
 	woken bool
-	gone bool // deleted or finished
+	gone  bool // deleted or finished
 	// fresh: committed by this process and never attempted. Its first
 	// attempt skips the pre-delivery state write (one fsync less per
 	// message); a crash during that attempt only means a retry, and a
