@@ -35,7 +35,12 @@ type Authenticator struct {
 func (a *Authenticator) Authenticate(ctx context.Context, ip netip.Addr, user, pass string) error {
 	var res *Reservation
 	if a.Limiter != nil {
-		r, err := a.Limiter.Reserve(ip, user)
+		r, err := a.Limiter.ReserveWait(ctx, ip, user)
+		if err != nil && !errors.Is(err, ErrTooManyFailures) {
+			ObserveAuth(ResultBusy)
+			a.log(slog.LevelWarn, "auth deferred", "reason", "connection closed or server stopping", "user", a.Users.LogName(user))
+			return ErrAuthBusy
+		}
 		if err != nil {
 			ObserveAuth(ResultLocked)
 			a.log(slog.LevelWarn, "auth refused", "reason", "locked out after too many failures", "user", a.Users.LogName(user))

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto/sha256"
 	"math"
 	"net/netip"
@@ -47,6 +48,7 @@ type FailureLimiter struct {
 	mu        sync.Mutex
 	entries   map[failKey]*failState
 	lastSweep time.Time
+	settled   chan struct{} // closed (and replaced) when a reservation settles
 }
 
 // failKey names one counter: a client, and a user name or none (the
@@ -142,6 +144,33 @@ type Reservation struct {
 // or ip as a whole is locked out, or has as many attempts failed and in
 // flight as its limit allows.
 func (l *FailureLimiter) Reserve(ip netip.Addr, user string) (*Reservation, error) {
+	r, _, err := l.tryReserve(ip, user)
+	return r, err
+}
+
+// ReserveWait is Reserve, except that an attempt refused only because
+// others are still in flight waits for them to settle (until ctx ends): a
+// client opening many sessions at once with the right password (a Postfix
+// smarthost at its default concurrency) must not be refused as if it had
+// failed, and a guesser still gets no more than the limit checked, since
+// each settled failure counts. It returns ctx's error when ctx ends first.
+func (l *FailureLimiter) ReserveWait(ctx context.Context, ip netip.Addr, user string) (*Reservation, error) {
+	for {
+		r, wait, err := l.tryReserve(ip, user)
+		if wait == nil {
+			return r, err
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// tryReserve is Reserve; when the refusal is only due to attempts in flight
+// it also returns a channel closed when one of them settles.
+func (l *FailureLimiter) tryReserve(ip netip.Addr, user string) (*Reservation, <-chan struct{}, error) {
 	t := now()
 	pair, client := keysOf(ip, user)
 	l.mu.Lock()
@@ -149,7 +178,14 @@ func (l *FailureLimiter) Reserve(ip netip.Addr, user string) (*Reservation, erro
 	l.sweep(t)
 	ps, cs := l.state(pair, t), l.state(client, t)
 	if l.full(ps, l.MaxFailures, t) || l.full(cs, l.MaxFailuresPerIP, t) {
-		return nil, ErrTooManyFailures
+		var wait <-chan struct{}
+		if !l.locked(ps, l.MaxFailures, t) && !l.locked(cs, l.MaxFailuresPerIP, t) {
+			if l.settled == nil {
+				l.settled = make(chan struct{})
+			}
+			wait = l.settled
+		}
+		return nil, wait, ErrTooManyFailures
 	}
 	for _, k := range []failKey{pair, client} {
 		s := l.state(k, t)
@@ -159,7 +195,21 @@ func (l *FailureLimiter) Reserve(ip netip.Addr, user string) (*Reservation, erro
 		s.level++
 		s.pending++
 	}
-	return &Reservation{l: l, pair: pair, client: client}, nil
+	return &Reservation{l: l, pair: pair, client: client}, nil, nil
+}
+
+// locked reports whether s refuses attempts on settled failures alone (a
+// lockout, or failures not in flight that fill its budget).
+func (l *FailureLimiter) locked(s *failState, max int, t time.Time) bool {
+	return s != nil && max > 0 && (t.Before(s.lockedUntil) || over(s.level-float64(s.pending), max))
+}
+
+// wake tells attempts waiting in ReserveWait that a reservation settled.
+func (l *FailureLimiter) wake() {
+	if l.settled != nil {
+		close(l.settled)
+		l.settled = nil
+	}
 }
 
 // full reports whether s may not take another attempt.
@@ -186,6 +236,7 @@ func (r *Reservation) Failure() (lockedOut bool) {
 		return false
 	}
 	r.done = true
+	defer l.wake()
 	for _, k := range []failKey{r.pair, r.client} {
 		s := l.settle(k, t)
 		max := l.MaxFailures
@@ -232,6 +283,7 @@ func (r *Reservation) finish(f func(failKey, *failState)) {
 		return
 	}
 	r.done = true
+	defer l.wake()
 	for _, k := range []failKey{r.pair, r.client} {
 		f(k, l.settle(k, t))
 	}

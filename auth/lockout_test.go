@@ -1,6 +1,8 @@
 package auth_test
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"sync"
 	"testing"
@@ -261,5 +263,55 @@ func TestLimiterBoundedMemory(t *testing.T) {
 	fail(l, netip.MustParseAddr("192.0.2.9"), "alice") // triggers a sweep
 	if n := l.Len(); n != 2 {
 		t.Errorf("%d entries after expiry, want 2 (the new client and its user)", n)
+	}
+}
+
+// An attempt refused only because others are in flight waits for them:
+// a success lets it through, failures that fill the budget refuse it, and
+// its context bounds the wait.
+func TestLimiterReserveWait(t *testing.T) {
+	auth.UseFakeClock(t)
+	l := auth.NewFailureLimiter(2, time.Hour)
+	ip := netip.MustParseAddr("192.0.2.1")
+	r1, _ := l.Reserve(ip, "alice")
+	r2, _ := l.Reserve(ip, "alice")
+	got := make(chan error, 1)
+	go func() {
+		r, err := l.ReserveWait(context.Background(), ip, "alice")
+		if r != nil {
+			r.Success()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("third attempt did not wait: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	r1.Success()
+	if err := <-got; err != nil {
+		t.Fatalf("after a success: %v, want a reservation", err)
+	}
+	r3, err := l.Reserve(ip, "alice") // the budget: r2 and r3 in flight
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, err := l.ReserveWait(context.Background(), ip, "alice")
+		got <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it start waiting (either way the outcome is the same)
+	r2.Failure()
+	r3.Failure()
+	if err := <-got; !errors.Is(err, auth.ErrTooManyFailures) {
+		t.Fatalf("after the budget failed: %v, want ErrTooManyFailures", err)
+	}
+	l2 := auth.NewFailureLimiter(1, time.Hour)
+	r4, _ := l2.Reserve(ip, "bob")
+	defer r4.Cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := l2.ReserveWait(ctx, ip, "bob"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("wait past the context: %v", err)
 	}
 }

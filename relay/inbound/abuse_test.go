@@ -101,6 +101,44 @@ func TestAttackParallelGuesses(t *testing.T) {
 	}
 }
 
+// A client that opens many sessions at once with the right password (a
+// Postfix smarthost at its default concurrency, the benchmark's login burst)
+// is let in every time: attempts in flight wait for a slot in the lockout's
+// budget instead of being refused as if they had failed.
+func TestParallelCorrectLoginsAllAccepted(t *testing.T) {
+	// Checks slow enough (~50 ms) that the attempts overlap, as the
+	// default argon2id's do.
+	testHashCost = 11
+	defer func() { testHashCost = 4 }()
+	e := start(t, func(c *config.Config) { c.Limits.MaxConnectionsPerIP = 50 })
+	const n = 20 // > max_failures (3) and > max_failures_per_ip's share
+	var conns []*textproto.Conn
+	for range n {
+		conns = append(conns, smtpsRaw(t, e, "127.0.0.1"))
+	}
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	startGun := make(chan struct{})
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-startGun
+			id, _ := c.Cmd("AUTH PLAIN %s", base64.StdEncoding.EncodeToString([]byte("\x00alice\x00"+testPassword)))
+			c.StartResponse(id)
+			codes[i], _, _ = c.ReadResponse(0)
+			c.EndResponse(id)
+		}()
+	}
+	close(startGun)
+	wg.Wait()
+	for i, c := range codes {
+		if c != 235 {
+			t.Errorf("connection %d: reply %d to a correct AUTH, want 235", i, c)
+		}
+	}
+}
+
 // The slow-down after a failed AUTH must end when the server shuts down,
 // not hold the connection's goroutine for its whole length.
 func TestAttackAuthDelayIgnoresShutdown(t *testing.T) {

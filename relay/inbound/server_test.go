@@ -54,6 +54,10 @@ const testPassword = "correct horse battery staple"
 
 // start runs a server on 127.0.0.1:0 listeners with a real queue, a users
 // file holding alice and bob, and an Ed25519 DKIM key for example.com.
+// testHashCost is the bcrypt cost of the test users' passwords: cheap,
+// unless a test needs checks that take a while (set before start).
+var testHashCost = 4
+
 func start(t testing.TB, mutate func(*config.Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
@@ -77,7 +81,7 @@ func start(t testing.TB, mutate func(*config.Config)) *env {
 	}
 
 	for _, u := range []string{"alice", "bob@example.net"} {
-		h, err := auth.HashPasswordCost(testPassword, 4)
+		h, err := auth.HashPasswordCost(testPassword, testHashCost)
 		if err != nil {
 			t.Fatal(err)
 		}
