@@ -24,12 +24,14 @@ ARG TARGETOS
 ARG TARGETARCH
 # The release build links BoringCrypto through cgo, statically (deploy/build.sh):
 # building for the other architecture needs its cross C compiler and libc.
+# A native build also links OpenSSL's static libcrypto (libssl-dev) for DKIM's
+# RSA signatures; a cross build signs RSA with BoringCrypto (build.sh says so).
 RUN case "$TARGETARCH/$(dpkg --print-architecture)" in \
       arm64/amd64) pkgs="gcc-aarch64-linux-gnu libc6-dev-arm64-cross" ;; \
       amd64/arm64) pkgs="gcc-x86-64-linux-gnu libc6-dev-amd64-cross" ;; \
-      *) pkgs="" ;; \
+      *) pkgs="libssl-dev" ;; \
     esac; \
-    if [ -n "$pkgs" ]; then apt-get update && apt-get install -y --no-install-recommends $pkgs && rm -rf /var/lib/apt/lists/*; fi
+    if [ "$CRYPTO" != go ]; then apt-get update && apt-get install -y --no-install-recommends $pkgs && rm -rf /var/lib/apt/lists/*; fi
 # deploy/build.sh holds the one go build command (CI runs it too).
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     GOOS=$TARGETOS GOARCH=$TARGETARCH VERSION=$VERSION CRYPTO=$CRYPTO sh deploy/build.sh /out/inkan \

@@ -82,6 +82,12 @@ case $(go env GOARCH) in
 amd64 | arm64)
 	if grep -q 'GOEXPERIMENT=boringcrypto' <<<"$buildinfo" && "$bin" version | grep -q '^crypto: BoringCrypto'; then
 		pass "release build links BoringCrypto and says so (inkan version)"
+		if "$bin" version | grep -q '^DKIM RSA signing: OpenSSL'; then
+			pass "release build signs DKIM RSA with OpenSSL's libcrypto (libssl-dev present) and says so"
+		else
+			"$bin" version
+			fail "release build with libssl-dev installed does not sign RSA with OpenSSL"
+		fi
 	else
 		printf '%s\n' "$buildinfo"
 		fail "release build links BoringCrypto"

@@ -4,7 +4,7 @@
 # and python3-dkim (dkimpy, with python3-nacl for Ed25519).
 # Idempotent: skips apt when everything is present.
 set -euo pipefail
-pkgs=(swaks msmtp postfix opendkim opendkim-tools python3-dkim python3-aiosmtpd dnsmasq-base libsasl2-modules sasl2-bin iproute2 procps php-cli php-symfony-mailer haproxy openssl opendmarc util-linux unbound nsd ldnsutils pebble python3-jsonschema curl)
+pkgs=(swaks msmtp postfix opendkim opendkim-tools python3-dkim python3-aiosmtpd dnsmasq-base libsasl2-modules sasl2-bin iproute2 procps php-cli php-symfony-mailer haproxy openssl opendmarc util-linux unbound nsd ldnsutils pebble python3-jsonschema curl libssl-dev gcc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,6 +15,7 @@ import (
 	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/cmd/inkan/reportcmd"
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/signing"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -107,7 +108,7 @@ func runVersion(args []string) int {
 		fmt.Println("usage: inkan version\n\nPrints the version of this binary.")
 		return cli.ExitOK
 	}
-	fmt.Printf("inkan %s\ncrypto: %s\n", version, cryptoBackend)
+	fmt.Printf("inkan %s\ncrypto: %s\nDKIM RSA signing: %s\n", version, cryptoBackend, signing.RSABackend())
 	return cli.ExitOK
 }
 

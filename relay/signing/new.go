@@ -149,7 +149,7 @@ func (s *Signer) loadNative(keys []config.DKIMKey) error {
 			return fmt.Errorf("dkim: %s: %w", where, err)
 		}
 		s.warnings = append(s.warnings, warns...)
-		k := &key{domain: d, selector: kc.Selector, signer: signer, algo: Algorithm(signer.Public()), file: kc.KeyFile, origin: where}
+		k := &key{domain: d, selector: kc.Selector, signer: FastSigner(signer), algo: Algorithm(signer.Public()), file: kc.KeyFile, origin: where}
 		r := &nativeRule{k: k, subdomains: kc.Subdomains}
 		senders := kc.Senders
 		if len(senders) == 0 {
@@ -190,7 +190,7 @@ func (s *Signer) loadSingle(od *config.OpenDKIMConf) error {
 		return fmt.Errorf("dkim: %s KeyFile: %w", origin, err)
 	}
 	s.warnings = append(s.warnings, warns...)
-	k := &key{domain: "%", selector: od.Selector, signer: signer, algo: Algorithm(signer.Public()), file: od.KeyFile, origin: origin}
+	k := &key{domain: "%", selector: od.Selector, signer: FastSigner(signer), algo: Algorithm(signer.Public()), file: od.KeyFile, origin: origin}
 	s.single = &singleRule{k: k, domains: domains, subdomains: od.SubDomains, origin: origin}
 	for _, d := range domains {
 		if err := s.addDomain(d, k); err != nil {

@@ -313,7 +313,7 @@ func loadTableKey(e config.KeyTableEntry, path string, warn func(string)) (*key,
 	for _, w := range warns {
 		warn(w)
 	}
-	return &key{domain: e.Domain, selector: e.Selector, signer: signer, algo: Algorithm(signer.Public()), file: path, origin: origin}, nil
+	return &key{domain: e.Domain, selector: e.Selector, signer: FastSigner(signer), algo: Algorithm(signer.Public()), file: path, origin: origin}, nil
 }
 
 // tableDomains derives, for a "%"-domain KeyTable entry, the domains it will

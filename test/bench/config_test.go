@@ -61,7 +61,9 @@ func TestBackendOf(t *testing.T) {
 		"inkan bae99e7\ncrypto: BoringCrypto (BoringSSL FIPS module, cgo, static)\n": "boring",
 		"inkan dev\ncrypto: Go standard library (pure Go)\n":                         "go",
 		"inkan v0.1\n": "",
-		"inkan fd0d38b-dirty; crypto: BoringCrypto (BoringSSL FIPS module, cgo, static)": "boring",
+		"inkan 928f6de\ncrypto: BoringCrypto (BoringSSL FIPS module, cgo, static)\nDKIM RSA signing: OpenSSL 3.0.22 25 Aug 2026 libcrypto (static, cgo)\n": "openssl",
+		"inkan 928f6de\ncrypto: BoringCrypto (BoringSSL FIPS module, cgo, static)\nDKIM RSA signing: the Go crypto library above\n":                        "boring",
+		"inkan fd0d38b-dirty; crypto: BoringCrypto (BoringSSL FIPS module, cgo, static)":                                                                   "boring",
 	}
 	for in, want := range cases {
 		if got := backendOf(in); got != want {

@@ -20,14 +20,19 @@ import (
 
 // signBackend is how the binary under test does its crypto.
 type signBackend struct {
-	name     string // "boring" or "go"
+	name     string // "openssl", "boring" or "go"
 	versionS string // the binary's `version` output, one line
 }
 
-// backendOf reads the crypto line of `inkan version` (cmd/inkan prints
-// "crypto: BoringCrypto (...)" or "crypto: Go standard library (pure Go)"),
-// in its output or in inkanVersion's one-line form ("...; crypto: ...").
+// backendOf reads the crypto lines of `inkan version` (cmd/inkan prints
+// "crypto: BoringCrypto (...)" or "crypto: Go standard library (pure Go)",
+// then "DKIM RSA signing: OpenSSL ..." in a build that signs RSA with
+// OpenSSL), in its output or in inkanVersion's one-line form ("...; crypto:
+// ...").
 func backendOf(versionOut string) string {
+	if strings.Contains(versionOut, "DKIM RSA signing: OpenSSL") {
+		return "openssl"
+	}
 	for _, l := range strings.FieldsFunc(versionOut, func(r rune) bool { return r == '\n' || r == ';' }) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "crypto:"); ok {
 			if strings.Contains(v, "BoringCrypto") {
@@ -51,8 +56,11 @@ func buildSignRate(repo, out, backend string) error {
 // binary lacks.
 func buildLike(repo, out, pkg, backend, what string) error {
 	args := []string{"build", "-trimpath", "-o", out}
-	if backend == "boring" {
+	switch backend {
+	case "boring":
 		args = append(args, "-tags", "netgo,osusergo", "-ldflags", "-linkmode external -extldflags -static")
+	case "openssl":
+		args = append(args, "-tags", "netgo,osusergo,inkan_openssl", "-ldflags", "-linkmode external -extldflags -static")
 	}
 	args = append(args, pkg)
 	logf("building %s: %s go %s", what, strings.Join(backendEnv(backend), " "), strings.Join(args, " "))
@@ -65,7 +73,7 @@ func buildLike(repo, out, pkg, backend, what string) error {
 }
 
 func backendEnv(backend string) []string {
-	if backend == "boring" {
+	if backend == "boring" || backend == "openssl" {
 		return []string{"CGO_ENABLED=1", "GOEXPERIMENT=boringcrypto"}
 	}
 	return []string{"CGO_ENABLED=0"}

@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/inkan-relay/inkan/relay/signing"
 )
 
 func main() {
@@ -64,6 +66,7 @@ func run(alg string, workers int, d time.Duration) error {
 	if workers < 1 {
 		return fmt.Errorf("-workers must be at least 1")
 	}
+	signer = signing.FastSigner(signer) // what inkan signs with
 	digest := sha256.Sum256([]byte("inkan-bench"))
 	msg := digest[:]
 	if alg == "ed25519" {
@@ -104,7 +107,7 @@ func run(alg string, workers int, d time.Duration) error {
 		return fmt.Errorf("no signature in %s", d)
 	}
 	fmt.Printf("backend=%s alg=%s workers=%d signs=%d wall_s=%.3f cpu_s=%.3f signs_per_s=%.1f cpu_us_per_sign=%.1f\n",
-		backend, alg, workers, n, wall.Seconds(), cpu.Seconds(), float64(n)/wall.Seconds(), float64(cpu.Microseconds())/float64(n))
+		backendName(alg), alg, workers, n, wall.Seconds(), cpu.Seconds(), float64(n)/wall.Seconds(), float64(cpu.Microseconds())/float64(n))
 	return nil
 }
 
