@@ -87,6 +87,8 @@
 // delivery.mx_port; a smarthost without a port uses 465 with tls implicit,
 // delivery.mx_port otherwise.
 //
-// go-smtp's client sends RCPT commands one at a time, waiting for each
-// reply (no PIPELINING); connection reuse recovers most of the cost.
+// To a next hop that advertises PIPELINING (RFC 2920), MAIL, the RCPTs and
+// DATA go out in one write and their replies are read after it
+// (pipeline.go), with the same results as one command at a time, which is
+// how the rest are served (go-smtp's client).
 package deliver

@@ -1,6 +1,7 @@
 package deliver_test
 
 import (
+	"bufio"
 	"net"
 	"net/textproto"
 	"strconv"
@@ -14,9 +15,10 @@ import (
 
 // rawMX is a minimal SMTP server that says only what it is told to in its
 // EHLO reply, so a next hop without 8BITMIME (which go-smtp's server
-// always offers) can be tried. It records each command, each MAIL
-// command and whether a message was sent; it refuses the first refuseData
-// DATA commands with 554.
+// always offers), or without PIPELINING, can be tried. It records each
+// command, each MAIL command and whether a message was sent; it refuses
+// the first refuseData DATA commands with 554. pipeline_test.go sets the
+// other replies and reads the rest of the record.
 type rawMX struct {
 	mu         sync.Mutex
 	mails      []string
@@ -24,6 +26,13 @@ type rawMX struct {
 	datas      int
 	conns      int
 	refuseData int
+
+	mailReplies []string          // replies to the next MAIL commands, in turn; then 250
+	rcptReply   map[string]string // reply to RCPT by address; default 250
+	loneDot354  bool              // answer DATA with 354 even without recipients (RFC 2920 3.1)
+	lines       []string          // each command line, in full
+	reads       []string          // what each read of a connection returned
+	bodies      []string          // each message as sent, dot-stuffed, without the final ".\r\n"
 }
 
 func startRawMX(t *testing.T, addr string, ehlo ...string) *rawMX {
@@ -47,13 +56,31 @@ func startRawMX(t *testing.T, addr string, ehlo ...string) *rawMX {
 	return m
 }
 
+// readLog records each read of a connection: what the client sent in one
+// write arrives, on loopback, in one read.
+type readLog struct {
+	net.Conn
+	m *rawMX
+}
+
+func (r readLog) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	if n > 0 {
+		r.m.mu.Lock()
+		r.m.reads = append(r.m.reads, string(p[:n]))
+		r.m.mu.Unlock()
+	}
+	return n, err
+}
+
 func (m *rawMX) serve(c net.Conn, ehlo []string) {
 	defer c.Close()
 	m.mu.Lock()
 	m.conns++
 	m.mu.Unlock()
-	tp := textproto.NewConn(c)
+	tp := textproto.NewConn(readLog{Conn: c, m: m})
 	tp.PrintfLine("220 raw.test ESMTP")
+	mail, rcpts := false, 0 // the transaction in progress
 	for {
 		line, err := tp.ReadLine()
 		if err != nil {
@@ -62,13 +89,32 @@ func (m *rawMX) serve(c net.Conn, ehlo []string) {
 		cmd := strings.ToUpper(strings.SplitN(line, " ", 2)[0])
 		m.mu.Lock()
 		m.cmds = append(m.cmds, cmd)
+		m.lines = append(m.lines, line)
 		refuse := cmd == "DATA" && m.refuseData > 0
 		if refuse {
 			m.refuseData--
 		}
+		reply := ""
+		switch {
+		case cmd == "MAIL" && len(m.mailReplies) > 0:
+			reply, m.mailReplies = m.mailReplies[0], m.mailReplies[1:]
+		case cmd == "RCPT":
+			_, addr, _ := strings.Cut(line, "<")
+			addr, _, _ = strings.Cut(addr, ">")
+			reply = m.rcptReply[addr]
+		}
+		loneDot := m.loneDot354
 		m.mu.Unlock()
 		if refuse {
 			tp.PrintfLine("554 5.5.1 no valid recipients")
+			continue
+		}
+		if reply != "" {
+			// A reply may have several lines, and 421 hangs up.
+			tp.PrintfLine("%s", reply)
+			if strings.HasPrefix(reply, "421") {
+				return
+			}
 			continue
 		}
 		switch cmd {
@@ -82,16 +128,36 @@ func (m *rawMX) serve(c net.Conn, ehlo []string) {
 			m.mu.Lock()
 			m.mails = append(m.mails, line)
 			m.mu.Unlock()
+			mail, rcpts = true, 0
 			tp.PrintfLine("250 2.1.0 Ok")
-		case "RCPT", "RSET", "NOOP":
+		case "RCPT":
+			if !mail {
+				tp.PrintfLine("503 5.5.1 MAIL first")
+				continue
+			}
+			rcpts++
+			tp.PrintfLine("250 2.1.5 Ok")
+		case "RSET", "NOOP":
+			mail, rcpts = false, 0
 			tp.PrintfLine("250 2.0.0 Ok")
 		case "DATA":
+			if rcpts == 0 && !loneDot {
+				tp.PrintfLine("554 5.5.1 no valid recipients")
+				continue
+			}
 			tp.PrintfLine("354 go on")
-			if _, err := tp.ReadDotBytes(); err != nil {
+			body, err := readRawData(tp.R)
+			if err != nil {
 				return
 			}
+			if rcpts == 0 {
+				tp.PrintfLine("554 5.5.1 no valid recipients")
+				continue
+			}
+			mail, rcpts = false, 0
 			m.mu.Lock()
 			m.datas++
+			m.bodies = append(m.bodies, body)
 			m.mu.Unlock()
 			tp.PrintfLine("250 2.0.0 Ok: queued")
 		case "QUIT":
@@ -100,6 +166,22 @@ func (m *rawMX) serve(c net.Conn, ehlo []string) {
 		default:
 			tp.PrintfLine("502 5.5.2 %s not implemented", cmd)
 		}
+	}
+}
+
+// readRawData reads message data up to the line ".\r\n" and returns it as
+// it came, dot-stuffing and all.
+func readRawData(r *bufio.Reader) (string, error) {
+	var b strings.Builder
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		if line == ".\r\n" {
+			return b.String(), nil
+		}
+		b.WriteString(line)
 	}
 }
 

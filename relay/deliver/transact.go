@@ -50,6 +50,19 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 		st.resolve(todo, v.at(s.remote, s.tls))
 		return nil, true
 	}
+	if ok, _ := s.smtp.Extension("PIPELINING"); ok {
+		if v, keep, sent := t.pipelined(s, d, st, opts, dsn, todo); sent {
+			return v, keep
+		}
+		// Nothing was sent (an envelope go-smtp would refuse, no valid
+		// recipient, a message that cannot be opened): the path below
+		// reports it as it always has.
+	}
+	return t.sequential(s, d, st, opts, dsn, todo)
+}
+
+// sequential is transact without PIPELINING: one round trip per command.
+func (t *Transport) sequential(s *conn, d *queue.Delivery, st *outcome, opts *smtp.MailOptions, dsn bool, todo []int) (*verdict, bool) {
 	if err := s.smtp.Mail(d.From, opts); err != nil {
 		v, ends := fromError(err, s.remote, "after MAIL FROM")
 		if ends {
@@ -61,7 +74,7 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 	var accepted []int
 	for _, i := range todo {
 		rcpt := st.rcpts[i]
-		if rcpt == "" || strings.ContainsAny(rcpt, "\r\n<>") {
+		if invalidRcpt(rcpt) {
 			st.resolve([]int{i}, permanent("5.1.3", "invalid recipient address %q", rcpt))
 			continue
 		}
@@ -96,11 +109,7 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 		// server (RFC 5321 4.1.1.4): clear them before the next use.
 		return nil, s.rset(t.commandTimeout) == nil
 	}
-	if s.tls != "" {
-		tlsTotal.WithLabelValues("tls").Inc()
-	} else {
-		tlsTotal.WithLabelValues("plain").Inc()
-	}
+	countTLS(s)
 	// From here on the message may reach the server: no other host is tried.
 	if v := t.send(s, w, body); v != nil {
 		st.resolve(accepted, v.at(s.remote, s.tls))
@@ -113,11 +122,29 @@ func (t *Transport) transact(s *conn, d *queue.Delivery, st *outcome) (*verdict,
 		st.resolve(accepted, v.at(s.remote, s.tls))
 		return nil, !ends
 	}
-	st.resolve(accepted, sentReply(resp.StatusText).at(s.remote, s.tls))
+	delivered(s, st, accepted, resp.StatusText, dsn)
+	return nil, true
+}
+
+// invalidRcpt: a recipient that cannot go into a RCPT command.
+func invalidRcpt(rcpt string) bool { return rcpt == "" || strings.ContainsAny(rcpt, "\r\n<>") }
+
+// countTLS counts a message whose DATA was accepted, by TLS or not.
+func countTLS(s *conn) {
+	if s.tls != "" {
+		tlsTotal.WithLabelValues("tls").Inc()
+	} else {
+		tlsTotal.WithLabelValues("plain").Inc()
+	}
+}
+
+// delivered records the 250 reply to the end of DATA for the accepted
+// recipients.
+func delivered(s *conn, st *outcome, accepted []int, text string, dsn bool) {
+	st.resolve(accepted, sentReply(text).at(s.remote, s.tls))
 	for _, i := range accepted {
 		st.res[i].DSNPassed = dsn && st.res[i].Status == queue.Sent
 	}
-	return nil, true
 }
 
 // rcptOptions are the NOTIFY and ORCPT of recipient i of d, or nil.
