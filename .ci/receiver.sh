@@ -90,6 +90,8 @@ cleanup() {
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
   if [ "$rc" = 0 ] && [ "$FAILED" = 0 ] && [ -z "${KEEP:-}" ]; then
     rm -rf "$WORK"
+    # No trace outside the work folders: the base folder goes with the last run.
+    if ! compgen -G "$BASE/run.*" >/dev/null; then rm -f "$BASE/lock" && rmdir "$BASE" 2>/dev/null; fi
   else
     echo "work files kept in $WORK"
   fi

@@ -62,7 +62,8 @@
 //   - A route may be paced (pacing.go): a delivery that would pass its
 //     limits is not tried, and its result (Deferred, NotBefore set) tells
 //     the queue when its turn comes; the queue does not count it as an
-//     attempt, so pacing never bounces mail. A paced delivery that reached
+//     attempt (only queue.max_lifetime still applies to a message that
+//     waits that long). A paced delivery that reached
 //     no server gives its allowance back.
 //   - A next hop that is this server (one of Options.Listen, address and
 //     port, a wildcard listener counting every local address) or the
