@@ -66,26 +66,7 @@ func TestAttackParallelGuesses(t *testing.T) {
 	lim := e.srv.Limiter()
 	lim.BaseDelay, lim.MaxDelay = 0, 0
 	const n = 20
-	var conns []*textproto.Conn
-	for range n {
-		conns = append(conns, smtpsRaw(t, e, "127.0.0.1"))
-	}
-	codes := make([]int, n)
-	var wg sync.WaitGroup
-	startGun := make(chan struct{})
-	for i, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-startGun
-			id, _ := c.Cmd("AUTH PLAIN %s", base64.StdEncoding.EncodeToString([]byte("\x00alice\x00wrong")))
-			c.StartResponse(id)
-			codes[i], _, _ = c.ReadResponse(0)
-			c.EndResponse(id)
-		}()
-	}
-	close(startGun)
-	wg.Wait()
+	codes := parallelAuth(t, e, n, "alice", "wrong")
 	var checked int
 	for i, c := range codes {
 		switch c {
@@ -101,17 +82,11 @@ func TestAttackParallelGuesses(t *testing.T) {
 	}
 }
 
-// A client that opens many sessions at once with the right password (a
-// Postfix smarthost at its default concurrency, the benchmark's login burst)
-// is let in every time: attempts in flight wait for a slot in the lockout's
-// budget instead of being refused as if they had failed.
-func TestParallelCorrectLoginsAllAccepted(t *testing.T) {
-	// Checks slow enough (~50 ms) that the attempts overlap, as the
-	// default argon2id's do.
-	testHashCost = 10
-	defer func() { testHashCost = 4 }()
-	e := start(t, func(c *config.Config) { c.Limits.MaxConnectionsPerIP = 50 })
-	const n = 12 // well above max_failures (3)
+// parallelAuth opens n implicit-TLS sessions from 127.0.0.1, sends AUTH
+// PLAIN as user in all of them at the same moment and returns the reply
+// codes (0: no reply).
+func parallelAuth(t *testing.T, e *env, n int, user, pass string) []int {
+	t.Helper()
 	var conns []*textproto.Conn
 	for range n {
 		conns = append(conns, smtpsRaw(t, e, "127.0.0.1"))
@@ -124,7 +99,7 @@ func TestParallelCorrectLoginsAllAccepted(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-startGun
-			id, _ := c.Cmd("AUTH PLAIN %s", base64.StdEncoding.EncodeToString([]byte("\x00alice\x00"+testPassword)))
+			id, _ := c.Cmd("AUTH PLAIN %s", base64.StdEncoding.EncodeToString([]byte("\x00"+user+"\x00"+pass)))
 			c.StartResponse(id)
 			codes[i], _, _ = c.ReadResponse(0)
 			c.EndResponse(id)
@@ -132,6 +107,21 @@ func TestParallelCorrectLoginsAllAccepted(t *testing.T) {
 	}
 	close(startGun)
 	wg.Wait()
+	return codes
+}
+
+// A client that opens many sessions at once with the right password (a
+// Postfix smarthost at its default concurrency, the benchmark's login burst)
+// is let in every time: attempts in flight wait for a slot in the lockout's
+// budget instead of being refused as if they had failed.
+func TestParallelCorrectLoginsAllAccepted(t *testing.T) {
+	// Checks slow enough (~50 ms) that the attempts overlap, as the
+	// default argon2id's do.
+	testHashCost = 10
+	defer func() { testHashCost = 4 }()
+	e := start(t, func(c *config.Config) { c.Limits.MaxConnectionsPerIP = 50 })
+	const n = 12 // well above max_failures (3)
+	codes := parallelAuth(t, e, n, "alice", testPassword)
 	for i, c := range codes {
 		if c != 235 {
 			t.Errorf("connection %d: reply %d to a correct AUTH, want 235", i, c)
