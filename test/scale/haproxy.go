@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/inkan-relay/inkan/test/freeport"
 )
 
 // haproxy is HAProxy (the Debian package) in TCP mode in front of the
@@ -65,7 +67,7 @@ backend inkan_relay
 }
 
 func startHAProxy(ctx context.Context, reg *registry, bin, dir string, servers []*instance) (*haproxy, error) {
-	port, err := freePort()
+	port, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}

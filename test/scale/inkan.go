@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/inkan-relay/inkan/test/freeport"
 )
 
 // proxyIP is the address HAProxy connects to the inkans from (its servers'
@@ -72,11 +74,11 @@ func (in *instance) config(keyFile, sinkAddr string) string {
 // `inkan check`.
 func newInstance(ctx context.Context, reg *registry, bin, dir string, n int, keyFile, sinkAddr string) (*instance, error) {
 	in := &instance{name: fmt.Sprintf("inkan%d.scale.test", n), bin: bin, dir: dir, reg: reg}
-	p1, err := freePort()
+	p1, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}
-	p2, err := freePort()
+	p2, err := freeport.Get()
 	if err != nil {
 		return nil, err
 	}

@@ -163,16 +163,6 @@ func (c *child) terminate(grace time.Duration) bool {
 	return true
 }
 
-// freePort asks the kernel for an unused loopback TCP port.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // waitDial waits until addr accepts TCP connections; alive, when set,
 // reports a server that died first.
 func waitDial(ctx context.Context, addr string, limit time.Duration, alive func() bool) error {

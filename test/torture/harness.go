@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/inkan-relay/inkan/test/freeport"
 )
 
 // harness is what every scenario shares: the inkan binary, a work folder,
@@ -31,7 +32,6 @@ type harness struct {
 	mounts   []string
 	secrets  map[string]string // value -> label
 	logFiles []string
-	ports    map[int]bool
 	sinks    []*sink
 
 	cleanOnce sync.Once
@@ -48,7 +48,7 @@ func newHarness(quick, verbose bool, filters []string) (*harness, error) {
 		}
 	}
 	return &harness{quick: quick, verbose: verbose, filters: filters, work: work, started: time.Now(),
-		procs: map[int]*inkan{}, secrets: map[string]string{}, ports: map[int]bool{}}, nil
+		procs: map[int]*inkan{}, secrets: map[string]string{}}, nil
 }
 
 // wants reports whether a scenario or row is selected by -only. "fault"
@@ -214,24 +214,13 @@ func (h *harness) secretList() (values, labels []string) {
 	return values, labels
 }
 
-// freePort returns a loopback port that was free a moment ago and that the
-// harness has not handed out before.
+// freePort returns a loopback port no earlier call handed out.
 func (h *harness) freePort() int {
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			panic(fmt.Sprintf("no free loopback port: %v", err))
-		}
-		p := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		h.mu.Lock()
-		seen := h.ports[p]
-		h.ports[p] = true
-		h.mu.Unlock()
-		if !seen {
-			return p
-		}
+	p, err := freeport.Get()
+	if err != nil {
+		panic(fmt.Sprintf("no free loopback port: %v", err))
 	}
+	return p
 }
 
 func (h *harness) track(in *inkan) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/inkan-relay/inkan/test/freeport"
 )
 
 // sinkBehavior is how a sink treats the inkan delivering to it. It can be
@@ -123,9 +124,7 @@ func (s *sink) up() error {
 	}
 	if s.addr == "" {
 		s.addr = ln.Addr().String()
-		s.h.mu.Lock()
-		s.h.ports[ln.Addr().(*net.TCPAddr).Port] = true
-		s.h.mu.Unlock()
+		freeport.Keep(ln.Addr().(*net.TCPAddr).Port)
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &sinkSession{s: s, c: c}, nil
