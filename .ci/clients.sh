@@ -101,13 +101,7 @@ on_term() {
 trap on_term TERM INT
 fatal() { fail "$1" "$2"; finish; }
 
-free_ports() {
-  $PY -c '
-import socket, sys
-ss = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])' "$1"
-}
+free_ports() { $PY .ci/free-ports.py "$1"; } # N -> N distinct free ports
 wait_port() {
   local i
   for i in $(seq $((${2:-15} * 10))); do

@@ -37,7 +37,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # waitfor SECONDS CMD...: until CMD succeeds (the limit only catches hangs).
 waitfor() {
   local n=$(($1 * 10))
@@ -54,7 +53,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
   -addext subjectAltName=IP:127.0.0.1 -keyout "$work/relay.key" -out "$work/relay.crt" 2>/dev/null
 pin=$(openssl x509 -noout -fingerprint -sha256 -in "$work/relay.crt" | cut -d= -f2)
 
-SMTP=$(port) TOKEN=$(port) DEAD=$(port) RELAY=$(port) HTTP=$(port)
+read -r SMTP TOKEN DEAD RELAY HTTP <<<"$($PY .ci/free-ports.py 5)"
 mkdir -p "$work/provider" "$work/data"
 chmod 700 "$work/data"
 echo rt-first >"$work/provider/refresh-valid"

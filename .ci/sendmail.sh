@@ -99,13 +99,7 @@ finish() {
 }
 fatal() { fail "$1" "$2"; note "cannot go on without this"; finish; }
 
-free_ports() {
-  $PY -c '
-import socket, sys
-ss = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])' "$1"
-}
+free_ports() { $PY .ci/free-ports.py "$1"; } # N -> N distinct free ports
 NOBODY_UID=$(id -u nobody)
 as_nobody() { setpriv --reuid="$NOBODY_UID" --regid="$(id -g nobody)" --clear-groups -- "$@"; }
 
