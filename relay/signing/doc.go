@@ -21,8 +21,12 @@
 //     exact lookup order of OpenDKIM 2.11 (see package config).
 //   - A key whose d= and s= already sign the message is skipped, so a
 //     Postfix+OpenDKIM left in the path does not cause duplicate signatures.
-//   - The message is never held in memory: Stream hashes it as it is written
-//     and Finish returns only the DKIM-Signature fields to prepend.
+//   - The body is never held in memory: Stream hashes it as it is written,
+//     on the writer's goroutine, once for all keys, and Finish returns only
+//     the DKIM-Signature fields to prepend. The header section is kept (the
+//     SMTP session bounds it) and split by mailsyntax.SplitFields, the rules
+//     the sender policy read it with, so the h= fields signed are the fields
+//     that were checked.
 //   - Signing problems never look like spool failures: Stream.Write cannot
 //     fail; Finish reports them, and Decision.Err marks a key that exists in
 //     the configuration but cannot be used, so the caller can defer (451)

@@ -1,11 +1,11 @@
 package signing
 
 import (
-	"bufio"
 	"crypto"
+	"encoding/base64"
 	"fmt"
-	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -249,72 +249,67 @@ func withNotes(s string, notes []string) string {
 }
 
 func (s *Signer) newStream(use []candidate, headerKeys []string) (*Stream, error) {
-	st := &Stream{state: 2, label: s.domainLabel}
-	var ws []io.Writer
-	var exp time.Time
+	st := &Stream{state: 2, label: s.domainLabel, headerCan: s.headerCan, bodyCan: s.bodyCan,
+		headers: headerKeys, body: newBodyHasher(s.bodyCan == dkim.CanonicalizationRelaxed), t: now()}
 	if s.expiration > 0 {
-		exp = now().Add(s.expiration)
+		st.x = st.t.Add(s.expiration)
+	}
+	if !slices.ContainsFunc(headerKeys, func(k string) bool { return strings.EqualFold(k, "From") }) {
+		return nil, fmt.Errorf("the From header field must be signed")
 	}
 	for _, c := range use {
-		sg, err := dkim.NewSigner(&dkim.SignOptions{
-			Domain:                 c.domain,
-			Selector:               c.k.selector,
-			Identifier:             c.identity,
-			Signer:                 c.k.signer,
-			HeaderCanonicalization: s.headerCan,
-			BodyCanonicalization:   s.bodyCan,
-			HeaderKeys:             headerKeys,
-			Expiration:             exp,
-		})
-		if err != nil {
-			st.Abort()
-			return nil, fmt.Errorf("d=%s s=%s: %w", c.domain, c.k.selector, err)
+		if c.k.algo == "" {
+			return nil, fmt.Errorf("d=%s s=%s: unsupported key type %T", c.domain, c.k.selector, c.k.signer.Public())
 		}
-		st.signers = append(st.signers, sg)
+		st.use = append(st.use, c)
 		st.keys = append(st.keys, KeyInfo{Domain: c.domain, Selector: c.k.selector, Algorithm: c.k.algo})
-		ws = append(ws, sg)
 	}
-	// Each go-msgauth signer hashes on its own goroutine behind a pipe; the
-	// buffer turns many small header writes into few pipe hand-offs. Sharing
-	// one body hash between keys would mean re-implementing go-msgauth's
-	// unexported canonicalizers, and the RSA operation dominates anyway.
-	st.bw = bufio.NewWriterSize(io.MultiWriter(ws...), 32<<10)
 	return st, nil
 }
 
-// Stream hashes one message for one or more keys as it passes through.
-// Write it the whole message (the header again, then the body), then call
-// Finish; call Abort instead when the message is dropped, so the hashing
-// goroutines end. A Stream is used by one goroutine.
+// Stream hashes one message for one or more keys as it passes through, on
+// the writer's goroutine: the header section is kept (it is small and the
+// h= fields are picked from it at the end), the body is canonicalized and
+// hashed once for every key. Write it the whole message (the header again,
+// then the body), then call Finish, or Abort when the message is dropped.
+// A Stream is used by one goroutine.
 type Stream struct {
-	keys    []KeyInfo
-	label   func(domain string) string // metric label for a d= domain
-	signers []*dkim.Signer
-	bw      *bufio.Writer
-	err     error
-	state   int  // progress through "\r\n\r\n"; starts as if after a line end
-	eoh     bool // the blank line ending the header has been seen
-	done    bool
+	keys      []KeyInfo
+	use       []candidate
+	label     func(domain string) string // metric label for a d= domain
+	headerCan dkim.Canonicalization
+	bodyCan   dkim.Canonicalization
+	headers   []string // the h= list
+	t, x      time.Time
+	head      []byte
+	body      *bodyHasher
+	state     int  // progress through "\r\n\r\n"; starts as if after a line end
+	eoh       bool // the blank line ending the header has been seen
+	done      bool
 }
 
 // Write never fails: a signing problem is reported by Finish, so that it is
 // never mistaken for a failure of the spool it is teed with.
 func (st *Stream) Write(p []byte) (int, error) {
-	if st.done || st.err != nil {
-		return len(p), nil
+	n := len(p)
+	if st.done {
+		return n, nil
 	}
 	if !st.eoh {
-		st.scan(p)
+		h := st.scan(p)
+		st.head = append(st.head, p[:h]...)
+		p = p[h:]
 	}
-	if _, err := st.bw.Write(p); err != nil {
-		st.err = err
+	if len(p) > 0 {
+		st.body.Write(p)
 	}
-	return len(p), nil
+	return n, nil
 }
 
-// scan tracks the end of the header (an empty line), tolerating bare LF.
-func (st *Stream) scan(p []byte) {
-	for _, c := range p {
+// scan tracks the end of the header (an empty line), tolerating bare LF,
+// and returns how many bytes of p belong to the header section.
+func (st *Stream) scan(p []byte) int {
+	for i, c := range p {
 		switch {
 		case c == '\r':
 			if st.state == 2 {
@@ -325,13 +320,14 @@ func (st *Stream) scan(p []byte) {
 		case c == '\n':
 			if st.state == 3 || st.state == 2 {
 				st.eoh = true
-				return
+				return i + 1
 			}
 			st.state = 2
 		default:
 			st.state = 0
 		}
 	}
+	return len(p)
 }
 
 // Finish completes the signatures and returns the DKIM-Signature fields,
@@ -340,30 +336,28 @@ func (st *Stream) Finish() ([]byte, error) {
 	if st.done {
 		return nil, fmt.Errorf("dkim: stream already finished")
 	}
-	if st.err == nil && !st.eoh {
+	st.done = true
+	if !st.eoh {
 		// Header only, no blank line: end it so the body is empty.
 		end := "\r\n\r\n"
 		if st.state == 2 {
 			end = "\r\n"
 		}
-		_, st.err = st.bw.WriteString(end)
+		st.head = append(st.head, end...)
 	}
-	if st.err == nil {
-		st.err = st.bw.Flush()
-	}
-	st.done = true
+	head := string(st.head)
+	fields := mailsyntax.SplitFields(st.head)
+	bh := base64.StdEncoding.EncodeToString(st.body.Sum())
 	var out []byte
-	for i, sg := range st.signers {
-		if err := sg.Close(); err != nil && st.err == nil {
-			st.err = fmt.Errorf("d=%s s=%s: %w", st.keys[i].Domain, st.keys[i].Selector, err)
+	for i, c := range st.use {
+		f, err := signOne(head, fields, st.headerCan, st.bodyCan, c.k, sigParams{
+			algo: c.k.algo, domain: c.domain, selector: c.k.selector, identity: c.identity,
+			headers: st.headers, bodyHash: bh, t: st.t, x: st.x})
+		if err != nil {
+			unsignedTotal.WithLabelValues(UnsignedError).Inc()
+			return nil, fmt.Errorf("dkim sign: d=%s s=%s: %w", st.keys[i].Domain, st.keys[i].Selector, err)
 		}
-		if st.err == nil {
-			out = append(out, sg.Signature()...)
-		}
-	}
-	if st.err != nil {
-		unsignedTotal.WithLabelValues(UnsignedError).Inc()
-		return nil, fmt.Errorf("dkim sign: %w", st.err)
+		out = append(out, f...)
 	}
 	for _, k := range st.keys {
 		signaturesTotal.WithLabelValues(st.label(k.Domain), k.Algorithm).Inc()
@@ -371,14 +365,10 @@ func (st *Stream) Finish() ([]byte, error) {
 	return out, nil
 }
 
-// Abort ends the hashing goroutines without producing signatures.
+// Abort drops the stream without producing signatures.
 func (st *Stream) Abort() {
-	if st == nil || st.done {
-		return
-	}
-	st.done = true
-	for _, sg := range st.signers {
-		sg.Close() // the goroutine sees EOF and exits; its result is discarded
+	if st != nil {
+		st.done = true
 	}
 }
 

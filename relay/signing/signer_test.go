@@ -2,9 +2,11 @@ package signing
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -386,11 +388,10 @@ func TestStreamErrorOnlyAtFinish(t *testing.T) {
 	key := writeKey(t, t.TempDir(), "k", testEd25519(t, 8), 0o600)
 	s := newSigner(t, config.DKIM{Keys: []config.DKIMKey{{Domain: "example.com", Selector: "s", KeyFile: key}}})
 	st, _ := s.Begin(msgOf("From: a@example.com\r\n\r\n"))
-	// Close the signers' pipes behind the stream's back: every later write
-	// to them fails.
-	for _, sg := range st.signers {
-		sg.Close()
-	}
+	// The key's signer starts failing behind the stream's back.
+	k := *st.use[0].k
+	k.signer = failingSigner{k.signer}
+	st.use[0].k = &k
 	if n, err := st.Write(bytes.Repeat([]byte("x"), 70000)); n != 70000 || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
@@ -406,4 +407,10 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 		t.Fatal(err)
 	}
 	return m.GetCounter().GetValue()
+}
+
+type failingSigner struct{ crypto.Signer }
+
+func (failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	return nil, errors.New("the HSM is gone")
 }

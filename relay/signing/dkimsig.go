@@ -1,0 +1,273 @@
+package signing
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"hash"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
+)
+
+// The signature is computed here, on the caller's goroutine, rather than by
+// go-msgauth's dkim.Signer: that one hashes on a goroutine of its own behind
+// an io.Pipe and parses the header again with its own reader. Here the
+// header is split by mailsyntax.SplitFields, the same rules the sender
+// policy read it with, and one body hash serves every key (rsa-sha256 and
+// ed25519-sha256 both hash the body with SHA-256). go-msgauth, dkimpy and
+// OpenDKIM verify the result in the tests (sigcore_test.go, the opendkim
+// tests, CI's interop and receiver checks).
+
+// bodyHasher feeds a body, canonicalized (RFC 6376 section 3.4.3/3.4.4), to
+// SHA-256 as it streams. Input lines end in CRLF (the SMTP session repairs
+// bare CR and LF before the signer sees them); a bare LF is read as CRLF.
+type bodyHasher struct {
+	h       hash.Hash
+	relaxed bool
+	blank   int  // empty lines held back: trailing ones are dropped
+	wsp     bool // relaxed: white space held back inside the line
+	inLine  bool // the current line has produced output
+	cr      bool // the last byte was a CR not yet known to end a line
+	any     bool // the body has produced output
+	out     []byte
+}
+
+func newBodyHasher(relaxed bool) *bodyHasher {
+	return &bodyHasher{h: sha256.New(), relaxed: relaxed, out: make([]byte, 0, 4096+128)}
+}
+
+var crlfs = []byte("\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n")
+
+// emit adds line content: first the empty lines held back (they were not
+// trailing after all), then a space for held-back white space (relaxed).
+func (b *bodyHasher) emit(p []byte) {
+	for b.blank > 0 {
+		n := min(b.blank, len(crlfs)/2)
+		b.out = append(b.out, crlfs[:2*n]...)
+		b.blank -= n
+	}
+	if b.wsp {
+		b.out = append(b.out, ' ')
+		b.wsp = false
+	}
+	b.out = append(b.out, p...)
+	b.inLine, b.any = true, true
+	if len(b.out) >= 4096 {
+		b.h.Write(b.out)
+		b.out = b.out[:0]
+	}
+}
+
+var cr = []byte{'\r'}
+
+// Write takes the body a line at a time: content up to each LF, the CR
+// before it held back until it is known not to be lone.
+func (b *bodyHasher) Write(p []byte) {
+	for len(p) > 0 {
+		seg, rest, eol := bytes.Cut(p, []byte{'\n'})
+		b.segment(seg)
+		if !eol {
+			return
+		}
+		b.cr, b.wsp = false, false // relaxed: white space ending a line goes
+		if b.inLine {
+			b.out = append(b.out, '\r', '\n')
+			b.inLine = false
+		} else {
+			b.blank++
+		}
+		p = rest
+	}
+}
+
+// segment takes bytes of one line without its LF.
+func (b *bodyHasher) segment(seg []byte) {
+	if len(seg) == 0 {
+		return
+	}
+	if b.cr { // the CR that ended the last write was lone: content
+		b.cr = false
+		b.emit(cr)
+	}
+	if seg[len(seg)-1] == '\r' {
+		b.cr = true
+		seg = seg[:len(seg)-1]
+	}
+	if !b.relaxed {
+		if len(seg) > 0 {
+			b.emit(seg)
+		}
+		return
+	}
+	start := 0
+	for i, c := range seg {
+		if c == ' ' || c == '\t' {
+			if i > start {
+				b.emit(seg[start:i])
+			}
+			b.wsp = true
+			start = i + 1
+		}
+	}
+	if start < len(seg) {
+		b.emit(seg[start:])
+	}
+}
+
+// Sum ends the body: an unterminated last line gets its CRLF; an empty body
+// is CRLF in simple and nothing in relaxed canonicalization.
+func (b *bodyHasher) Sum() []byte {
+	if b.cr {
+		b.cr = false
+		b.emit(cr)
+	}
+	if b.inLine {
+		b.out = append(b.out, '\r', '\n')
+		b.inLine = false
+	}
+	if !b.any && !b.relaxed {
+		b.out = append(b.out, '\r', '\n')
+	}
+	b.h.Write(b.out)
+	b.out = b.out[:0]
+	return b.h.Sum(nil)
+}
+
+// canonHeader appends one field, canonicalized, to dst. raw is the field as
+// it stands in the header section, with its line ending.
+func canonHeader(dst []byte, relaxed bool, name, rawValue, raw string) []byte {
+	if !relaxed {
+		return append(dst, raw...)
+	}
+	dst = append(dst, strings.ToLower(strings.TrimSpace(name))...)
+	dst = append(dst, ':')
+	sp := false
+	start := len(dst)
+	for i := 0; i < len(rawValue); i++ {
+		switch c := rawValue[i]; c {
+		case ' ', '\t', '\r', '\n':
+			sp = true
+		default:
+			if sp && len(dst) > start {
+				dst = append(dst, ' ')
+			}
+			sp = false
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '\r', '\n')
+}
+
+// sigParams are the tags of one DKIM-Signature field.
+type sigParams struct {
+	algo, canon, domain, selector, identity string
+	headers                                 []string
+	bodyHash                                string
+	t, x                                    time.Time
+}
+
+// format writes the field, folded below 78 columns, with b= last so that
+// its value can be left out to compute the signature (RFC 6376 3.5, 3.7).
+// The layout follows go-msgauth's: tags in alphabetical order, then b=.
+func (p *sigParams) format(b string) string {
+	tags := [][2]string{{"a", p.algo}, {"bh", p.bodyHash}, {"c", p.canon}, {"d", p.domain},
+		{"h", strings.Join(p.headers, ":")}}
+	if p.identity != "" {
+		tags = append(tags, [2]string{"i", p.identity})
+	}
+	tags = append(tags, [2]string{"s", p.selector}, [2]string{"t", strconv.FormatInt(p.t.Unix(), 10)},
+		[2]string{"v", "1"})
+	if !p.x.IsZero() {
+		tags = append(tags, [2]string{"x", strconv.FormatInt(p.x.Unix(), 10)})
+	}
+	var sb strings.Builder
+	sb.WriteString("DKIM-Signature:")
+	line := 0
+	for _, kv := range tags {
+		n := 3 + len(kv[0]) + len(kv[1])
+		if line > 0 && line+n > 75 {
+			sb.WriteString("\r\n")
+			line = 0
+		}
+		sb.WriteString(" " + kv[0] + "=" + kv[1] + ";")
+		line += n
+	}
+	sb.WriteString("\r\n b=")
+	for rest, width := b, 72; rest != ""; width = 75 {
+		n := min(width, len(rest))
+		if width == 75 {
+			sb.WriteString("\r\n ")
+		}
+		sb.WriteString(rest[:n])
+		rest = rest[n:]
+	}
+	sb.WriteString("\r\n")
+	return sb.String()
+}
+
+// headerPicker hands out header fields for the h= list bottom up: the n-th
+// mention of a name takes the n-th instance from the bottom (RFC 6376
+// 5.4.2); a name with no instance left adds nothing (oversigning).
+type headerPicker struct {
+	fields []mailsyntax.RawField
+	used   map[string]int
+}
+
+func (hp *headerPicker) pick(name string) (mailsyntax.RawField, bool) {
+	l := strings.ToLower(name)
+	skip := hp.used[l]
+	for i := len(hp.fields) - 1; i >= 0; i-- {
+		if !strings.EqualFold(hp.fields[i].Name, name) {
+			continue
+		}
+		if skip > 0 {
+			skip--
+			continue
+		}
+		hp.used[l]++
+		return hp.fields[i], true
+	}
+	return mailsyntax.RawField{}, false
+}
+
+// signOne computes one DKIM-Signature field over head (the header section)
+// and the body hash bh.
+func signOne(head string, fields []mailsyntax.RawField, headerCan, bodyCan dkim.Canonicalization,
+	k *key, p sigParams) (string, error) {
+	relaxed := headerCan == dkim.CanonicalizationRelaxed
+	p.canon = string(headerCan) + "/" + string(bodyCan)
+	hp := &headerPicker{fields: fields, used: map[string]int{}}
+	buf := make([]byte, 0, len(head)+512)
+	for _, name := range p.headers {
+		if f, ok := hp.pick(name); ok {
+			buf = canonHeader(buf, relaxed, f.Name, head[f.Value:f.End], head[f.Start:f.End])
+		}
+	}
+	field := p.format("")
+	field = strings.TrimSuffix(field, "\r\n")
+	if relaxed {
+		name, value, _ := strings.Cut(field, ":")
+		buf = canonHeader(buf, true, name, value, "")
+		buf = buf[:len(buf)-2]
+	} else {
+		buf = append(buf, field...)
+	}
+	digest := sha256.Sum256(buf)
+	opts := crypto.Hash(crypto.SHA256)
+	if _, ok := k.signer.Public().(ed25519.PublicKey); ok {
+		opts = crypto.Hash(0) // RFC 8463: Ed25519 signs the SHA-256 digest as its message
+	}
+	sig, err := k.signer.Sign(rand.Reader, digest[:], opts)
+	if err != nil {
+		return "", err
+	}
+	return p.format(base64.StdEncoding.EncodeToString(sig)), nil
+}
