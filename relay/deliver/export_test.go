@@ -1,6 +1,9 @@
 package deliver
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // IdleConns counts the pooled connections (tests only).
 func (t *Transport) IdleConns() int { return t.pool.size() }
@@ -12,6 +15,18 @@ func (t *Transport) SetClock(now func() time.Time) {
 	for _, r := range t.routes.relays() {
 		if r.oauth != nil {
 			r.oauth.SetClock(now)
+		}
+	}
+}
+
+// ForgetPacer drops the process-wide state of the pacing setting name, so a
+// test run again in the same process (go test -count) starts afresh.
+func ForgetPacer(name string) {
+	pacers.mu.Lock()
+	defer pacers.mu.Unlock()
+	for k := range pacers.m {
+		if strings.HasPrefix(k, name+"|") {
+			delete(pacers.m, k)
 		}
 	}
 }

@@ -168,6 +168,9 @@ func TestPacingDestinationDomain(t *testing.T) {
 	e.net.start(t, "127.0.0.3", sinkOpts{})
 	c := e.config()
 	c.Pacing = map[string]config.Pacing{"paced-mx.test": {Messages: 1, Period: config.Duration(10 * time.Second)}}
+	// Pacers outlive a Transport (a reload keeps counting), so an earlier
+	// run of this test in the process would still be pacing the domain.
+	deliver.ForgetPacer("delivery.pacing.paced-mx.test")
 	tr := newTransport(t, deliver.Options{Config: c})
 	clock := newTestClock()
 	tr.SetClock(clock.Now)
