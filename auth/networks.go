@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/relay/mailsyntax"
 )
 
 // TrustedNetworksName is the Name of the network built from
@@ -165,8 +166,10 @@ func parseNetworkEntry(s string, lookup func(string) ([]netip.Addr, error)) ([]n
 		a = a.Unmap()
 		return []netip.Prefix{netip.PrefixFrom(a, a.BitLen())}, nil
 	}
-	if !isHostName(s) {
-		return nil, fmt.Errorf("not a CIDR, IP address or host name")
+	// Host names follow the one rule for names inkan resolves (underscores
+	// tolerated: internal hosts have them), kept in mailsyntax.
+	if err := mailsyntax.CheckDomain(s, mailsyntax.HostName|mailsyntax.Underscore|mailsyntax.TrailingDot); err != nil {
+		return nil, fmt.Errorf("not a CIDR, IP address or host name (%v)", err)
 	}
 	addrs, err := lookup(s)
 	if err != nil {
@@ -181,25 +184,6 @@ func parseNetworkEntry(s string, lookup func(string) ([]netip.Addr, error)) ([]n
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	return out, nil
-}
-
-func isHostName(s string) bool {
-	if len(s) > 253 {
-		return false
-	}
-	s = strings.TrimSuffix(s, ".")
-	for label := range strings.SplitSeq(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 func systemLookup(host string) ([]netip.Addr, error) {
