@@ -10,6 +10,9 @@
 //     the folder. Readers see the old content or the new one, never a mix;
 //     after a crash, one of the two. The queue does the same steps with
 //     CreateTemp and its own batched rename and folder fsync (group commit).
+//   - CreateNew is WriteFile for a file that must not exist yet (a private
+//     key): the same steps, but the new name is a hard link to the
+//     temporary file, which fails if anything, a link included, has it.
 //   - Nothing here follows a symbolic link out of the folder it works in:
 //     OpenDir refuses a folder that is a link, a temporary file is created
 //     with O_EXCL, a rename replaces a link rather than its target, and
@@ -89,6 +92,52 @@ func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
 	}
 	if err := SyncDir(root); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// CreateNew writes data, durably, to a new file path with mode perm and
+// fails with an error wrapping fs.ErrExist if path exists (as anything,
+// a dangling link included). Readers never see the file half written.
+func CreateNew(path string, data []byte, perm fs.FileMode) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if base == "" {
+		return fmt.Errorf("create %s: not a file name", path)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer root.Close()
+	f, tmp, err := CreateTemp(root, "."+base+".tmp", perm)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	defer root.Remove(tmp) // the link keeps the file
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("create %s: fsync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := root.Link(tmp, base); err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	if err := SyncDir(root); err != nil {
+		root.Remove(base)
+		return fmt.Errorf("create %s: %w", path, err)
 	}
 	return nil
 }

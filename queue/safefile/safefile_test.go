@@ -215,3 +215,35 @@ func TestInFolderRefusesLinks(t *testing.T) {
 		t.Error("RenameIn took a path for the new name")
 	}
 }
+
+// CreateNew never replaces anything at the name, a dangling link included,
+// and leaves no temporary file behind.
+func TestCreateNew(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "k.key")
+	if err := safefile.CreateNew(p, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "one" {
+		t.Fatalf("content %q", b)
+	}
+	if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode())
+	}
+	if err := safefile.CreateNew(p, []byte("two"), 0o600); !errors.Is(err, os.ErrExist) {
+		t.Errorf("second CreateNew: %v, want ErrExist", err)
+	}
+	link := filepath.Join(dir, "l.key")
+	target := filepath.Join(dir, "elsewhere")
+	os.Symlink(target, link)
+	if err := safefile.CreateNew(link, []byte("x"), 0o600); !errors.Is(err, os.ErrExist) {
+		t.Errorf("CreateNew over a dangling link: %v, want ErrExist", err)
+	}
+	if _, err := os.Lstat(target); err == nil {
+		t.Error("CreateNew wrote through the link")
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Errorf("files left: %v", ents)
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/inkan-relay/inkan/cmd/inkan/internal/cli"
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/queue/safefile"
 	"github.com/inkan-relay/inkan/relay/mailsyntax"
 	"github.com/inkan-relay/inkan/relay/signing"
 )
@@ -169,27 +170,18 @@ func generate(o *keyOpts) (string, crypto.PublicKey, error) {
 	return path, key.Public(), nil
 }
 
-// writeExclusive creates path with mode 0600, refusing to replace a file:
-// overwriting a published key would break every signature in flight.
+// writeExclusive creates path with mode 0600, atomically, refusing to
+// replace a file: overwriting a published key would break every signature
+// in flight.
 func writeExclusive(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err := safefile.CreateNew(path, data, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%s already exists; refusing to overwrite it (pick a new selector, or delete the file if its key was never published)", path)
 	}
 	if err != nil {
 		return fmt.Errorf("create key file: %w", err)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("write key file: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("sync key file: %w", err)
-	}
-	return f.Close()
+	return nil
 }
 
 // printKey prints where the key is and the record to publish.
