@@ -11,6 +11,10 @@
 #  2. The built binary delivers through the same resolver to Python
 #     (aiosmtpd) MX sinks: mail to a DANE match arrives; mail to a mismatch
 #     waits, and `inkan queue show` names the DANE policy and the reason.
+#     MTA-STS the same way: a Python HTTPS server on 127.0.0.8:443 serves
+#     enforce policies (its certificate from a test CA that inkan trusts
+#     through SSL_CERT_FILE); the MX with a CA-signed certificate gets the
+#     mail, the one with a self-signed certificate does not.
 #  3. TLS-RPT: the reports the Go tests build are checked against
 #     relay/deliver/testdata/tlsrpt.schema.json (RFC 8460 section 4.4) with
 #     python3-jsonschema; a broken copy must fail.
@@ -73,6 +77,23 @@ for name in good other; do
 		-subj "/CN=mx-$name.sec.test" -addext "subjectAltName=DNS:mx-$name.sec.test" \
 		-keyout "$work/certs/$name.key" -out "$work/certs/$name.crt" 2>/dev/null
 done
+# MTA-STS: a test CA (given to inkan as SSL_CERT_FILE, Go's system roots)
+# signs the policy host's certificate and mx.sts's; mx.stsbad shows the
+# self-signed "good" certificate, which MTA-STS enforce must refuse.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=inkan test CA" \
+	-keyout "$work/certs/ca.key" -out "$work/certs/ca.crt" 2>/dev/null
+ca_sign() { # NAME SAN...: NAME.crt/.key signed by the test CA
+	local n=$1 san
+	shift
+	san=$(printf 'DNS:%s,' "$@")
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+		-keyout "$work/certs/$n.key" -out "$work/certs/$n.csr" 2>/dev/null
+	printf 'subjectAltName=%s\n' "${san%,}" >"$work/certs/$n.ext"
+	openssl x509 -req -in "$work/certs/$n.csr" -CA "$work/certs/ca.crt" -CAkey "$work/certs/ca.key" \
+		-CAcreateserial -days 2 -extfile "$work/certs/$n.ext" -out "$work/certs/$n.crt" 2>/dev/null
+}
+ca_sign sts-mx mx.sts.insecure.test
+ca_sign sts-web mta-sts.sts.insecure.test mta-sts.stsbad.insecure.test
 good=$(spki_sha256 "$work/certs/good.crt")
 other=$(spki_sha256 "$work/certs/other.crt")
 soa() { printf '$ORIGIN %s.\n$TTL 300\n@ IN SOA ns.%s. hostmaster.%s. 1 3600 600 86400 300\n@ IN NS ns.%s.\nns IN A 127.0.0.1\n' "$1" "$1" "$1" "$1"; }
@@ -100,6 +121,16 @@ EOF
 {
 	soa insecure.test
 	printf '@ IN MX 10 mx.insecure.test.\nmx IN A 127.0.0.6\n_%s._tcp.mx IN TLSA 3 1 1 %s\n' "$port" "$other"
+	cat <<EOF
+sts IN MX 10 mx.sts.insecure.test.
+mx.sts IN A 127.0.0.7
+_mta-sts.sts IN TXT "v=STSv1; id=20261206"
+mta-sts.sts IN A 127.0.0.8
+stsbad IN MX 10 mx.stsbad.insecure.test.
+mx.stsbad IN A 127.0.0.9
+_mta-sts.stsbad IN TXT "v=STSv1; id=1"
+mta-sts.stsbad IN A 127.0.0.8
+EOF
 } >"$work/zones/insecure.test"
 (
 	cd "$work/zones"
@@ -199,7 +230,7 @@ INKAN_LIVE_RESOLVER=$resolver INKAN_LIVE_PORT=$port INKAN_LIVE_CERTS=$work/certs
 	go test -count=1 -run '^TestLiveDNSSEC$' -v ./relay/deliver >"$work/live.log" 2>&1 || fail "TestLiveDNSSEC"
 grep -q -- "--- PASS: TestLiveDNSSEC" "$work/live.log" || fail "TestLiveDNSSEC did not run"
 
-say "the binary: DANE match delivered, mismatch waits and queue show says why"
+say "the binary: DANE match delivered, mismatch waits and queue show says why; the same for MTA-STS enforce"
 cat >"$work/sink.py" <<'EOF'
 import asyncio, ssl, sys, os
 from aiosmtpd.controller import Controller
@@ -220,11 +251,38 @@ try:
 except KeyboardInterrupt:
     pass
 EOF
-for ip in 127.0.0.2 127.0.0.3; do
-	"$PY" "$work/sink.py" "$ip" "$port" "$work/certs/good.crt" "$work/certs/good.key" "$work/sink-$ip.out" >"$work/sink-$ip.log" 2>&1 &
+for sink in 127.0.0.2:good 127.0.0.3:good 127.0.0.7:sts-mx 127.0.0.9:good; do
+	ip=${sink%:*} cert=${sink#*:}
+	"$PY" "$work/sink.py" "$ip" "$port" "$work/certs/$cert.crt" "$work/certs/$cert.key" "$work/sink-$ip.out" >"$work/sink-$ip.log" 2>&1 &
 	pids+=($!)
 	waitfor "$work/sink-$ip.log" ready 10 || fail "sink $ip did not start"
 done
+# The MTA-STS policy host: HTTPS on 127.0.0.8:443 (only port 443 is asked),
+# one enforce policy per domain by Host header.
+cat >"$work/sts.py" <<'EOF'
+import http.server, ssl, sys
+cert, key = sys.argv[1:3]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        host = self.headers.get("Host", "").split(":")[0]
+        dom = host.removeprefix("mta-sts.")
+        if self.path != "/.well-known/mta-sts.txt" or dom not in ("sts.insecure.test", "stsbad.insecure.test"):
+            self.send_error(404); return
+        body = ("version: STSv1\r\nmode: enforce\r\nmx: mx.%s\r\nmax_age: 86400\r\n" % dom).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+srv = http.server.HTTPServer(("127.0.0.8", 443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("ready", flush=True)
+srv.serve_forever()
+EOF
+"$PY" "$work/sts.py" "$work/certs/sts-web.crt" "$work/certs/sts-web.key" >"$work/sts.log" 2>&1 &
+pids+=($!)
+waitfor "$work/sts.log" ready 10 || fail "MTA-STS policy server did not start"
 relay_port=$(freeport)
 mkdir -p "$work/d"
 cat >"$work/d.yaml" <<EOF
@@ -234,7 +292,7 @@ listen: {smtps: "", submission: "", relay: "127.0.0.1:$relay_port", http: "", lo
 queue: {maildrop: "", retry_min: 1h, retry_max: 2h}
 delivery: {resolver: "$resolver", mx_port: $port}
 EOF
-"$work/inkan" serve -quiet -config "$work/d.yaml" >"$work/d.log" 2>&1 &
+SSL_CERT_FILE=$work/certs/ca.crt "$work/inkan" serve -quiet -config "$work/d.yaml" >"$work/d.log" 2>&1 &
 pids+=($!)
 waitfor "$work/d.log" "inkan started" 10 || fail "inkan (delivery) did not start"
 send() { swaks --server "127.0.0.1:$relay_port" --from a@relay.sec.test --to "$1" --h-Subject "dane test" 2>&1 | sed -n 's/.*queued as \([A-Z0-9]*\).*/\1/p' | tail -1; }
@@ -248,6 +306,16 @@ echo "$show" | grep -q "tls policy: DANE (1 usable of 1 TLSA records at _$port._
 echo "$show" | grep -q "no TLSA record matches the certificate" || fail "queue show says not why: $show"
 [ ! -s "$work/sink-127.0.0.3.out" ] || fail "the DANE mismatch got mail"
 grep -q 'tls_policy="DANE' "$work/d.log" || fail "the delivery log line names no policy"
+sts_id=$(send bob@sts.insecure.test)
+stsbad_id=$(send bob@stsbad.insecure.test)
+[ -n "$sts_id" ] && [ -n "$stsbad_id" ] || fail "swaks did not get queue IDs (MTA-STS)"
+waitfor "$work/sink-127.0.0.7.out" "TLS=1 bob@sts.insecure.test" 20 || fail "mail to the MTA-STS domain not delivered over verified TLS"
+waitfor "$work/d.log" "queue_id=$stsbad_id.*status=deferred" 20 || fail "mail to an MTA-STS enforce MX with an untrusted certificate not deferred"
+show=$("$work/inkan" queue -config "$work/d.yaml" show "$stsbad_id")
+echo "$show" | grep -q "MTA-STS" || fail "queue show names no MTA-STS policy: $show"
+echo "$show" | grep -q "the certificate of mx.stsbad.insecure.test is not valid" || fail "queue show says not why (the certificate): $show"
+[ ! -s "$work/sink-127.0.0.9.out" ] || fail "the MX refused by MTA-STS got mail"
+grep -q 'tls_policy="MTA-STS' "$work/d.log" || fail "the delivery log line names no MTA-STS policy"
 
 say "TLS-RPT reports against the RFC 8460 schema"
 mkdir -p "$work/reports"
