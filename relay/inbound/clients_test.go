@@ -25,6 +25,7 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay/inbound"
@@ -196,11 +197,16 @@ func TestLegacyProfileWithoutGODEBUG(t *testing.T) {
 		t.Skip("GODEBUG changes the TLS defaults")
 	}
 	e := start(t, func(c *config.Config) { c.Listeners.SMTPS.TLSProfile = config.TLSLegacy })
+	legacy10 := map[string]string{"listener": "smtps", "profile": "legacy", "version": "TLS 1.0"}
+	before := counterValue(t, "inkan_tls_handshakes_total", legacy10)
 	conn, err := tls.Dial("tcp", e.addr(inbound.KindSMTPS), oldDevice)
 	if err != nil {
 		t.Fatalf("TLS 1.0 + RSA key exchange on a legacy listener: %v", err)
 	}
 	cs := conn.ConnectionState()
+	if n := counterValue(t, "inkan_tls_handshakes_total", legacy10); n < before+1 {
+		t.Errorf("inkan_tls_handshakes_total%v = %v after the handshake, was %v", legacy10, n, before)
+	}
 	if cs.Version != tls.VersionTLS10 || cs.CipherSuite != tls.TLS_RSA_WITH_AES_128_CBC_SHA {
 		t.Errorf("negotiated %s %s", tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
 	}
@@ -238,11 +244,16 @@ func TestLegacyProfileWithoutGODEBUG(t *testing.T) {
 
 	// The modern default refuses the device on 465 and on 587, and says why.
 	e = start(t, nil)
+	refused := map[string]string{"listener": "smtps", "reason": "protocol_version"}
+	before = counterValue(t, "inkan_tls_handshake_failures_total", refused)
 	if c, err := tls.Dial("tcp", e.addr(inbound.KindSMTPS), oldDevice); err == nil {
 		c.Close()
 		t.Fatal("TLS 1.0 accepted by the modern profile")
 	}
 	line := e.waitLog("TLS handshake failed", "listener=smtps")
+	if n := counterValue(t, "inkan_tls_handshake_failures_total", refused); n < before+1 {
+		t.Errorf("inkan_tls_handshake_failures_total%v = %v after the refusal, was %v", refused, n, before)
+	}
 	for _, want := range []string{"offered_versions=\"TLS 1.0\"", "TLS_RSA_WITH_AES_128_CBC_SHA", "listeners.smtps.tls_profile: legacy", "client=127.0.0.1"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("log line lacks %q: %s", want, line)
@@ -505,4 +516,32 @@ func TestRSACertificateFileForOldDevices(t *testing.T) {
 		c.Close()
 		t.Error("TLS 1.0 accepted outside the legacy network")
 	}
+}
+
+// counterValue reads a counter of the process's default registry (where
+// inkan's metrics live) by its labels; 0 when that series does not exist.
+func counterValue(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
