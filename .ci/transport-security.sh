@@ -18,7 +18,8 @@
 #  3. TLS-RPT: the reports the Go tests build are checked against
 #     relay/deliver/testdata/tlsrpt.schema.json (RFC 8460 section 4.4) with
 #     python3-jsonschema; a broken copy must fail.
-#  4. ACME against Pebble (Debian's pebble package): HTTP-01 issuance,
+#  4. ACME against Pebble (Debian's pebble package): HTTP-01 issuance (and
+#     the RSA certificate a client without ECDSA gets),
 #     renewal served without a restart (Pebble issues 60 s certificates),
 #     TLS-ALPN-01 issuance, the cached certificate served after a restart
 #     with the CA gone, and the self-signed fallback with a clear error
@@ -392,6 +393,12 @@ echo "$first" | grep -q "Pebble Intermediate" || fail "465 serves no Pebble cert
 curl -sfk https://127.0.0.1:15000/roots/0 >"$work/pebble/root.pem" || fail "Pebble root"
 openssl s_client -connect "127.0.0.1:$smtps" -servername mail.sec.test -CAfile "$work/pebble/root.pem" \
 	-verify_hostname mail.sec.test -verify_return_error </dev/null >/dev/null 2>&1 || fail "the served chain does not verify to Pebble's root"
+# A client that takes no ECDSA certificate (an old device) gets autocert's
+# RSA one, ordered from Pebble during its handshake.
+rsa=$(openssl s_client -connect "127.0.0.1:$smtps" -servername mail.sec.test -tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256 \
+	-sigalgs 'RSA+SHA256:RSA-PSS+SHA256' </dev/null 2>/dev/null | openssl x509 -noout -issuer -text 2>/dev/null || true)
+echo "$rsa" | grep -q "Pebble Intermediate" && echo "$rsa" | grep -q "Public Key Algorithm: rsaEncryption" ||
+	fail "a client without ECDSA got no RSA certificate from Pebble: $(echo "$rsa" | head -3)"
 say "renewal (60 s certificates renew after 40 s), served without restart"
 waitfor "$work/acme-http.log" "ACME certificate renewed" 60 || fail "no renewal"
 second=$(served "$smtps")
