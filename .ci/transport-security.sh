@@ -297,26 +297,26 @@ SSL_CERT_FILE=$work/certs/ca.crt "$work/inkan" serve -quiet -config "$work/d.yam
 pids+=($!)
 waitfor "$work/d.log" "inkan started" 10 || fail "inkan (delivery) did not start"
 send() { swaks --server "127.0.0.1:$relay_port" --from a@relay.sec.test --to "$1" --h-Subject "dane test" 2>&1 | sed -n 's/.*queued as \([A-Z0-9]*\).*/\1/p' | tail -1; }
-good_id=$(send bob@good.sec.test)
-bad_id=$(send bob@bad.sec.test)
-[ -n "$good_id" ] && [ -n "$bad_id" ] || fail "swaks did not get queue IDs"
-waitfor "$work/sink-127.0.0.2.out" "TLS=1 bob@good.sec.test" 20 || fail "mail to the DANE match not delivered over TLS"
-waitfor "$work/d.log" "queue_id=$bad_id.*status=deferred" 20 || fail "mail to the DANE mismatch not deferred"
-show=$("$work/inkan" queue -config "$work/d.yaml" show "$bad_id")
-echo "$show" | grep -q "tls policy: DANE (1 usable of 1 TLSA records at _$port._tcp.mx-bad.sec.test)" || fail "queue show names no DANE policy: $show"
-echo "$show" | grep -q "no TLSA record matches the certificate" || fail "queue show says not why: $show"
-[ ! -s "$work/sink-127.0.0.3.out" ] || fail "the DANE mismatch got mail"
-grep -q 'tls_policy="DANE' "$work/d.log" || fail "the delivery log line names no policy"
-sts_id=$(send bob@sts.insecure.test)
-stsbad_id=$(send bob@stsbad.insecure.test)
-[ -n "$sts_id" ] && [ -n "$stsbad_id" ] || fail "swaks did not get queue IDs (MTA-STS)"
-waitfor "$work/sink-127.0.0.7.out" "TLS=1 bob@sts.insecure.test" 20 || fail "mail to the MTA-STS domain not delivered over verified TLS"
-waitfor "$work/d.log" "queue_id=$stsbad_id.*status=deferred" 20 || fail "mail to an MTA-STS enforce MX with an untrusted certificate not deferred"
-show=$("$work/inkan" queue -config "$work/d.yaml" show "$stsbad_id")
-echo "$show" | grep -q "MTA-STS" || fail "queue show names no MTA-STS policy: $show"
-echo "$show" | grep -q "the certificate of mx.stsbad.insecure.test is not valid" || fail "queue show says not why (the certificate): $show"
-[ ! -s "$work/sink-127.0.0.9.out" ] || fail "the MX refused by MTA-STS got mail"
-grep -q 'tls_policy="MTA-STS' "$work/d.log" || fail "the delivery log line names no MTA-STS policy"
+# policy_case POLICY GOOD_RCPT GOOD_SINK BAD_RCPT BAD_SINK SHOWN WHY: mail to
+# GOOD_RCPT arrives over TLS at GOOD_SINK; mail to BAD_RCPT is deferred, never
+# reaches BAD_SINK, and queue show names the policy (SHOWN) and the reason.
+policy_case() {
+	local good_id bad_id show
+	good_id=$(send "$2")
+	bad_id=$(send "$4")
+	[ -n "$good_id" ] && [ -n "$bad_id" ] || fail "$1: swaks did not get queue IDs"
+	waitfor "$work/sink-$3.out" "TLS=1 $2" 20 || fail "$1: mail to $2 not delivered over TLS"
+	waitfor "$work/d.log" "queue_id=$bad_id.*status=deferred" 20 || fail "$1: mail to $4 not deferred"
+	show=$("$work/inkan" queue -config "$work/d.yaml" show "$bad_id")
+	echo "$show" | grep -qF "tls policy: $6" || fail "$1: queue show names no policy: $show"
+	echo "$show" | grep -qF "$7" || fail "$1: queue show says not why: $show"
+	[ ! -s "$work/sink-$5.out" ] || fail "$1: the refused MX got mail"
+	grep -qF "tls_policy=\"$1" "$work/d.log" || fail "$1: the delivery log line names no policy"
+}
+policy_case DANE bob@good.sec.test 127.0.0.2 bob@bad.sec.test 127.0.0.3 \
+	"DANE (1 usable of 1 TLSA records at _$port._tcp.mx-bad.sec.test)" "no TLSA record matches the certificate"
+policy_case MTA-STS bob@sts.insecure.test 127.0.0.7 bob@stsbad.insecure.test 127.0.0.9 \
+	"MTA-STS policy of stsbad.insecure.test (enforce, id 1)" "the certificate of mx.stsbad.insecure.test is not valid"
 
 say "TLS-RPT reports against the RFC 8460 schema"
 mkdir -p "$work/reports"

@@ -26,6 +26,7 @@ import (
 
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/relay/inbound"
+	"github.com/inkan-relay/inkan/test/dkimpy"
 )
 
 // corpusMsg is one awkward but legal message, as the client writes it
@@ -404,49 +405,25 @@ func needTool(t *testing.T, what string, ok bool) bool {
 // missing.
 func dkimpyVerify(t *testing.T, files []string, records map[string]string) []map[string]string {
 	t.Helper()
-	if !needTool(t, "dkimpy (python3-dkim)", exec.Command("/usr/bin/python3", "-c", "import dkim").Run() == nil) {
+	if !dkimpy.Available(t) {
 		return nil
 	}
-	var recs []string
-	for k, v := range records {
-		recs = append(recs, k+"\t"+v)
-	}
-	const script = `
-import sys, re, dkim
-recs = dict(l.split("\t", 1) for l in sys.argv[1].split("\n") if l)
-def dns(name, timeout=5):
-    return recs.get(name.decode().rstrip("."), "").encode() or None
-for i, path in enumerate(sys.argv[2:]):
-    msg = open(path, "rb").read()
-    hdr = msg.split(b"\r\n\r\n", 1)[0]
-    sigs = [l for l in hdr.split(b"\r\n") if l[:15].lower() == b"dkim-signature:"]
-    for idx, line in enumerate(sigs):
-        field = re.search(rb"(?is)^dkim-signature:.*?(?=\r\n[^ \t]|\Z)", hdr[hdr.find(line):]).group(0)
-        tags = dict((k.strip(), v) for k, v in re.findall(rb"([a-z]+)\s*=\s*([^;]*)", re.sub(rb"\s+", b"", field[15:])))
-        if tags.get(b"d") != b"example.com":
-            continue
-        try:
-            d = dkim.DKIM(msg)
-            ok = d.verify(idx=idx, dnsfunc=dns)
-            why = "pass" if ok else "fail"
-        except Exception as e:
-            why = "error: " + repr(e)
-        print(i, tags.get(b"s", b"?").decode(), why)
-`
-	cmd := exec.Command("/usr/bin/python3", append([]string{"-c", script, strings.Join(recs, "\n")}, files...)...)
-	out, err := cmd.CombinedOutput()
+	all, err := dkimpy.Verify(records, files)
 	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	res := make([]map[string]string, len(files))
-	for i := range res {
+	for i, sigs := range all {
 		res[i] = map[string]string{}
-	}
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		var i int
-		var sel string
-		if n, _ := fmt.Sscanf(l, "%d %s", &i, &sel); n == 2 && i < len(res) {
-			res[i][sel] = strings.SplitN(l, " ", 3)[2]
+		for _, r := range sigs {
+			if r.Domain != "example.com" {
+				continue
+			}
+			if r.Pass {
+				res[i][r.Selector] = "pass"
+			} else {
+				res[i][r.Selector] = r.Why
+			}
 		}
 	}
 	return res

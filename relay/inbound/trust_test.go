@@ -9,7 +9,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/inkan-relay/inkan/config"
 	"github.com/inkan-relay/inkan/queue"
 	"github.com/inkan-relay/inkan/relay/inbound"
+	"github.com/inkan-relay/inkan/test/dkimpy"
 )
 
 // trustEnv is start() plus a second signing domain, other.example, that
@@ -161,44 +161,24 @@ func verifyWith(t *testing.T, b []byte, records map[string]string) []*dkim.Verif
 // is not installed (the interop step of CI installs it).
 func dkimpyDomains(t *testing.T, b []byte, records map[string]string) []string {
 	t.Helper()
-	if _, err := os.Stat("/usr/bin/python3"); err != nil {
-		t.Skip("no /usr/bin/python3")
-	}
-	if exec.Command("/usr/bin/python3", "-c", "import dkim").Run() != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("dkimpy (python3-dkim) is required in CI")
-		}
-		t.Log("dkimpy not installed: verified with go-msgauth only")
+	if !dkimpy.Available(t) {
 		return nil
 	}
-	var recs []string
-	for k, v := range records {
-		recs = append(recs, k+"\t"+v)
+	f := filepath.Join(t.TempDir(), "msg.eml")
+	if err := os.WriteFile(f, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
-	const script = `
-import sys, dkim
-recs = dict(l.split("\t", 1) for l in sys.argv[1].split("\n") if l)
-def dns(name, timeout=5):
-    n = name.decode().rstrip(".")
-    return recs.get(n, "").encode() or None
-msg = sys.stdin.buffer.read()
-d = dkim.DKIM(msg)
-n = len([l for l in msg.split(b"\r\n\r\n", 1)[0].split(b"\r\n") if l.lower().startswith(b"dkim-signature:")])
-for i in range(n):
-    try:
-        ok = d.verify(idx=i, dnsfunc=dns)
-    except Exception as e:
-        ok = False
-    if ok:
-        print(d.domain.decode())
-`
-	cmd := exec.Command("/usr/bin/python3", "-c", script, strings.Join(recs, "\n"))
-	cmd.Stdin = bytes.NewReader(b)
-	out, err := cmd.CombinedOutput()
+	res, err := dkimpy.Verify(records, []string{f})
 	if err != nil {
-		t.Fatalf("dkimpy: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	return strings.Fields(string(out))
+	var pass []string
+	for _, r := range res[0] {
+		if r.Pass {
+			pass = append(pass, r.Domain)
+		}
+	}
+	return pass
 }
 
 // TestUnverifiableBytesRefused: a NUL anywhere or a bare CR in the header
