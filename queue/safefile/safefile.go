@@ -41,53 +41,28 @@ import (
 // file of the service user (0600 inkan:inkan, or 0640 root:inkan) leaves it
 // readable by the service. If path is a symbolic link, the link is replaced,
 // not its target. Missing folders are created with mode 0700.
-func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	if base == "" {
-		return fmt.Errorf("write %s: not a file name", path)
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	root, err := os.OpenRoot(dir)
+func WriteFile(path string, data []byte, perm fs.FileMode) error {
+	root, base, err := openParent(path, true)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer root.Close()
-	f, tmp, err := CreateTemp(root, "."+base+".tmp", perm)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			root.Remove(tmp)
-		}
-	}()
+	var keep func(*os.File) error
 	if old, err := root.Lstat(base); err == nil && old.Mode().IsRegular() {
-		if err := keepOwner(f, old); err != nil {
-			return fmt.Errorf("write %s: keep the owner of the old file: %w", path, err)
+		keep = func(f *os.File) error {
+			if err := keepOwner(f, old); err != nil {
+				return fmt.Errorf("keep the owner of the old file: %w", err)
+			}
+			return nil
 		}
 		perm |= old.Mode().Perm() & 0o040
 	}
-	// After the chown, which may clear bits; and the umask may have taken
-	// some away: perm is what was asked for.
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: fsync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
+	tmp, err := writeTemp(root, base, data, perm, keep)
+	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := root.Rename(tmp, base); err != nil {
+		root.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := SyncDir(root); err != nil {
@@ -99,39 +74,17 @@ func WriteFile(path string, data []byte, perm fs.FileMode) (err error) {
 // CreateNew writes data, durably, to a new file path with mode perm and
 // fails with an error wrapping fs.ErrExist if path exists (as anything,
 // a dangling link included). Readers never see the file half written.
-func CreateNew(path string, data []byte, perm fs.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	if base == "" {
-		return fmt.Errorf("create %s: not a file name", path)
-	}
-	root, err := os.OpenRoot(dir)
+func CreateNew(path string, data []byte, perm fs.FileMode) error {
+	root, base, err := openParent(path, false)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	defer root.Close()
-	f, tmp, err := CreateTemp(root, "."+base+".tmp", perm)
+	tmp, err := writeTemp(root, base, data, perm, nil)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	defer root.Remove(tmp) // the link keeps the file
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("create %s: fsync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
-	}
 	if err := root.Link(tmp, base); err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
@@ -140,6 +93,60 @@ func CreateNew(path string, data []byte, perm fs.FileMode) (err error) {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	return nil
+}
+
+// openParent opens the folder of path (making it, mode 0700, if mkdir) and
+// returns it with the file's name in it.
+func openParent(path string, mkdir bool) (*os.Root, string, error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	if base == "" {
+		return nil, "", errors.New("not a file name")
+	}
+	if mkdir {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, "", err
+		}
+	}
+	root, err := os.OpenRoot(dir)
+	return root, base, err
+}
+
+// writeTemp writes data to a new temporary file beside base in root, with
+// mode perm (set after prepare, which may chown and so clear bits; and the
+// umask may have taken some away), fsynced and closed, and returns its name.
+// On error nothing is left behind.
+func writeTemp(root *os.Root, base string, data []byte, perm fs.FileMode, prepare func(*os.File) error) (tmp string, err error) {
+	f, tmp, err := CreateTemp(root, "."+base+".tmp", perm)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			root.Remove(tmp)
+		}
+	}()
+	if prepare != nil {
+		if err := prepare(f); err != nil {
+			return "", err
+		}
+	}
+	if err := f.Chmod(perm); err != nil {
+		return "", err
+	}
+	if _, err := f.Write(data); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", fmt.Errorf("fsync: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return "", err // the deferred Close is then a harmless no-op
+	}
+	return tmp, nil
 }
 
 // CreateTemp creates a new file prefix.RANDOM in dir with mode perm (less
