@@ -22,9 +22,11 @@ import (
 // an io.Pipe and parses the header again with its own reader. Here the
 // header is split by mailsyntax.SplitFields, the same rules the sender
 // policy read it with, and one body hash serves every key (rsa-sha256 and
-// ed25519-sha256 both hash the body with SHA-256). go-msgauth, dkimpy and
-// OpenDKIM verify the result in the tests (sigcore_test.go, the opendkim
-// tests, CI's interop and receiver checks).
+// ed25519-sha256 both hash the body with SHA-256). The field is byte for
+// byte the one go-msgauth's dkim.Sign makes for the same input
+// (FuzzSignatureCoreMatchesGoMsgauth), and go-msgauth, dkimpy and OpenDKIM
+// verify it (sigcore_test.go, the corpus and opendkim tests, CI's interop
+// and receiver checks).
 
 // bodyHasher feeds a body, canonicalized (RFC 6376 section 3.4.3/3.4.4), to
 // SHA-256 as it streams. Input lines end in CRLF (the SMTP session repairs
