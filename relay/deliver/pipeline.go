@@ -119,25 +119,14 @@ func (t *Transport) pipeline(p *pipe, st *outcome, dsn bool, todo []int, body io
 		// read them all, or the next transaction reads them as its own.
 		return nil, p.drain(1, false)
 	}
-	var accepted []int
-	j := 1 // the next command whose reply is due
-	for _, i := range todo {
-		rcpt := st.rcpts[i]
-		if invalidRcpt(rcpt) {
-			st.resolve([]int{i}, permanent("5.1.3", "invalid recipient address %q", rcpt))
-			continue
-		}
+	j := 1 // the next command whose reply is due: the RCPTs were sent in todo's order
+	accepted, end := rcptResults(s, st, todo, func(int) error {
 		err := p.reply(j, 25)
 		j++
-		if err == nil {
-			accepted = append(accepted, i)
-			continue
-		}
-		v, ends := fromError(err, s.remote, "after RCPT TO")
-		if ends {
-			return v.at(s.remote, s.tls), false
-		}
-		st.resolve([]int{i}, v.at(s.remote, s.tls))
+		return err
+	})
+	if end != nil {
+		return end, false
 	}
 	if len(accepted) == 0 {
 		// The sequential path sends RSET here, and no DATA; ours may have

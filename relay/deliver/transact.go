@@ -71,23 +71,9 @@ func (t *Transport) sequential(s *conn, d *queue.Delivery, st *outcome, opts *sm
 		st.resolve(todo, v.at(s.remote, s.tls))
 		return nil, true
 	}
-	var accepted []int
-	for _, i := range todo {
-		rcpt := st.rcpts[i]
-		if invalidRcpt(rcpt) {
-			st.resolve([]int{i}, permanent("5.1.3", "invalid recipient address %q", rcpt))
-			continue
-		}
-		err := s.smtp.Rcpt(rcpt, rcptOptions(d, i))
-		if err == nil {
-			accepted = append(accepted, i)
-			continue
-		}
-		v, ends := fromError(err, s.remote, "after RCPT TO")
-		if ends {
-			return v.at(s.remote, s.tls), false
-		}
-		st.resolve([]int{i}, v.at(s.remote, s.tls))
+	accepted, end := rcptResults(s, st, todo, func(i int) error { return s.smtp.Rcpt(st.rcpts[i], rcptOptions(d, i)) })
+	if end != nil {
+		return end, false
 	}
 	if len(accepted) == 0 {
 		return nil, s.rset(t.commandTimeout) == nil
@@ -124,6 +110,32 @@ func (t *Transport) sequential(s *conn, d *queue.Delivery, st *outcome, opts *sm
 	}
 	delivered(s, st, accepted, resp.StatusText, dsn)
 	return nil, true
+}
+
+// rcptResults is the RCPT step of a transaction, sequential or pipelined:
+// reply gives the server's answer for recipient i (sending the command, or
+// reading the reply to one already sent). An address that cannot go into a
+// command fails without one. Recipients the server takes come back; a reply
+// that ends the connection stops the step and comes back as end.
+func rcptResults(s *conn, st *outcome, todo []int, reply func(i int) error) (accepted []int, end *verdict) {
+	for _, i := range todo {
+		rcpt := st.rcpts[i]
+		if invalidRcpt(rcpt) {
+			st.resolve([]int{i}, permanent("5.1.3", "invalid recipient address %q", rcpt))
+			continue
+		}
+		err := reply(i)
+		if err == nil {
+			accepted = append(accepted, i)
+			continue
+		}
+		v, ends := fromError(err, s.remote, "after RCPT TO")
+		if ends {
+			return accepted, v.at(s.remote, s.tls)
+		}
+		st.resolve([]int{i}, v.at(s.remote, s.tls))
+	}
+	return accepted, nil
 }
 
 // invalidRcpt: a recipient that cannot go into a RCPT command.
