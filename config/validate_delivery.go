@@ -45,6 +45,12 @@ func (k *checker) dkim() {
 	}
 	k.headerNames("dkim.sign_headers", d.SignHeaders)
 	k.headerNames("dkim.oversign_headers", d.OversignHeaders)
+	for _, name := range AddedAfterSigning {
+		if containsFold(d.OversignHeaders, name) {
+			k.bad("dkim.oversign_headers", "lists "+name+": it is added to the message after signing (inkan's own Received, the receiver's Return-Path), so a signature that oversigns it never verifies",
+				"remove "+name+" from the list")
+		}
+	}
 	if len(d.SignHeaders) > 0 && !containsFold(d.SignHeaders, "From") {
 		k.bad("dkim.sign_headers", "does not include From, which DKIM requires", "add From, or leave the list empty for the default set")
 	}
@@ -85,6 +91,10 @@ func (k *checker) headerNames(key string, names []string) {
 		}
 	}
 }
+
+// AddedAfterSigning are fields that join the message after inkan signs it:
+// oversigning one (an empty instance in h=) breaks every signature.
+var AddedAfterSigning = []string{"Received", "Return-Path"}
 
 func containsFold(list []string, s string) bool {
 	for _, v := range list {

@@ -31,6 +31,7 @@ func TestValidateErrors(t *testing.T) {
 		{"network zone", "auth:\n  trusted_networks: ['fe80::1%eth0']", "has a zone"},
 		{"negative failures", "auth:\n  max_failures: -1", "auth.max_failures: is -1, must be at least 0"},
 		{"bad canonicalization", "dkim:\n  canonicalization: loose/relaxed", `dkim.canonicalization: invalid value "loose/relaxed"`},
+		{"oversign Received", "dkim:\n  oversign_headers: [From, received]", "dkim.oversign_headers: lists Received: it is added to the message after signing"},
 		{"key table alone", "dkim:\n  key_table: /etc/kt", "dkim.signing_table: is empty while key_table is set"},
 		{"table type", "dkim:\n  key_table: ldap:x\n  signing_table: /s", `dkim.key_table: OpenDKIM data set type "ldap" is not supported`},
 		{"dkim key", "dkim:\n  keys:\n    - {domain: 'exa_mple.com', selector: s1, key_file: /k}", `dkim.keys[0].domain: "exa_mple.com" is not a valid domain`},

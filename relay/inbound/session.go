@@ -261,8 +261,7 @@ func (s *session) Data(r io.Reader) error {
 	added := s.fixups(h, id, addFrom)
 	var sink io.Writer = spoolWriter{draft}
 	var stream *signing.Stream
-	// go-msgauth hashes in goroutines; they must be released on every path
-	// that does not reach Finish.
+	// A stream not finished on some path is marked dropped.
 	defer func() { stream.Abort() }()
 	decision := "not signed: signing disabled for this route"
 	noSign := s.srv.noSign(s.from, s.rcpts)

@@ -51,10 +51,14 @@ var crlfs = []byte("\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n")
 // emit adds line content: first the empty lines held back (they were not
 // trailing after all), then a space for held-back white space (relaxed).
 func (b *bodyHasher) emit(p []byte) {
-	for b.blank > 0 {
+	for b.blank > 0 { // a long run of empty lines is hashed as it goes, never held
 		n := min(b.blank, len(crlfs)/2)
 		b.out = append(b.out, crlfs[:2*n]...)
 		b.blank -= n
+		if len(b.out) >= 4096 {
+			b.h.Write(b.out)
+			b.out = b.out[:0]
+		}
 	}
 	if b.wsp {
 		b.out = append(b.out, ' ')
@@ -176,12 +180,32 @@ type sigParams struct {
 	t, x                                    time.Time
 }
 
-// format writes the field, folded below 78 columns, with b= last so that
-// its value can be left out to compute the signature (RFC 6376 3.5, 3.7).
-// The layout follows go-msgauth's: tags in alphabetical order, then b=.
+// format writes the field with b= last, so that its value can be left out
+// to compute the signature (RFC 6376 3.5, 3.7). The layout is go-msgauth's:
+// tags in alphabetical order, a new line before a tag that would pass 75
+// columns, then b= folded at 75. An h= list longer than foldH (many
+// instances of signed fields) is folded at its colons too, where RFC 6376
+// allows white space, so that no line passes RFC 5322's 998 octets.
 func (p *sigParams) format(b string) string {
-	tags := [][2]string{{"a", p.algo}, {"bh", p.bodyHash}, {"c", p.canon}, {"d", p.domain},
-		{"h", strings.Join(p.headers, ":")}}
+	h := strings.Join(p.headers, ":")
+	if len(h) > foldH {
+		var hb strings.Builder
+		line := 0
+		for i, name := range p.headers {
+			if i > 0 {
+				hb.WriteByte(':')
+				line++
+			}
+			if line > 0 && line+len(name) > 70 {
+				hb.WriteString("\r\n ")
+				line = 0
+			}
+			hb.WriteString(name)
+			line += len(name)
+		}
+		h = hb.String()
+	}
+	tags := [][2]string{{"a", p.algo}, {"bh", p.bodyHash}, {"c", p.canon}, {"d", p.domain}, {"h", h}}
 	if p.identity != "" {
 		tags = append(tags, [2]string{"i", p.identity})
 	}
@@ -215,59 +239,56 @@ func (p *sigParams) format(b string) string {
 	return sb.String()
 }
 
-// headerPicker hands out header fields for the h= list bottom up: the n-th
-// mention of a name takes the n-th instance from the bottom (RFC 6376
-// 5.4.2); a name with no instance left adds nothing (oversigning).
-type headerPicker struct {
-	fields []mailsyntax.RawField
-	used   map[string]int
-}
+// foldH is the longest h= value written on one line (see format).
+const foldH = 900
 
-func (hp *headerPicker) pick(name string) (mailsyntax.RawField, bool) {
-	l := strings.ToLower(name)
-	skip := hp.used[l]
-	for i := len(hp.fields) - 1; i >= 0; i-- {
-		if !strings.EqualFold(hp.fields[i].Name, name) {
-			continue
-		}
-		if skip > 0 {
-			skip--
-			continue
-		}
-		hp.used[l]++
-		return hp.fields[i], true
+// canonHeaders canonicalizes the fields the h= list names, in its order:
+// the n-th mention of a name takes the n-th instance from the bottom (RFC
+// 6376 5.4.2); a name with no instance left adds nothing (oversigning). The
+// fields are indexed by name once, so a long header costs linear time.
+func canonHeaders(head string, fields []mailsyntax.RawField, relaxed bool, names []string) []byte {
+	byName := make(map[string][]int, len(fields))
+	for i, f := range fields {
+		l := strings.ToLower(f.Name)
+		byName[l] = append(byName[l], i)
 	}
-	return mailsyntax.RawField{}, false
+	used := make(map[string]int, len(names))
+	buf := make([]byte, 0, len(head)+512)
+	for _, name := range names {
+		l := strings.ToLower(name)
+		idx := byName[l]
+		n := used[l]
+		if n >= len(idx) {
+			continue
+		}
+		used[l] = n + 1
+		f := fields[idx[len(idx)-1-n]]
+		buf = canonHeader(buf, relaxed, f.Name, head[f.Value:f.End], head[f.Start:f.End])
+	}
+	return buf
 }
 
-// signOne computes one DKIM-Signature field over head (the header section)
-// and the body hash bh.
-func signOne(head string, fields []mailsyntax.RawField, headerCan, bodyCan dkim.Canonicalization,
-	k *key, p sigParams) (string, error) {
+// signOne computes one DKIM-Signature field: signed is the canonical form
+// of the fields h= names (canonHeaders), the same for every key.
+func signOne(signed []byte, headerCan, bodyCan dkim.Canonicalization, k *key, p sigParams) (string, error) {
 	relaxed := headerCan == dkim.CanonicalizationRelaxed
 	p.canon = string(headerCan) + "/" + string(bodyCan)
-	hp := &headerPicker{fields: fields, used: map[string]int{}}
-	buf := make([]byte, 0, len(head)+512)
-	for _, name := range p.headers {
-		if f, ok := hp.pick(name); ok {
-			buf = canonHeader(buf, relaxed, f.Name, head[f.Value:f.End], head[f.Start:f.End])
-		}
-	}
-	field := p.format("")
-	field = strings.TrimSuffix(field, "\r\n")
+	field := strings.TrimSuffix(p.format(""), "\r\n")
+	h := sha256.New()
+	h.Write(signed)
 	if relaxed {
 		name, value, _ := strings.Cut(field, ":")
-		buf = canonHeader(buf, true, name, value, "")
-		buf = buf[:len(buf)-2]
+		c := canonHeader(nil, true, name, value, "")
+		h.Write(c[:len(c)-2]) // the field itself without its CRLF
 	} else {
-		buf = append(buf, field...)
+		h.Write([]byte(field))
 	}
-	digest := sha256.Sum256(buf)
+	digest := h.Sum(nil)
 	opts := crypto.Hash(crypto.SHA256)
 	if _, ok := k.signer.Public().(ed25519.PublicKey); ok {
 		opts = crypto.Hash(0) // RFC 8463: Ed25519 signs the SHA-256 digest as its message
 	}
-	sig, err := k.signer.Sign(rand.Reader, digest[:], opts)
+	sig, err := k.signer.Sign(rand.Reader, digest, opts)
 	if err != nil {
 		return "", err
 	}

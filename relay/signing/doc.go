@@ -26,7 +26,11 @@
 //     the DKIM-Signature fields to prepend. The header section is kept (the
 //     SMTP session bounds it) and split by mailsyntax.SplitFields, the rules
 //     the sender policy read it with, so the h= fields signed are the fields
-//     that were checked.
+//     that were checked. Finish refuses a header it cannot sign so that
+//     verifiers agree (a line that is not a field, a lone CR or LF): the
+//     SMTP session never passes one (FuzzPolicyAndSigner), other callers
+//     get the error. h= lists at most 16 instances of a name, and an h=
+//     over 900 octets is folded, so no line passes 998 octets.
 //   - Signing problems never look like spool failures: Stream.Write cannot
 //     fail; Finish reports them, and Decision.Err marks a key that exists in
 //     the configuration but cannot be used, so the caller can defer (451)

@@ -53,9 +53,10 @@ func existingSignatures(h mailsyntax.Header) map[string]bool {
 }
 
 // headerPlan decides h= for a message: each configured header as many times
-// as it occurs, oversigned headers once more, always-signed ones at least
-// once. go-msgauth picks instances bottom-up and signs a listed name with no
-// instance left as empty, which is exactly how DKIM oversigning works.
+// as it occurs (at most maxSignedInstances), oversigned headers once more,
+// always-signed ones at least once. Verifiers pick instances bottom-up and
+// sign a listed name with no instance left as empty, which is exactly how
+// DKIM oversigning works (RFC 6376 5.4.2).
 type headerPlan struct {
 	sign   []string        // header names in h= order, canonical spelling
 	over   map[string]bool // lower case
@@ -70,7 +71,7 @@ func (p *headerPlan) keys(h mailsyntax.Header) []string {
 	var keys, extra []string
 	for _, name := range p.sign {
 		l := strings.ToLower(name)
-		n := counts[l]
+		n := min(counts[l], maxSignedInstances)
 		if n == 0 && p.always[l] && !p.over[l] {
 			n = 1
 		}
@@ -83,6 +84,12 @@ func (p *headerPlan) keys(h mailsyntax.Header) []string {
 	}
 	return append(keys, extra...)
 }
+
+// maxSignedInstances bounds how many instances of one name h= lists (the
+// bottom ones; verifiers pick bottom-up). RFC 5322 allows most signed fields
+// once; without a bound a header of 100,000 Cc fields would make h= longer
+// than any line may be and its signing quadratic.
+const maxSignedInstances = 16
 
 // newHeaderPlan merges the configured lists. "-" or "none" as the only entry
 // means an empty list (so oversigning can be switched off).

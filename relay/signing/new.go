@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -89,6 +90,15 @@ func (s *Signer) setOptions(cfg config.DKIM, od *config.OpenDKIMConf) error {
 		}
 		if len(over) == 0 {
 			over = od.OversignHeaders
+			// OpenDKIM signs before the MTA adds them too; inkan leaves them
+			// out rather than make signatures that never verify.
+			over = slices.DeleteFunc(slices.Clone(over), func(name string) bool {
+				if slices.ContainsFunc(config.AddedAfterSigning, func(a string) bool { return strings.EqualFold(a, name) }) {
+					s.warnings = append(s.warnings, fmt.Sprintf("opendkim.conf OversignHeaders (%s) lists %s, which joins the message after signing: left out, or no signature would verify", od.Line["OversignHeaders"], name))
+					return true
+				}
+				return false
+			})
 		}
 		always = od.AlwaysSignHeaders
 		if exp == 0 {

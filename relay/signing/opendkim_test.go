@@ -159,6 +159,13 @@ SelectorHeader X-Key
 	if !strings.Contains(w, "SelectorHeader") || !strings.Contains(w, `Mode "v"`) {
 		t.Errorf("warnings: %s", w)
 	}
+	// OversignHeaders Received would break every signature (inkan adds its
+	// Received after signing): left out, with a warning naming the line.
+	rcv := writeFile(t, dir, "received.conf", "BaseDirectory "+dir+"\nKeyTable file:KeyTable\nSigningTable refile:SigningTable\nOversignHeaders From,Received\n")
+	s = newSigner(t, config.DKIM{OpenDKIMConf: rcv})
+	if s.plan.over["received"] || !s.plan.over["from"] || !strings.Contains(strings.Join(s.Warnings(), "\n"), "lists Received, which joins the message after signing") {
+		t.Errorf("OversignHeaders Received: over %v, warnings %q", s.plan.over, s.Warnings())
+	}
 	// The inkan configuration wins over opendkim.conf.
 	s = newSigner(t, config.DKIM{OpenDKIMConf: conf, Canonicalization: "simple/simple", OversignHeaders: []string{"Subject"}})
 	if s.headerCan != "simple" || s.plan.over["from"] || !s.plan.over["subject"] {

@@ -2,6 +2,7 @@ package signing
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -113,7 +114,7 @@ func FuzzSignatureCoreVerifies(f *testing.F) {
 		if extraHeader != "" {
 			// Keep it a header section: each line a field or a continuation.
 			for _, l := range strings.Split(strings.TrimSuffix(extraHeader, "\r\n"), "\r\n") {
-				if name, _, ok := strings.Cut(l, ":"); !ok || name == "" || strings.ContainsAny(name, " \t") || l[0] > '~' {
+				if name, _, ok := strings.Cut(l, ":"); !ok || !fieldName(name) {
 					l = "X-F: " + l
 				}
 				hdr += l + "\r\n"
@@ -192,7 +193,7 @@ func FuzzSignatureCoreMatchesGoMsgauth(f *testing.F) {
 			// mailsyntax part ways on lines that are neither field nor
 			// continuation, which the SMTP session never lets through.
 			name, _, ok := strings.Cut(l, ":")
-			if !ok || name == "" || strings.ContainsAny(name, " \t") || l[0] > '~' || l[0] < '!' {
+			if !ok || !fieldName(name) {
 				l = "X-F: " + l
 			}
 			hdr += l + "\r\n"
@@ -204,6 +205,9 @@ func FuzzSignatureCoreMatchesGoMsgauth(f *testing.F) {
 			st, d := s.Begin(msgOf(hdr + "\r\n"))
 			if st == nil {
 				t.Fatalf("unsigned: %s", d.Reason)
+			}
+			if len(strings.Join(st.headers, ":")) > foldH {
+				t.Skip("h= longer than foldH is folded; go-msgauth never folds it")
 			}
 			st.Write([]byte(msg))
 			ours, err := st.Finish()
@@ -236,4 +240,129 @@ func tagOf(field, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestManyInstancesBoundedAndFolded (review finding): h= lists at most
+// maxSignedInstances of a name, however many the header holds, picking
+// stays linear, and an h= longer than foldH is folded at its colons so that
+// no line of the field passes RFC 5322's 998 octets; go-msgauth and dkimpy
+// verify the result.
+func TestManyInstancesBoundedAndFolded(t *testing.T) {
+	names := []string{"From", "To", "Cc", "Subject", "Keywords", "Comments", "X-A", "X-B", "X-C", "X-D", "X-E", "X-F", "X-G", "X-H", "X-I", "X-J"}
+	dir := t.TempDir()
+	s := newSigner(t, config.DKIM{
+		Keys: []config.DKIMKey{
+			{Domain: "example.com", Selector: "rsa1", KeyFile: writeKey(t, dir, "rsa", testRSA(t, 1), 0o600)},
+			{Domain: "example.com", Selector: "ed1", KeyFile: writeKey(t, dir, "ed", testEd25519(t, 9), 0o600)},
+		},
+		SignHeaders: names, OversignHeaders: []string{"-"},
+	})
+	var hdr strings.Builder
+	hdr.WriteString("From: a@example.com\r\n")
+	for i := range 20000 {
+		fmt.Fprintf(&hdr, "Cc: c%d@example.net\r\n", i)
+	}
+	for i := range 20 {
+		for _, n := range names[3:] {
+			fmt.Fprintf(&hdr, "%s: v%d\r\n", n, i)
+		}
+	}
+	msg := hdr.String() + "\r\nbody\r\n"
+	signed, _ := sign(t, s, msg)
+	sigs := string(signed[:len(signed)-len(msg)])
+	for _, f := range strings.SplitAfter(sigs, "\r\nDKIM-Signature:") {
+		cc := 0
+		for _, n := range strings.Split(tagOf(f, "h"), ":") {
+			if n == "Cc" {
+				cc++
+			}
+		}
+		if cc != maxSignedInstances {
+			t.Errorf("h= lists Cc %d times, want %d", cc, maxSignedInstances)
+		}
+	}
+	for _, l := range strings.Split(sigs, "\r\n") {
+		if len(l) > 998 {
+			t.Errorf("a line of %d octets: %.60s...", len(l), l)
+		}
+	}
+	if !strings.Contains(sigs, ":\r\n ") {
+		t.Error("the long h= is not folded")
+	}
+	for _, v := range verify(t, signed, txtFor(s, nil)) {
+		if v.Err != nil {
+			t.Errorf("go-msgauth: %v", v.Err)
+		}
+	}
+	if dkimpy.Available(t) {
+		f := filepath.Join(t.TempDir(), "many.eml")
+		os.WriteFile(f, signed, 0o600)
+		recs := map[string]string{}
+		for _, d := range s.Domains() {
+			recs[d.Selector+"._domainkey."+d.Name] = d.PublicKeyTXT
+		}
+		res, err := dkimpy.Verify(recs, []string{f})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res[0] {
+			if !r.Pass {
+				t.Errorf("dkimpy: s=%s: %s", r.Selector, r.Why)
+			}
+		}
+	}
+}
+
+// TestLongBlankRunNotHeld (review finding): a body of a million empty lines
+// before its text is hashed as it streams; the canonicalizer's buffer stays
+// small.
+func TestLongBlankRunNotHeld(t *testing.T) {
+	for _, relaxed := range []bool{false, true} {
+		b := newBodyHasher(relaxed)
+		b.Write(bytes.Repeat([]byte("\r\n"), 1<<20))
+		b.Write([]byte("x\r\n"))
+		if cap(b.out) > 8192 {
+			t.Errorf("relaxed=%v: buffer grew to %d bytes", relaxed, cap(b.out))
+		}
+		want := sha256.Sum256(append(bytes.Repeat([]byte("\r\n"), 1<<20), "x\r\n"...))
+		if got := b.Sum(); !bytes.Equal(got, want[:]) {
+			t.Errorf("relaxed=%v: wrong body hash", relaxed)
+		}
+	}
+}
+
+// TestUnsignableHeaderRefused (review finding): Sign's callers other than
+// the SMTP session could pass a header line that is not a field, or a lone
+// CR or LF; verifiers would read those differently, so Finish fails instead
+// of returning a signature that cannot verify.
+func TestUnsignableHeaderRefused(t *testing.T) {
+	s := signerFor(t, "relaxed/relaxed")
+	for _, msg := range []string{
+		"From: a@example.com\r\nSubject : sneaky\r\n\r\nbody\r\n",
+		"From: a@example.com\r\nnot a field\r\n\r\nbody\r\n",
+		"From: a@example.com\r\nSubject: x\r",
+		"From: a@example.com\nSubject: x\n\nbody\n",
+	} {
+		hdr, _, _ := strings.Cut(msg, "\r\n\r\n")
+		st, d := s.Begin(msgOf(hdr + "\r\n\r\n"))
+		if st == nil {
+			t.Fatalf("%q: %s", msg, d.Reason)
+		}
+		st.Write([]byte(msg))
+		if sigs, err := st.Finish(); err == nil {
+			t.Errorf("%q: signed:\n%s", msg, sigs)
+		}
+	}
+}
+
+// fieldName is RFC 5322's field-name: printable ASCII but ':', no white
+// space. Fuzzed lines that are not fields are made values of X-F fields: the
+// SMTP session ends the header before such a line, and Finish refuses it.
+func fieldName(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -1,6 +1,7 @@
 package signing
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/base64"
 	"fmt"
@@ -17,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// Clock, replaceable in tests. go-msgauth stamps t= with its own clock.
+// Clock, replaceable in tests: it stamps t= and x=.
 var now = time.Now
 
 // Reasons a message leaves unsigned; the values label inkan_dkim_unsigned_total.
@@ -345,12 +346,16 @@ func (st *Stream) Finish() ([]byte, error) {
 		}
 		st.head = append(st.head, end...)
 	}
-	head := string(st.head)
 	fields := mailsyntax.SplitFields(st.head)
+	if err := unsignable(st.head, fields); err != nil {
+		unsignedTotal.WithLabelValues(UnsignedError).Inc()
+		return nil, fmt.Errorf("dkim sign: %w", err)
+	}
 	bh := base64.StdEncoding.EncodeToString(st.body.Sum())
+	signed := canonHeaders(string(st.head), fields, st.headerCan == dkim.CanonicalizationRelaxed, st.headers)
 	var out []byte
 	for i, c := range st.use {
-		f, err := signOne(head, fields, st.headerCan, st.bodyCan, c.k, sigParams{
+		f, err := signOne(signed, st.headerCan, st.bodyCan, c.k, sigParams{
 			algo: c.k.algo, domain: c.domain, selector: c.k.selector, identity: c.identity,
 			headers: st.headers, bodyHash: bh, t: st.t, x: st.x})
 		if err != nil {
@@ -363,6 +368,35 @@ func (st *Stream) Finish() ([]byte, error) {
 		signaturesTotal.WithLabelValues(st.label(k.Domain), k.Algorithm).Inc()
 	}
 	return out, nil
+}
+
+// unsignable says why a header section cannot be signed so that verifiers
+// agree, or nil: every line must belong to a field as mailsyntax splits it
+// (a verifier would read a skipped line such as "Subject : x" as a field
+// and fail the signature), and lines end in CRLF, no CR or LF alone. The SMTP session never
+// passes such a header; this guards Sign's other callers.
+func unsignable(head []byte, fields []mailsyntax.RawField) error {
+	end := 0
+	for _, f := range fields {
+		if f.Start != end {
+			return fmt.Errorf("header line %q is not a field", firstLine(head[end:]))
+		}
+		end = f.End
+	}
+	if string(head[end:]) != "\r\n" {
+		return fmt.Errorf("header line %q is not a field", firstLine(head[end:]))
+	}
+	for i, c := range head {
+		if c == '\r' && (i+1 == len(head) || head[i+1] != '\n') || c == '\n' && (i == 0 || head[i-1] != '\r') {
+			return fmt.Errorf("bare CR or LF in the header")
+		}
+	}
+	return nil
+}
+
+func firstLine(b []byte) string {
+	l, _, _ := bytes.Cut(b, []byte{'\n'})
+	return string(bytes.TrimRight(l[:min(len(l), 80)], "\r"))
 }
 
 // Abort drops the stream without producing signatures.
