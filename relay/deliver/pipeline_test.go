@@ -71,6 +71,20 @@ func (p *pair) both(mk func(domain string) *queue.Delivery) []queue.Result {
 }
 
 // set sets up both servers alike.
+// wantCmds checks the commands each server saw, all on one connection.
+func (p *pair) wantCmds(t *testing.T, piped, plain string) {
+	t.Helper()
+	for _, c := range []struct {
+		name string
+		m    *rawMX
+		want string
+	}{{"pipelining server", p.piped, piped}, {"plain server", p.plain, plain}} {
+		if cmds, _, _, _, conns := c.m.record(); cmds != c.want || conns != 1 {
+			t.Errorf("%s: %q on %d connections, want %q on 1", c.name, cmds, conns, c.want)
+		}
+	}
+}
+
 func (p *pair) set(f func(m *rawMX)) {
 	for _, m := range []*rawMX{p.piped, p.plain} {
 		m.mu.Lock()
@@ -177,17 +191,9 @@ func TestPipelineRcptReplies(t *testing.T) {
 	for _, r := range p.both(msgTo(testMessage, "e")) {
 		wantStatus(t, r, queue.Sent)
 	}
-	cmds, _, _, _, conns := p.piped.record()
 	// The pipelined DATA gets 554 (no valid recipients), then RSET.
-	wantCmds := "EHLO MAIL RCPT RCPT RCPT RCPT RCPT DATA MAIL RCPT RCPT DATA RSET MAIL RCPT DATA"
-	if cmds != wantCmds || conns != 1 {
-		t.Errorf("pipelining server: %q on %d connections, want %q on 1", cmds, conns, wantCmds)
-	}
-	cmds, _, _, _, conns = p.plain.record()
-	wantCmds = "EHLO MAIL RCPT RCPT RCPT RCPT RCPT DATA MAIL RCPT RCPT RSET MAIL RCPT DATA"
-	if cmds != wantCmds || conns != 1 {
-		t.Errorf("plain server: %q on %d connections, want %q on 1", cmds, conns, wantCmds)
-	}
+	p.wantCmds(t, "EHLO MAIL RCPT RCPT RCPT RCPT RCPT DATA MAIL RCPT RCPT DATA RSET MAIL RCPT DATA",
+		"EHLO MAIL RCPT RCPT RCPT RCPT RCPT DATA MAIL RCPT RCPT RSET MAIL RCPT DATA")
 }
 
 // TestPipelineMailRefused: a refused MAIL (550, 451) gives every recipient
@@ -207,15 +213,7 @@ func TestPipelineMailRefused(t *testing.T) {
 	for _, r := range p.both(msgTo(testMessage, "c")) {
 		wantStatus(t, r, queue.Sent)
 	}
-	cmds, _, _, _, conns := p.piped.record()
-	want := "EHLO MAIL RCPT RCPT DATA MAIL RCPT RCPT DATA MAIL RCPT DATA"
-	if cmds != want || conns != 1 {
-		t.Errorf("pipelining server: %q on %d connections, want %q on 1", cmds, conns, want)
-	}
-	cmds, _, _, _, conns = p.plain.record()
-	if want := "EHLO MAIL MAIL MAIL RCPT DATA"; cmds != want || conns != 1 {
-		t.Errorf("plain server: %q on %d connections, want %q on 1", cmds, conns, want)
-	}
+	p.wantCmds(t, "EHLO MAIL RCPT RCPT DATA MAIL RCPT RCPT DATA MAIL RCPT DATA", "EHLO MAIL MAIL MAIL RCPT DATA")
 
 	q := newPair(t)
 	q.set(func(m *rawMX) {
@@ -254,11 +252,7 @@ func TestPipelineDataRefused(t *testing.T) {
 		wantStatus(t, r, queue.Sent)
 	}
 	want := "EHLO MAIL RCPT RCPT DATA RSET MAIL RCPT DATA"
-	for _, m := range []*rawMX{p.piped, p.plain} {
-		if cmds, _, _, _, conns := m.record(); cmds != want || conns != 1 {
-			t.Errorf("%q on %d connections, want %q on 1", cmds, conns, want)
-		}
-	}
+	p.wantCmds(t, want, want)
 }
 
 // TestPipeline421: a server that says 421 to a RCPT and hangs up leaves
