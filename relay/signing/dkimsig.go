@@ -53,19 +53,20 @@ var crlfs = []byte("\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n")
 func (b *bodyHasher) emit(p []byte) {
 	for b.blank > 0 { // a long run of empty lines is hashed as it goes, never held
 		n := min(b.blank, len(crlfs)/2)
-		b.out = append(b.out, crlfs[:2*n]...)
+		b.put(crlfs[:2*n])
 		b.blank -= n
-		if len(b.out) >= 4096 {
-			b.h.Write(b.out)
-			b.out = b.out[:0]
-		}
 	}
 	if b.wsp {
 		b.out = append(b.out, ' ')
 		b.wsp = false
 	}
-	b.out = append(b.out, p...)
+	b.put(p)
 	b.inLine, b.any = true, true
+}
+
+// put adds canonical bytes, hashing them in 4 KB steps.
+func (b *bodyHasher) put(p []byte) {
+	b.out = append(b.out, p...)
 	if len(b.out) >= 4096 {
 		b.h.Write(b.out)
 		b.out = b.out[:0]
@@ -180,13 +181,13 @@ type sigParams struct {
 	t, x                                    time.Time
 }
 
-// format writes the field with b= last, so that its value can be left out
-// to compute the signature (RFC 6376 3.5, 3.7). The layout is go-msgauth's:
-// tags in alphabetical order, a new line before a tag that would pass 75
-// columns, then b= folded at 75. An h= list longer than foldH (many
+// head writes the field up to its last tag, "b=", with no value: the form
+// the signature covers (RFC 6376 3.5, 3.7); sealed adds the value. The
+// layout is go-msgauth's: tags in alphabetical order, a new line before a
+// tag that would pass 75 columns, then b= folded at 75. An h= list longer than foldH (many
 // instances of signed fields) is folded at its colons too, where RFC 6376
 // allows white space, so that no line passes RFC 5322's 998 octets.
-func (p *sigParams) format(b string) string {
+func (p *sigParams) head() string {
 	h := strings.Join(p.headers, ":")
 	if len(h) > foldH {
 		var hb strings.Builder
@@ -227,6 +228,14 @@ func (p *sigParams) format(b string) string {
 		line += n
 	}
 	sb.WriteString("\r\n b=")
+	return sb.String()
+}
+
+// sealed is the whole field: head with the signature b, folded at 75
+// columns, and the final CRLF.
+func sealed(head, b string) string {
+	var sb strings.Builder
+	sb.WriteString(head)
 	for rest, width := b, 72; rest != ""; width = 75 {
 		n := min(width, len(rest))
 		if width == 75 {
@@ -239,7 +248,7 @@ func (p *sigParams) format(b string) string {
 	return sb.String()
 }
 
-// foldH is the longest h= value written on one line (see format).
+// foldH is the longest h= value written on one line (see head).
 const foldH = 900
 
 // canonHeaders canonicalizes the fields the h= list names, in its order:
@@ -273,7 +282,7 @@ func canonHeaders(head string, fields []mailsyntax.RawField, relaxed bool, names
 func signOne(signed []byte, headerCan, bodyCan dkim.Canonicalization, k *key, p sigParams) (string, error) {
 	relaxed := headerCan == dkim.CanonicalizationRelaxed
 	p.canon = string(headerCan) + "/" + string(bodyCan)
-	field := strings.TrimSuffix(p.format(""), "\r\n")
+	field := p.head()
 	h := sha256.New()
 	h.Write(signed)
 	if relaxed {
@@ -292,5 +301,5 @@ func signOne(signed []byte, headerCan, bodyCan dkim.Canonicalization, k *key, p 
 	if err != nil {
 		return "", err
 	}
-	return p.format(base64.StdEncoding.EncodeToString(sig)), nil
+	return sealed(field, base64.StdEncoding.EncodeToString(sig)), nil
 }
