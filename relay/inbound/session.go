@@ -354,6 +354,9 @@ func (s *session) Data(r io.Reader) error {
 		return s.spoolError("commit", err)
 	}
 	committed = true
+	if stream != nil {
+		stream.Count()
+	}
 	accepted.Inc()
 	s.countQuota()
 	submitSeconds.Observe(time.Since(start).Seconds())

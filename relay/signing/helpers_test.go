@@ -112,6 +112,7 @@ func sign(t testing.TB, s *Signer, msg string) ([]byte, Decision) {
 	if err != nil {
 		t.Fatalf("Finish: %v", err)
 	}
+	st.Count() // as the session does once the message is queued
 	return append(sigs, msg...), d
 }
 

@@ -239,6 +239,9 @@ func (s *Signer) Sign(m Message, msg []byte) ([]byte, Decision, error) {
 	defer st.Abort()
 	st.Write(msg)
 	sigs, err := st.Finish()
+	if err == nil {
+		st.Count() // the callers queue it at once
+	}
 	return sigs, d, err
 }
 
@@ -272,7 +275,8 @@ func (s *Signer) newStream(use []candidate, headerKeys []string) (*Stream, error
 // the writer's goroutine: the header section is kept (it is small and the
 // h= fields are picked from it at the end), the body is canonicalized and
 // hashed once for every key. Write it the whole message (the header again,
-// then the body), then call Finish, or Abort when the message is dropped.
+// then the body), then call Finish, or Abort when the message is dropped; Count once the
+// signed message is queued.
 // A Stream is used by one goroutine.
 type Stream struct {
 	keys      []KeyInfo
@@ -287,6 +291,7 @@ type Stream struct {
 	state     int  // progress through "\r\n\r\n"; starts as if after a line end
 	eoh       bool // the blank line ending the header has been seen
 	done      bool
+	signed    bool // Finish succeeded and Count has not run
 }
 
 // Write never fails: a signing problem is reported by Finish, so that it is
@@ -364,10 +369,21 @@ func (st *Stream) Finish() ([]byte, error) {
 		}
 		out = append(out, f...)
 	}
+	st.signed = true
+	return out, nil
+}
+
+// Count adds the stream's signatures to inkan_dkim_signatures_total. The
+// caller calls it once the message carrying them is on the queue: a message
+// refused after Finish (the spool failed, 451) never left signed.
+func (st *Stream) Count() {
+	if !st.signed {
+		return
+	}
+	st.signed = false
 	for _, k := range st.keys {
 		signaturesTotal.WithLabelValues(st.label(k.Domain), k.Algorithm).Inc()
 	}
-	return out, nil
 }
 
 // unsignable says why a header section cannot be signed so that verifiers

@@ -414,3 +414,28 @@ type failingSigner struct{ crypto.Signer }
 func (failingSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
 	return nil, errors.New("the HSM is gone")
 }
+
+// A signature counts once the message carrying it is queued: Finish alone
+// (the spool then fails and the client gets 451) adds nothing, Count adds
+// one per key, once.
+func TestSignaturesCountedOnlyWhenQueued(t *testing.T) {
+	s := newSigner(t, config.DKIM{Keys: []config.DKIMKey{{Domain: "example.com", Selector: "ed1", KeyFile: writeKey(t, t.TempDir(), "ed.private", testEd25519(t, 31), 0o600)}}})
+	c := signaturesTotal.WithLabelValues("example.com", "ed25519-sha256")
+	before := counterValue(t, c)
+	st, d := s.Begin(msgOf(testMsg[:strings.Index(testMsg, "\r\n\r\n")+4]))
+	if st == nil {
+		t.Fatalf("not signed: %+v", d)
+	}
+	st.Write([]byte(testMsg))
+	if _, err := st.Finish(); err != nil {
+		t.Fatal(err)
+	}
+	if got := counterValue(t, c); got != before {
+		t.Errorf("counted at Finish: %v -> %v", before, got)
+	}
+	st.Count()
+	st.Count()
+	if got := counterValue(t, c); got != before+1 {
+		t.Errorf("after Count twice: %v -> %v, want +1", before, got)
+	}
+}
