@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/inkan-relay/inkan/queue/safefile"
 )
@@ -113,6 +114,21 @@ func (d *Draft) finish(prefix []byte) error {
 	if err := d.w.Flush(); err != nil {
 		return fmt.Errorf("queue: write draft: %w", err)
 	}
+	if size := d.n + int64(len(trailer)); size <= journalMaxMessage {
+		// Small: the journal makes it durable (journal.go). The file is
+		// read back from the page cache, as it will be delivered.
+		data := make([]byte, size)
+		if _, err := d.f.ReadAt(data, 0); err != nil {
+			return fmt.Errorf("queue: read draft back: %w", err)
+		}
+		if err := d.f.Close(); err != nil {
+			return fmt.Errorf("queue: close draft: %w", err)
+		}
+		if err := d.q.commit(&commitReq{src: d.tmp, dst: d.id, data: data}); err != nil {
+			return fmt.Errorf("queue: commit: %w", err)
+		}
+		return nil
+	}
 	if err := d.f.Sync(); err != nil {
 		return fmt.Errorf("queue: sync draft: %w", err)
 	}
@@ -156,14 +172,20 @@ func committedRecord(bodyLen int64, prefix []byte, env *Envelope) *record {
 // commitReq asks the committer to rename tmp/src to msg/dst durably.
 type commitReq struct {
 	src, dst string
+	data     []byte // the file's content when the journal makes it durable
 	done     chan error
 }
 
-// commitRename renames tmp/src to msg/dst and returns once msg/ is fsynced:
-// the last two steps of safefile.WriteFile, batched. Concurrent calls share
-// one directory fsync (group commit).
+// commitRename renames tmp/src (fsynced) to msg/dst and returns once msg/
+// is fsynced: the last two steps of safefile.WriteFile, batched.
+// Concurrent calls share one directory fsync (group commit).
 func (q *Queue) commitRename(src, dst string) error {
-	req := &commitReq{src: src, dst: dst, done: make(chan error, 1)}
+	return q.commit(&commitReq{src: src, dst: dst})
+}
+
+// commit hands req to the committer and waits for its answer.
+func (q *Queue) commit(req *commitReq) error {
+	req.done = make(chan error, 1)
 	select {
 	case q.commitc <- req:
 	case <-q.quit:
@@ -190,10 +212,15 @@ func (q *Queue) commitRename(src, dst string) error {
 func (q *Queue) committer() {
 	defer close(q.committerDone)
 	batch := make([]*commitReq, 0, 256)
+	idle := time.NewTicker(journalIdle)
+	defer idle.Stop()
 	for {
 		select {
 		case req := <-q.commitc:
 			batch = append(batch[:0], req)
+		case <-idle.C:
+			q.journalFlush()
+			continue
 		case <-q.quit:
 			return
 		}
@@ -211,11 +238,25 @@ func (q *Queue) committer() {
 	}
 }
 
-// commitBatch renames every request, fsyncs the directory once, and answers.
+// commitBatch appends the journaled requests to the journal and syncs it
+// once, renames every request, fsyncs the directory once if a request was
+// not journaled, and answers.
 func (q *Queue) commitBatch(batch []*commitReq) {
 	errs := make([]error, len(batch))
+	var jerr error
+	if slices.ContainsFunc(batch, func(r *commitReq) bool { return r.data != nil }) {
+		jerr = q.journalAppend(batch)
+	}
 	renamed := false
 	for i, req := range batch {
+		if req.data != nil {
+			if errs[i] = jerr; jerr == nil {
+				if errs[i] = safefile.RenameIn(q.tmpDirFile, req.src, q.msgDirFile, req.dst); errs[i] != nil {
+					q.journalDone(req.dst) // the client is told to send it again
+				}
+			}
+			continue
+		}
 		if errs[i] = safefile.RenameIn(q.tmpDirFile, req.src, q.msgDirFile, req.dst); errs[i] == nil {
 			renamed = true
 		}
@@ -224,7 +265,7 @@ func (q *Queue) commitBatch(batch []*commitReq) {
 		if err := q.syncDir(); err != nil {
 			err = fmt.Errorf("sync spool folder: %w", err)
 			for i, req := range batch {
-				if errs[i] == nil {
+				if errs[i] == nil && req.data == nil {
 					errs[i] = err
 					// Not durable, so not acknowledged: do not deliver a
 					// message the client was told to send again.

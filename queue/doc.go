@@ -4,7 +4,11 @@
 // Promises:
 //
 //   - A message is acknowledged (Draft.Commit returns nil, the SMTP server
-//     answers 250) only after its file and its directory entry are fsynced.
+//     answers 250) only after it is on stable storage: up to 256 KiB, its
+//     whole file appended to the journal and the journal fdatasynced (one
+//     sync for every message committed at that moment; see journal.go), so
+//     Open puts it back if a power cut loses or cuts short its file in
+//     msg/; larger, its file and its directory entry fsynced.
 //   - Every acknowledged message is eventually delivered to each recipient or
 //     bounced to its sender; it is never silently lost. A message whose sender
 //     is the null reverse-path <> is never bounced (no bounce of a bounce): its
@@ -35,6 +39,8 @@
 //	msg/ID         one file per message: body, prefix, envelope, footer
 //	msg/ID.state   per-recipient state (JSON); absent until first tried or held
 //	corrupt/       files that could not be decoded
+//	journal/jSEQ   journal segments: message files as committed, and "done"
+//	               marks (journal.go); emptied at Open and at Close
 //
 // A message file is written in one streaming pass: the body (CRLF, exactly as
 // received), then the prefix header lines given to Commit (sent before the

@@ -58,6 +58,9 @@ type Queue struct {
 	msgDirFile, tmpDirFile *os.File        // msg/ and tmp/ held open: see safefile.OpenIn
 	owner                  *safefile.Owner // see openDirs
 	syncDir                func() error    // fsyncs msgDir; tests replace it
+	journal                *journal        // see journal.go
+	retiring               sync.WaitGroup  // journal segments being retired
+	retireMu               sync.Mutex      // one retirement at a time
 	commitc                chan *commitReq
 	quit, committerDone    chan struct{}
 	kick                   chan struct{}
@@ -122,6 +125,7 @@ func Open(opts Options) (*Queue, error) {
 		items:         make(map[string]*item),
 		domains:       make(map[string]int),
 		waiters:       make(map[string][]string),
+		journal:       &journal{sync: fdatasync, segMax: journalSegmentMax},
 	}
 	if err := q.openDirs(); err != nil {
 		return nil, err
@@ -134,6 +138,9 @@ func Open(opts Options) (*Queue, error) {
 	}()
 	q.syncDir = q.msgDirFile.Sync
 	if err := q.cleanTmp(); err != nil {
+		return nil, err
+	}
+	if err := q.recoverJournal(); err != nil {
 		return nil, err
 	}
 	if err := q.scan(); err != nil {
@@ -203,7 +210,7 @@ func (q *Queue) openDirs() (err error) {
 	for _, d := range []struct {
 		name string
 		r    **os.Root
-	}{{"msg", &q.msg}, {"tmp", &q.tmp}, {"corrupt", &q.bad}} {
+	}{{"msg", &q.msg}, {"tmp", &q.tmp}, {"corrupt", &q.bad}, {"journal", &q.journal.dir}} {
 		if *d.r, err = safefile.OpenSubdir("spool folder", q.root, d.name, q.owner, owners...); err != nil {
 			return fmt.Errorf("queue: %w", err)
 		}
@@ -233,18 +240,21 @@ func (q *Queue) openDirs() (err error) {
 	if q.tmpDirFile, err = q.tmp.Open("."); err != nil {
 		return fmt.Errorf("queue: open spool: %w", err)
 	}
+	if q.journal.dirFile, err = q.journal.dir.Open("."); err != nil {
+		return fmt.Errorf("queue: open spool: %w", err)
+	}
 	return nil
 }
 
 // closeFiles closes what openDirs opened (any of it may be nil).
 func (q *Queue) closeFiles() error {
 	var errs []error
-	for _, f := range []*os.File{q.msgDirFile, q.tmpDirFile, q.lockFile} {
+	for _, f := range []*os.File{q.msgDirFile, q.tmpDirFile, q.journal.dirFile, q.lockFile} {
 		if f != nil {
 			errs = append(errs, f.Close())
 		}
 	}
-	for _, r := range []*os.Root{q.msg, q.tmp, q.bad, q.root} {
+	for _, r := range []*os.Root{q.msg, q.tmp, q.bad, q.journal.dir, q.root} {
 		if r != nil {
 			errs = append(errs, r.Close())
 		}
@@ -472,6 +482,7 @@ func (q *Queue) loadRecord(id string) (*record, error) {
 
 // removeMessage deletes a finished message: file first, then state.
 func (q *Queue) removeMessage(id string) error {
+	q.journalDone(id)
 	if err := q.msg.Remove(id); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove message: %w", err)
 	}
@@ -537,6 +548,7 @@ func (q *Queue) Close() error {
 	q.Shutdown(ctx)
 	close(q.quit)
 	<-q.committerDone
+	q.closeJournal()
 	metricsQueue.CompareAndSwap(q, nil)
 	return q.closeFiles()
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -183,79 +184,114 @@ func TestConcurrentCommits(t *testing.T) {
 	}
 }
 
+// groupCommitCases: a small message is made durable by the journal's
+// fdatasync, a large one by its own fsync and the directory's; either way
+// concurrent commits share one sync.
+var groupCommitCases = []struct {
+	name string
+	body []byte
+	hook func(q *Queue, sync func() error) // replaces the shared sync
+}{
+	{"journal", []byte("hello\r\n"), func(q *Queue, sync func() error) {
+		q.journal.sync = func(*os.File) error { return sync() }
+	}},
+	{"large", bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n"), journalMaxMessage/64+1),
+		func(q *Queue, sync func() error) { q.syncDir = sync }},
+}
+
 func TestGroupCommit(t *testing.T) {
-	opts, _ := testOptions(t, t.TempDir(), nil)
-	q := openQueue(t, opts)
-	const n = 20
-	var mu sync.Mutex
-	syncs := 0
-	release := make(chan struct{})
-	q.syncDir = func() error {
-		mu.Lock()
-		syncs++
-		first := syncs == 1
-		mu.Unlock()
-		if first {
-			<-release // hold the first fsync while the others queue up
-		}
-		return nil
-	}
-	errs := make(chan error, n)
-	commitOne := func() {
-		d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
-		if err == nil {
-			d.Write([]byte("hello\r\n"))
-			err = d.Commit(nil)
-		}
-		errs <- err
-	}
-	go commitOne()
-	waitFor(t, "first fsync", func() bool { mu.Lock(); defer mu.Unlock(); return syncs == 1 })
-	for range n - 1 {
-		go commitOne()
-	}
-	waitFor(t, "queued commits", func() bool { return len(q.commitc) == n-1 })
-	close(release)
-	for range n {
-		if err := <-errs; err != nil {
-			t.Errorf("Commit: %v", err)
-		}
-	}
-	if syncs != 2 {
-		t.Errorf("%d directory fsyncs for %d commits, want 2", syncs, n)
-	}
-	if c, _ := q.Stats(); c != n {
-		t.Errorf("%d messages queued, want %d", c, n)
+	for _, tc := range groupCommitCases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, _ := testOptions(t, t.TempDir(), nil)
+			q := openQueue(t, opts)
+			const n = 20
+			var mu sync.Mutex
+			syncs := 0
+			release := make(chan struct{})
+			t.Cleanup(func() {
+				select {
+				case <-release:
+				default:
+					close(release)
+				}
+			})
+			tc.hook(q, func() error {
+				mu.Lock()
+				syncs++
+				first := syncs == 1
+				mu.Unlock()
+				if first {
+					<-release // hold the first sync while the others queue up
+				}
+				return nil
+			})
+			errs := make(chan error, n)
+			commitOne := func() {
+				d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+				if err == nil {
+					d.Write(tc.body)
+					err = d.Commit(nil)
+				}
+				errs <- err
+			}
+			go commitOne()
+			waitFor(t, "first sync", func() bool { mu.Lock(); defer mu.Unlock(); return syncs == 1 })
+			for range n - 1 {
+				go commitOne()
+			}
+			waitFor(t, "queued commits", func() bool { return len(q.commitc) == n-1 })
+			close(release)
+			for range n {
+				if err := <-errs; err != nil {
+					t.Errorf("Commit: %v", err)
+				}
+			}
+			mu.Lock()
+			if syncs != 2 {
+				t.Errorf("%d syncs for %d commits, want 2", syncs, n)
+			}
+			mu.Unlock()
+			if c, _ := q.Stats(); c != n {
+				t.Errorf("%d messages queued, want %d", c, n)
+			}
+		})
 	}
 }
 
 func TestGroupCommitError(t *testing.T) {
-	opts, _ := testOptions(t, t.TempDir(), nil)
-	q := openQueue(t, opts)
-	errSync := errors.New("injected fsync failure")
-	q.syncDir = func() error { return &os.PathError{Op: "fsync", Path: "msg", Err: errSync} }
-	const n = 8
-	errs := make(chan error, n)
-	for range n {
-		go func() {
-			d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
-			if err == nil {
-				d.Write([]byte("hello\r\n"))
-				err = d.Commit(nil)
+	for _, tc := range groupCommitCases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts, _ := testOptions(t, t.TempDir(), nil)
+			q := openQueue(t, opts)
+			errSync := errors.New("injected fsync failure")
+			tc.hook(q, func() error { return &os.PathError{Op: "fsync", Path: "msg", Err: errSync} })
+			const n = 8
+			errs := make(chan error, n)
+			for range n {
+				go func() {
+					d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+					if err == nil {
+						d.Write(tc.body)
+						err = d.Commit(nil)
+					}
+					errs <- err
+				}()
 			}
-			errs <- err
-		}()
-	}
-	for range n {
-		if err := <-errs; !errors.Is(err, errSync) {
-			t.Errorf("Commit = %v, want the fsync error", err)
-		}
-	}
-	if c, _ := q.Stats(); c != 0 {
-		t.Errorf("%d messages queued although none was durable", c)
-	}
-	if ents, _ := os.ReadDir(q.msgDir); len(ents) != 0 {
-		t.Errorf("files left in msg/: %v", ents)
+			for range n {
+				if err := <-errs; !errors.Is(err, errSync) {
+					t.Errorf("Commit = %v, want the fsync error", err)
+				}
+			}
+			if c, _ := q.Stats(); c != 0 {
+				t.Errorf("%d messages queued although none was durable", c)
+			}
+			if ents, _ := os.ReadDir(q.msgDir); len(ents) != 0 {
+				t.Errorf("files left in msg/: %v", ents)
+			}
+			if ents, _ := os.ReadDir(q.tmpDir); len(ents) != 0 {
+				t.Errorf("files left in tmp/: %v", ents)
+			}
+		})
 	}
 }
 

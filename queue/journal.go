@@ -1,0 +1,420 @@
+package queue
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/inkan-relay/inkan/queue/safefile"
+)
+
+// The journal makes a committed message durable with one fdatasync shared
+// by every message committed at the same moment, instead of an fsync of its
+// own file plus one of msg/ (on a small VM those two cost more CPU than
+// everything else inkan does for a message but the RSA signature). A small
+// message's whole file is appended to the current segment, journal/jSEQ,
+// and the segment is fdatasynced; only then is the file (written, not
+// fsynced) renamed into msg/ and the client answered 250. Most messages are
+// delivered and removed within milliseconds, so their files are never
+// written to disk at all.
+//
+// A message that leaves (delivered, bounced, deleted) gets a "done" record
+// before its file is unlinked. Open reads the segments: a message record
+// without a later done record is a message that must be in msg/ byte for
+// byte; where its file is missing or differs (a power cut before the kernel
+// wrote it), the journal's copy is put back. Then every such file is
+// fsynced and the segments are removed. While running, a segment that has
+// grown past journalSegmentMax is retired the same way in the background:
+// the files of its messages still queued are fsynced, then msg/, then the
+// segment is removed.
+//
+// Records: a 16-byte header — magic "IKJ1" | kind (1 message, 2 done) |
+// ID length | 2 zero bytes | data length uint32 | CRC-32C of the header's
+// bytes 4..12, the ID and the data — then the ID, then the data (the whole
+// message file). A segment is read up to its first record that is not
+// whole: what follows was never acknowledged.
+
+const (
+	journalMaxMessage = 256 << 10 // larger messages fsync their own file
+	journalSegmentMax = 16 << 20
+	journalHeaderLen  = 16
+	recMessage        = 1
+	recDone           = 2
+)
+
+var journalMagic = [4]byte{'I', 'K', 'J', '1'}
+
+// journal is the open journal. The committer alone appends message records
+// and rotates; done records come from delivery workers.
+type journal struct {
+	dir     *os.Root
+	dirFile *os.File
+	mu      sync.Mutex // guards the fields below; held for writes, never for syncs
+	f       *os.File   // current segment; nil until the first append
+	name    string
+	seq     uint64
+	size    int64
+	broken  bool                 // a write or sync failed: start a new segment
+	dirty   bool                 // done records written since the last sync
+	ids     []string             // messages appended to f (committer only)
+	buf     []byte               // the committer's record buffer
+	sync    func(*os.File) error // fdatasync; tests replace it
+	segMax  int64                // journalSegmentMax; tests lower it
+}
+
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			if err != nil {
+				return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
+			}
+			return nil
+		}
+	}
+}
+
+func appendRecord(b []byte, kind byte, id string, data []byte) []byte {
+	var h [journalHeaderLen]byte
+	copy(h[:4], journalMagic[:])
+	h[4], h[5] = kind, byte(len(id))
+	binary.BigEndian.PutUint32(h[8:12], uint32(len(data)))
+	crc := crc32.Update(crc32.Checksum(h[4:12], castagnoli), castagnoli, []byte(id))
+	binary.BigEndian.PutUint32(h[12:16], crc32.Update(crc, castagnoli, data))
+	b = append(b, h[:]...)
+	b = append(b, id...)
+	return append(b, data...)
+}
+
+// readRecords calls fn for each whole record of a segment and returns how
+// many bytes they took.
+func readRecords(seg []byte, fn func(kind byte, id string, data []byte)) int {
+	off := 0
+	for len(seg)-off >= journalHeaderLen {
+		h := seg[off : off+journalHeaderLen]
+		if !bytes.Equal(h[:4], journalMagic[:]) || h[6] != 0 || h[7] != 0 {
+			break
+		}
+		idLen, dataLen := int(h[5]), int(binary.BigEndian.Uint32(h[8:12]))
+		end := off + journalHeaderLen + idLen + dataLen
+		if dataLen > journalMaxMessage || end > len(seg) {
+			break
+		}
+		id, data := seg[off+journalHeaderLen:off+journalHeaderLen+idLen], seg[off+journalHeaderLen+idLen:end]
+		crc := crc32.Update(crc32.Checksum(h[4:12], castagnoli), castagnoli, id)
+		if crc32.Update(crc, castagnoli, data) != binary.BigEndian.Uint32(h[12:16]) {
+			break
+		}
+		if k := h[4]; k != recMessage && k != recDone {
+			break
+		}
+		fn(h[4], string(id), data)
+		off = end
+	}
+	return off
+}
+
+// segmentSeq parses a segment name, "j" and 16 hex digits.
+func segmentSeq(name string) (uint64, bool) {
+	hex, ok := strings.CutPrefix(name, "j")
+	if !ok || len(hex) != 16 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(hex, 16, 64)
+	return n, err == nil
+}
+
+// journalAppend appends a message record for every request carrying data
+// and syncs the segment: after it returns nil, those messages survive a
+// power cut. Committer only.
+func (q *Queue) journalAppend(batch []*commitReq) error {
+	j := q.journal
+	j.mu.Lock()
+	rotate := j.f == nil || j.broken || j.size >= j.segMax
+	j.mu.Unlock()
+	if rotate {
+		if err := q.rotateJournal(); err != nil {
+			return err
+		}
+	}
+	j.buf = j.buf[:0]
+	for _, req := range batch {
+		if req.data != nil {
+			j.buf = appendRecord(j.buf, recMessage, req.dst, req.data)
+		}
+	}
+	j.mu.Lock()
+	f := j.f
+	_, err := f.Write(j.buf)
+	if err == nil {
+		j.size += int64(len(j.buf))
+	} else {
+		j.broken = true
+	}
+	j.mu.Unlock()
+	if len(j.buf) > 1<<20 {
+		j.buf = nil // do not keep a burst's buffer
+	}
+	if err != nil {
+		return fmt.Errorf("write journal: %w", err)
+	}
+	if err := j.sync(f); err != nil {
+		j.mu.Lock()
+		j.broken = true
+		j.mu.Unlock()
+		return fmt.Errorf("sync journal: %w", err)
+	}
+	for _, req := range batch {
+		if req.data != nil {
+			j.ids = append(j.ids, req.dst)
+		}
+	}
+	return nil
+}
+
+// journalDone records that message id left the queue. It is written (not
+// synced) before the file is unlinked, so a restart after a crash of the
+// process never brings back a message that was delivered; after a power
+// cut, at most the last second's are (a duplicate, never a loss).
+func (q *Queue) journalDone(id string) {
+	j := q.journal
+	var rec [journalHeaderLen + 32]byte
+	b := appendRecord(rec[:0], recDone, id, nil)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil || j.broken {
+		return // no segment since Open: nothing to cancel
+	}
+	if _, err := j.f.Write(b); err != nil {
+		j.broken = true
+		return
+	}
+	j.size += int64(len(b))
+	j.dirty = true
+}
+
+// journalFlush syncs done records left unsynced (the committer calls it
+// when idle), so a power cut does not bring back what was delivered.
+func (q *Queue) journalFlush() {
+	j := q.journal
+	j.mu.Lock()
+	f, dirty := j.f, j.dirty && !j.broken
+	j.dirty = false
+	j.mu.Unlock()
+	if dirty {
+		if err := j.sync(f); err != nil {
+			q.log.Warn("cannot sync the journal", "err", err)
+		}
+	}
+}
+
+// rotateJournal starts a new segment and retires the current one in the
+// background. Committer only.
+func (q *Queue) rotateJournal() error {
+	j := q.journal
+	seq := j.seq + 1
+	name := fmt.Sprintf("j%016x", seq)
+	f, err := safefile.OpenIn(j.dirFile, name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err == nil {
+		if err = q.chown(f); err == nil {
+			// The segment's name must be durable before its records count.
+			err = j.dirFile.Sync()
+		}
+		if err != nil {
+			f.Close()
+			j.dir.Remove(name)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("new journal segment: %w", err)
+	}
+	j.seq = seq
+	j.mu.Lock()
+	old, oldName, oldIDs := j.f, j.name, j.ids
+	j.f, j.name, j.size, j.broken, j.dirty, j.ids = f, name, 0, false, false, nil
+	j.mu.Unlock()
+	if old != nil {
+		q.retiring.Add(1)
+		go q.retire(old, oldName, oldIDs)
+	}
+	return nil
+}
+
+// retire makes the messages of an old segment durable in msg/ and removes
+// the segment. On error the segment stays for the next Open.
+func (q *Queue) retire(f *os.File, name string, ids []string) {
+	defer q.retiring.Done()
+	q.retireMu.Lock()
+	defer q.retireMu.Unlock()
+	f.Close()
+	if err := q.settle(ids); err != nil {
+		q.log.Warn("journal segment kept for the next start", "segment", name, "err", err)
+		return
+	}
+	if err := q.journal.dir.Remove(name); err != nil {
+		q.log.Warn("cannot remove journal segment", "segment", name, "err", err)
+	}
+}
+
+// settle fsyncs msg/ID for every id still queued, then msg/.
+func (q *Queue) settle(ids []string) error {
+	for _, id := range ids {
+		f, err := safefile.OpenIn(q.msgDirFile, id, os.O_RDONLY, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return q.syncDir()
+}
+
+// closeJournal ends the current segment at Close: its messages still
+// queued are fsynced and the segment removed, so a clean stop leaves no
+// journal. Runs after the committer stopped.
+func (q *Queue) closeJournal() {
+	j := q.journal
+	q.retiring.Wait()
+	j.mu.Lock()
+	f, name, ids := j.f, j.name, j.ids
+	j.f = nil
+	j.mu.Unlock()
+	if f == nil {
+		return
+	}
+	q.retiring.Add(1)
+	q.retire(f, name, ids)
+}
+
+// recoverJournal runs at Open, before the spool is scanned: it puts back
+// every acknowledged message whose file a power cut lost or cut short,
+// makes every journaled message's file durable, and removes the segments.
+func (q *Queue) recoverJournal() error {
+	j := q.journal
+	names, err := readNames(j.dir)
+	if err != nil {
+		return fmt.Errorf("queue: read journal: %w", err)
+	}
+	type seg struct {
+		seq  uint64
+		name string
+	}
+	var segs []seg
+	for _, name := range names {
+		if n, ok := segmentSeq(name); ok {
+			segs = append(segs, seg{n, name})
+		} else {
+			q.log.Warn("unknown file in the journal folder left alone", "file", name)
+		}
+	}
+	if len(segs) == 0 {
+		return nil
+	}
+	slices.SortFunc(segs, func(a, b seg) int { return cmp.Compare(a.seq, b.seq) })
+	live := map[string][]byte{}
+	for _, s := range segs {
+		b, err := j.dir.ReadFile(s.name)
+		if err != nil {
+			return fmt.Errorf("queue: read journal: %w", err)
+		}
+		n := readRecords(b, func(kind byte, id string, data []byte) {
+			if kind == recDone {
+				delete(live, id)
+			} else if validID(id) {
+				live[id] = data
+			}
+		})
+		if n < len(b) {
+			q.log.Info("journal segment ends in an incomplete record (never acknowledged)", "segment", s.name, "ignored_bytes", len(b)-n)
+		}
+		j.seq = max(j.seq, s.seq)
+	}
+	restored := 0
+	for id, data := range live {
+		ok, err := q.fileMatches(id, data)
+		if err != nil {
+			return fmt.Errorf("queue: recover %s from the journal: %w", id, err)
+		}
+		if ok {
+			continue
+		}
+		if err := q.restore(id, data); err != nil {
+			return fmt.Errorf("queue: recover %s from the journal: %w", id, err)
+		}
+		restored++
+		q.log.Warn("message restored from the journal (its file was lost or incomplete)", "queue_id", id)
+	}
+	if err := q.syncDir(); err != nil {
+		return fmt.Errorf("queue: recover from the journal: %w", err)
+	}
+	for _, s := range segs {
+		if err := j.dir.Remove(s.name); err != nil {
+			return fmt.Errorf("queue: remove journal segment: %w", err)
+		}
+	}
+	if err := j.dirFile.Sync(); err != nil {
+		return fmt.Errorf("queue: sync journal folder: %w", err)
+	}
+	q.log.Info("journal recovered", "segments", len(segs), "messages", len(live), "restored", restored)
+	return nil
+}
+
+// fileMatches reports whether msg/id holds exactly data, fsyncing it if so.
+func (q *Queue) fileMatches(id string, data []byte) (bool, error) {
+	f, err := q.openMsg(id)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	cur, err := io.ReadAll(io.LimitReader(f, journalMaxMessage+1))
+	if err != nil || !bytes.Equal(cur, data) {
+		return false, err
+	}
+	return true, f.Sync()
+}
+
+// restore writes data as msg/id: tmp/, fsync, rename (msg/ is synced by
+// the caller).
+func (q *Queue) restore(id string, data []byte) error {
+	f, tmp, err := q.createTemp(id)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = safefile.RenameIn(q.tmpDirFile, tmp, q.msgDirFile, id)
+	}
+	if err != nil {
+		q.tmp.Remove(tmp)
+	}
+	return err
+}
+
+// journalIdle is how long the committer waits with done records unsynced.
+const journalIdle = time.Second
