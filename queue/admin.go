@@ -27,6 +27,7 @@ type Info struct {
 	Rcpts       []RcptInfo `json:"rcpts"`
 	DSNRet      string     `json:"dsn_ret,omitempty"`   // the sender's RET (RFC 3461)
 	DSNEnvID    string     `json:"dsn_envid,omitempty"` // the sender's ENVID
+	Body8Bit    bool       `json:"body_8bit,omitempty"` // the body has 8-bit bytes
 }
 
 // RcptInfo is one recipient of a queued message.
@@ -107,7 +108,7 @@ func (q *Queue) Get(id string) (Info, error) {
 	info := Info{
 		ID: id, From: env.From, Size: rec.Size(), Arrival: arrivalOf(id, env),
 		Attempts: st.Attempts, User: env.User, Client: env.Client, Helo: env.Helo,
-		DSNRet: env.Ret, DSNEnvID: env.EnvID,
+		DSNRet: env.Ret, DSNEnvID: env.EnvID, Body8Bit: env.Body8Bit,
 	}
 	q.mu.Lock()
 	info.Held = it.held

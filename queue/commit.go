@@ -14,19 +14,39 @@ import (
 
 // Draft is a message being received. It is not in the queue, and not
 // acknowledged, until Commit returns nil.
+//
+// A draft is held in memory while it fits in memMessageMax; a larger one is
+// spilled to a file in tmp/. A small message committed while the queue's
+// memory budget allows stays memory-only: durable in the journal, delivered
+// from memory, given a file in msg/ only if it is still queued after its
+// first attempt or when its journal segment is retired (journal.go).
 type Draft struct {
 	q    *Queue
 	id   string
 	env  *Envelope
+	mem  *[]byte // the body while in memory; nil once spilled
 	f    *os.File
 	tmp  string // f's name in tmp/
 	w    *bufio.Writer
-	n    int64 // body bytes written
-	err  error // first write error; sticky
+	data []byte // the committed file, when memory-only
+	n    int64  // body bytes written
+	err  error  // first write error; sticky
 	done bool
 }
 
-var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+// memMessageMax is the largest draft held in memory (the size of the file
+// buffer a spilled draft gets). memBudget bounds memory-only messages: the
+// fast path needs only those in flight (a few dozen); a backlog gets files,
+// and the GC (GOGC 400, see cmd/inkan) never multiplies much live data.
+const (
+	memMessageMax = 64 << 10
+	memBudget     = 2 << 20
+)
+
+var (
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, memMessageMax) }}
+	memPool    = sync.Pool{New: func() any { b := make([]byte, 0, memMessageMax); return &b }}
+)
 
 // NewDraft starts a message for env. The caller must Commit or Abort it.
 func (q *Queue) NewDraft(env *Envelope) (*Draft, error) {
@@ -39,14 +59,9 @@ func (q *Queue) NewDraft(env *Envelope) (*Draft, error) {
 	if closed {
 		return nil, ErrClosed
 	}
-	id := newID()
-	f, tmp, err := q.createTemp(id)
-	if err != nil {
-		return nil, fmt.Errorf("queue: create draft: %w", err)
-	}
-	w := writerPool.Get().(*bufio.Writer)
-	w.Reset(f)
-	return &Draft{q: q, id: id, env: env, f: f, tmp: tmp, w: w}, nil
+	mem := memPool.Get().(*[]byte)
+	*mem = (*mem)[:0]
+	return &Draft{q: q, id: newID(), env: env, mem: mem}, nil
 }
 
 // ID is the queue ID the message will have: short, unique, sorted by time.
@@ -61,6 +76,17 @@ func (d *Draft) Write(p []byte) (int, error) {
 	if d.done {
 		return 0, errors.New("queue: write to a finished draft")
 	}
+	if d.mem != nil {
+		if len(*d.mem)+len(p) <= memMessageMax {
+			*d.mem = append(*d.mem, p...)
+			d.n += int64(len(p))
+			return len(p), nil
+		}
+		if err := d.spill(); err != nil {
+			d.err = err
+			return 0, err
+		}
+	}
 	n, err := d.w.Write(p)
 	d.n += int64(n)
 	if err != nil {
@@ -69,10 +95,35 @@ func (d *Draft) Write(p []byte) (int, error) {
 	return n, d.err
 }
 
+// spill moves the draft from memory to a file in tmp/.
+func (d *Draft) spill() error {
+	f, tmp, err := d.q.createTemp(d.id)
+	if err != nil {
+		return fmt.Errorf("queue: create draft: %w", err)
+	}
+	d.f, d.tmp = f, tmp
+	d.w = writerPool.Get().(*bufio.Writer)
+	d.w.Reset(f)
+	_, err = d.w.Write(*d.mem)
+	d.putMem()
+	if err != nil {
+		return fmt.Errorf("queue: write draft: %w", err)
+	}
+	return nil
+}
+
+func (d *Draft) putMem() {
+	if d.mem != nil {
+		memPool.Put(d.mem)
+		d.mem = nil
+	}
+}
+
 // Commit stores the message: body, then prefix (header lines sent before the
-// body), then the envelope. It returns nil only once the file and its
-// directory entry are on stable storage; then the message will be delivered.
-// On error the draft is gone and the client must be told to retry (4xx).
+// body), then the envelope. It returns nil only once the message is on
+// stable storage (the journal, or its file and directory entry); then the
+// message will be delivered. On error the draft is gone and the client must
+// be told to retry (4xx).
 func (d *Draft) Commit(prefix []byte) error {
 	if d.done {
 		return errors.New("queue: draft already finished")
@@ -85,7 +136,7 @@ func (d *Draft) Commit(prefix []byte) error {
 	d.release()
 	q := d.q
 	q.mu.Lock()
-	it := &item{id: d.id, next: now().UnixNano(), idx: -1, fresh: true, noState: true}
+	it := &item{id: d.id, next: now().UnixNano(), idx: -1, fresh: true, noState: true, data: d.data}
 	if q.freshRecs < maxFreshRecords {
 		it.rec = committedRecord(d.n, prefix, d.env)
 		q.freshRecs++
@@ -99,7 +150,9 @@ func (d *Draft) Commit(prefix []byte) error {
 	return nil
 }
 
-// finish writes the trailer, fsyncs, and renames the draft into msg/.
+// finish makes the draft durable: memory-only through the journal, or as
+// a file renamed into msg/ (through the journal up to journalMaxMessage,
+// fsynced with its folder above).
 func (d *Draft) finish(prefix []byte) error {
 	if d.err != nil {
 		return d.err
@@ -108,15 +161,31 @@ func (d *Draft) finish(prefix []byte) error {
 	if err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
+	size := d.n + int64(len(trailer))
+	if d.mem != nil {
+		data := make([]byte, 0, size)
+		data = append(append(data, *d.mem...), trailer...)
+		if d.q.reserveMem(len(data)) {
+			if err := d.q.commit(&commitReq{dst: d.id, data: data, memOnly: true}); err != nil {
+				d.q.releaseMem(len(data))
+				return fmt.Errorf("queue: commit: %w", err)
+			}
+			d.data = data
+			return nil
+		}
+		if err := d.spill(); err != nil {
+			return err
+		}
+	}
 	if _, err := d.w.Write(trailer); err != nil {
 		return fmt.Errorf("queue: write draft: %w", err)
 	}
 	if err := d.w.Flush(); err != nil {
 		return fmt.Errorf("queue: write draft: %w", err)
 	}
-	if size := d.n + int64(len(trailer)); size <= journalMaxMessage {
-		// Small: the journal makes it durable (journal.go). The file is
-		// read back from the page cache, as it will be delivered.
+	if size <= journalMaxMessage {
+		// The journal makes it durable. The file is read back from the
+		// page cache, as it will be delivered.
 		data := make([]byte, size)
 		if _, err := d.f.ReadAt(data, 0); err != nil {
 			return fmt.Errorf("queue: read draft back: %w", err)
@@ -147,15 +216,88 @@ func (d *Draft) Abort() {
 		return
 	}
 	d.release()
-	d.f.Close()
-	d.q.tmp.Remove(d.tmp)
+	if d.f != nil {
+		d.f.Close()
+		d.q.tmp.Remove(d.tmp)
+	}
 }
 
 func (d *Draft) release() {
 	d.done = true
-	d.w.Reset(nil)
-	writerPool.Put(d.w)
-	d.w = nil
+	d.putMem()
+	if d.w != nil {
+		d.w.Reset(nil)
+		writerPool.Put(d.w)
+		d.w = nil
+	}
+}
+
+// reserveMem takes n bytes of the memory-only budget, if there are.
+func (q *Queue) reserveMem(n int) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.memBytes+int64(n) > memBudget {
+		return false
+	}
+	q.memBytes += int64(n)
+	return true
+}
+
+func (q *Queue) releaseMem(n int) {
+	q.mu.Lock()
+	q.memBytes -= int64(n)
+	q.mu.Unlock()
+}
+
+// dropData forgets a memory-only message's bytes (it was removed, or its
+// file written). q.mu held.
+func (q *Queue) dropData(it *item) {
+	if it.data != nil {
+		q.memBytes -= int64(len(it.data))
+		it.data = nil
+	}
+}
+
+// materialize writes the file of a memory-only message into msg/, not
+// fsynced: its journal record stands for it until its segment is retired,
+// which fsyncs it. it.mu held (removal holds it too, so a removed message
+// never gets a file back).
+func (q *Queue) materialize(it *item) error {
+	q.mu.Lock()
+	data := it.data
+	q.mu.Unlock()
+	if data == nil {
+		return nil
+	}
+	f, tmp, err := q.createTemp(it.id)
+	if err != nil {
+		return fmt.Errorf("write message file: %w", err)
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = safefile.RenameIn(q.tmpDirFile, tmp, q.msgDirFile, it.id)
+	}
+	if err != nil {
+		q.tmp.Remove(tmp)
+		return fmt.Errorf("write message file: %w", err)
+	}
+	q.mu.Lock()
+	q.dropData(it)
+	q.mu.Unlock()
+	return nil
+}
+
+// memData returns a memory-only message's bytes, or nil.
+func (q *Queue) memData(id string) []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if it := q.items[id]; it != nil {
+		return it.data
+	}
+	return nil
 }
 
 // committedRecord is what loadRecord would read back from the file just
@@ -173,6 +315,7 @@ func committedRecord(bodyLen int64, prefix []byte, env *Envelope) *record {
 type commitReq struct {
 	src, dst string
 	data     []byte // the file's content when the journal makes it durable
+	memOnly  bool   // no file: nothing to rename
 	done     chan error
 }
 
@@ -249,6 +392,10 @@ func (q *Queue) commitBatch(batch []*commitReq) {
 	}
 	renamed := false
 	for i, req := range batch {
+		if req.memOnly {
+			errs[i] = jerr
+			continue
+		}
 		if req.data != nil {
 			if errs[i] = jerr; jerr == nil {
 				if errs[i] = safefile.RenameIn(q.tmpDirFile, req.src, q.msgDirFile, req.dst); errs[i] != nil {

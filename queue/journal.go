@@ -270,6 +270,17 @@ func (q *Queue) retire(f *os.File, name string, ids []string) {
 // settle fsyncs msg/ID for every id still queued, then msg/.
 func (q *Queue) settle(ids []string) error {
 	for _, id := range ids {
+		q.mu.Lock()
+		it := q.items[id]
+		q.mu.Unlock()
+		if it != nil {
+			it.mu.Lock()
+			err := q.materialize(it)
+			it.mu.Unlock()
+			if err != nil {
+				return err
+			}
+		}
 		f, err := safefile.OpenIn(q.msgDirFile, id, os.O_RDONLY, 0)
 		if errors.Is(err, os.ErrNotExist) {
 			continue

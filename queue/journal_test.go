@@ -38,8 +38,26 @@ func segments(t *testing.T, dir string) []string {
 	return names
 }
 
+// toFile gives a memory-only message its file in msg/, as its first
+// failed attempt or its segment's retirement would.
+func toFile(t *testing.T, q *Queue, id string) {
+	t.Helper()
+	q.mu.Lock()
+	it := q.items[id]
+	q.mu.Unlock()
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	if err := q.materialize(it); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readMsg returns a message's file as stored: in memory or in msg/.
 func readMsg(t *testing.T, q *Queue, id string) []byte {
 	t.Helper()
+	if data := q.memData(id); data != nil {
+		return bytes.Clone(data)
+	}
 	b, err := os.ReadFile(filepath.Join(q.msgDir, id))
 	if err != nil {
 		t.Fatal(err)
@@ -260,4 +278,96 @@ func FuzzJournalRecords(f *testing.F) {
 			t.Fatalf("re-encoded records differ")
 		}
 	})
+}
+
+func msgFiles(t *testing.T, q *Queue) []string {
+	t.Helper()
+	ents, err := os.ReadDir(q.msgDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// A small message lives in memory and in the journal only: it is listed,
+// delivered byte for byte and removed without ever getting a file; one
+// still queued after its first attempt gets its file then, the same bytes.
+func TestMemoryOnlyMessageLifecycle(t *testing.T) {
+	tr := &fakeTransport{}
+	opts, _ := testOptions(t, t.TempDir(), tr)
+	q := openQueue(t, opts)
+	tr.setDecide(func(d *Delivery, rcpt string) Result {
+		if rcpt == "later@example.org" {
+			return answer(rcpt, Deferred, 451, "4.3.0", "try later")
+		}
+		return answer(rcpt, Sent, 250, "2.0.0", "ok")
+	})
+	sent := commit(t, q, "a@example.com", "b@example.org")
+	kept := commit(t, q, "a@example.com", "later@example.org")
+	want := readMsg(t, q, kept)
+	if files := msgFiles(t, q); len(files) != 0 {
+		t.Errorf("msg/ holds %v before delivery, want nothing (memory-only)", files)
+	}
+	if info, err := q.Get(sent); err != nil || info.Size == 0 {
+		t.Errorf("Get of a memory-only message: %+v, %v", info, err)
+	}
+	runQueue(t, q)
+	waitFor(t, "both attempted", func() bool { return len(tr.Calls()) == 2 })
+	waitFor(t, "the deferred one's file", func() bool { return slices.Contains(msgFiles(t, q), kept) })
+	if got := tr.callsTo("b@example.org")[0].Msg; !bytes.Contains(got, []byte(testBody)) || !bytes.HasPrefix(got, []byte("Received: from test\r\n")) {
+		t.Errorf("delivered %q", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(q.msgDir, kept)); !bytes.Equal(got, want) {
+		t.Errorf("file of the deferred message differs from what was committed")
+	}
+	waitFor(t, "memory released", func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return q.memBytes == 0
+	})
+	if slices.Contains(msgFiles(t, q), sent) {
+		t.Errorf("the delivered message has a file")
+	}
+}
+
+// Over the memory budget a small message gets its file at once.
+func TestMemoryBudget(t *testing.T) {
+	opts, _ := testOptions(t, t.TempDir(), nil)
+	q := openQueue(t, opts)
+	q.mu.Lock()
+	q.memBytes = memBudget - 10
+	q.mu.Unlock()
+	id := commit(t, q, "a@example.com", "b@example.org")
+	if !slices.Contains(msgFiles(t, q), id) || q.memData(id) != nil {
+		t.Errorf("over budget: file %v, in memory %v", msgFiles(t, q), q.memData(id) != nil)
+	}
+}
+
+// Retiring a segment gives its memory-only messages their files (fsynced);
+// so does Close.
+func TestRetireWritesMemoryOnlyMessages(t *testing.T) {
+	dir := t.TempDir()
+	opts, _ := testOptions(t, dir, nil)
+	q, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.journal.segMax = 1
+	a := commit(t, q, "a@example.com", "b@example.org")
+	b := commit(t, q, "a@example.com", "b@example.org") // retires a's segment
+	q.retiring.Wait()
+	if files := msgFiles(t, q); !slices.Equal(files, []string{a}) {
+		t.Errorf("after retiring a's segment msg/ holds %v, want [%s]", files, a)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q2 := openQueue(t, opts)
+	if files := msgFiles(t, q2); !slices.Equal(files, []string{a, b}) {
+		t.Errorf("after Close msg/ holds %v, want [%s %s]", files, a, b)
+	}
 }

@@ -201,6 +201,7 @@ func TestRootRefusesForeignFileInSpool(t *testing.T) {
 	opts, _ := testOptions(t, spool, nil)
 	q := openQueue(t, opts)
 	id := commit(t, q, "alice@example.com", "bob@example.org")
+	toFile(t, q, id)
 	os.Chown(filepath.Join(spool, "msg", id), 0, 0) // as if linked to a file of root's
 	if _, err := q.Get(id); err == nil || !strings.Contains(err.Error(), "not to the spool owner") {
 		t.Fatalf("Get = %v, want a refusal", err)

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -17,6 +18,9 @@ func (d *Draft) Reread() (io.Reader, error) {
 	}
 	if d.done {
 		return nil, fmt.Errorf("queue: reread a finished draft")
+	}
+	if d.mem != nil {
+		return bytes.NewReader(*d.mem), nil
 	}
 	if err := d.w.Flush(); err != nil {
 		d.err = fmt.Errorf("queue: write draft: %w", err)

@@ -125,6 +125,10 @@ func (q *Queue) conclude(it *item, r *round, failed []int) (time.Time, bool) {
 		}
 		return time.Time{}, false
 	}
+	if err := q.materialize(it); err != nil {
+		// Still in memory and in the journal: nothing is lost.
+		r.log.Warn("cannot write the message file; kept in memory", "err", err)
+	}
 	if err := q.writeState(r.id, r.st); err != nil {
 		// The state saved before delivery stays: at worst a duplicate.
 		r.log.Error("cannot save delivery results", "err", err)
@@ -378,6 +382,9 @@ func (q *Queue) readHeader(id string, rec *record) ([]byte, error) {
 // opener returns Delivery.Open for a message: prefix, then body.
 func (q *Queue) opener(id string, rec *record) func() (io.ReadCloser, error) {
 	return func() (io.ReadCloser, error) {
+		if data := q.memData(id); data != nil {
+			return io.NopCloser(io.MultiReader(bytes.NewReader(rec.Prefix), bytes.NewReader(data[:rec.BodyLen]))), nil
+		}
 		f, err := q.openMsg(id)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("open message %s: %w", id, ErrNotFound)

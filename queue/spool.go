@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"errors"
@@ -72,6 +73,7 @@ type Queue struct {
 	closed                 bool
 	run                    *runState // set while Run is going
 	freshRecs              int       // items holding a rec
+	memBytes               int64     // bytes of memory-only messages
 }
 
 // item is the in-memory index entry of one message: a few dozen bytes.
@@ -99,7 +101,10 @@ type item struct {
 	// (eight system calls); nil once used, and for at most
 	// maxFreshRecords messages at a time (a backlog is read from disk).
 	rec *record
-	mu  sync.Mutex // serializes changes to this message's files
+	// data is a memory-only message's whole file (see Draft): it has no
+	// file in msg/ until materialize; nil otherwise (q.mu).
+	data []byte
+	mu   sync.Mutex // serializes changes to this message's files
 }
 
 // maxFreshRecords bounds the memory fresh records take: about 1 KB each.
@@ -465,6 +470,9 @@ func (q *Queue) createTemp(prefix string) (*os.File, string, error) {
 // loadRecord reads a message's trailer. Errors wrap ErrNotFound when the file
 // is gone and errCorrupt when it cannot be decoded.
 func (q *Queue) loadRecord(id string) (*record, error) {
+	if data := q.memData(id); data != nil {
+		return decodeRecord(bytes.NewReader(data), int64(len(data)))
+	}
 	f, err := q.openMsg(id)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotFound
@@ -483,13 +491,19 @@ func (q *Queue) loadRecord(id string) (*record, error) {
 // removeMessage deletes a finished message: file first, then state.
 func (q *Queue) removeMessage(id string) error {
 	q.journalDone(id)
-	if err := q.msg.Remove(id); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove message: %w", err)
-	}
 	q.mu.Lock()
 	it := q.items[id]
 	noState := it != nil && it.noState
+	memOnly := it != nil && it.data != nil
+	if it != nil {
+		q.dropData(it)
+	}
 	q.mu.Unlock()
+	if !memOnly {
+		if err := q.msg.Remove(id); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove message: %w", err)
+		}
+	}
 	if noState {
 		return nil
 	}
@@ -516,6 +530,7 @@ func (q *Queue) schedule(it *item) {
 // forget drops it from the index. q.mu held.
 func (q *Queue) forget(it *item) {
 	it.gone = true
+	q.dropData(it)
 	if it.rec != nil {
 		it.rec = nil
 		q.freshRecs--

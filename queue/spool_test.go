@@ -124,6 +124,7 @@ func TestDraftDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.Write(make([]byte, memMessageMax+1)) // spilled to tmp/
 	d.w.Reset(failingWriter{})
 	_, err = d.Write(make([]byte, 200<<10))
 	if !errors.Is(err, syscall.ENOSPC) {
@@ -135,12 +136,21 @@ func TestDraftDiskFull(t *testing.T) {
 
 	// Error while flushing at Commit.
 	d, _ = q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
-	d.Write([]byte("small\r\n"))
+	d.Write(make([]byte, memMessageMax+1))
 	d.w.Reset(failingWriter{})
 	if err := d.Commit(nil); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Commit error = %v, want ENOSPC", err)
 	}
 	d.Abort()
+
+	// Error while appending a small message to the journal.
+	q.journal.sync = func(*os.File) error { return &os.PathError{Op: "fdatasync", Path: "journal", Err: syscall.ENOSPC} }
+	d, _ = q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
+	d.Write([]byte("small\r\n"))
+	if err := d.Commit(nil); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Commit error = %v, want ENOSPC", err)
+	}
+	q.journal.sync = fdatasync
 	if ents, _ := os.ReadDir(q.tmpDir); len(ents) != 0 {
 		t.Errorf("failed drafts left files: %v", ents)
 	}

@@ -5,8 +5,6 @@ import (
 	"io"
 	"net"
 	"net/textproto"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,6 +12,7 @@ import (
 	gosasl "github.com/emersion/go-sasl"
 
 	"github.com/inkan-relay/inkan/config"
+	"github.com/inkan-relay/inkan/queue"
 	"github.com/inkan-relay/inkan/relay/inbound"
 )
 
@@ -37,15 +36,14 @@ func (e *env) signedFor(b []byte, domain string) *dkim.Verification {
 	return nil
 }
 
-// spoolFile is the queue file of id: body, then the JSON trailer with the
-// envelope (queue/doc.go).
-func (e *env) spoolFile(id string) string {
+// queued is what the queue stored for id.
+func (e *env) queued(id string) queue.Info {
 	e.t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.cfg.DataDir, "queue", "msg", id))
+	info, err := e.q.Get(id)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return string(b)
+	return info
 }
 
 // TestOriginCompletesLocalAndTrusted: a trusted client's unqualified
@@ -219,7 +217,7 @@ func TestHygiene(t *testing.T) {
 					t.Errorf("%s is not signed (h=%v)", name, v.HeaderKeys)
 				}
 			}
-			if got := strings.Contains(e.spoolFile(id), `"body_8bit":true`); got != tc.eight {
+			if got := e.queued(id).Body8Bit; got != tc.eight {
 				t.Errorf("envelope body_8bit = %v, want %v", got, tc.eight)
 			}
 		})
