@@ -8,7 +8,10 @@
 //     whole file appended to the journal and the journal fdatasynced (one
 //     sync for every message committed at that moment; see journal.go), so
 //     Open puts it back if a power cut loses or cuts short its file in
-//     msg/; larger, its file and its directory entry fsynced.
+//     msg/; larger, its file and its directory entry fsynced. A small
+//     message may have no file at all while it waits for its first attempt
+//     (memory-only, see Draft): it is delivered from memory and gets its
+//     file only if it is still queued after that attempt.
 //   - Every acknowledged message is eventually delivered to each recipient or
 //     bounced to its sender; it is never silently lost. A message whose sender
 //     is the null reverse-path <> is never bounced (no bounce of a bounce): its
