@@ -39,7 +39,9 @@ func ParseDMARC(s string) (*DMARCRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	if order[0] != "v" || !strings.EqualFold(tags["v"], "DMARC1") {
+	// IsDMARC decides, so a record the check parses is one it recognises
+	// (";v=DMARC1" has an empty first tag: not a DMARC record).
+	if !IsDMARC(s) || order[0] != "v" || !strings.EqualFold(tags["v"], "DMARC1") {
 		return nil, errors.New(`the record must start with "v=DMARC1"`)
 	}
 	r := &DMARCRecord{ADKIM: "r", ASPF: "r", Pct: 100}
