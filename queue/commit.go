@@ -28,9 +28,8 @@ type Draft struct {
 	f    *os.File
 	tmp  string // f's name in tmp/
 	w    *bufio.Writer
-	data []byte // the committed file, when memory-only
-	n    int64  // body bytes written
-	err  error  // first write error; sticky
+	n    int64 // body bytes written
+	err  error // first write error; sticky
 	done bool
 }
 
@@ -128,22 +127,27 @@ func (d *Draft) Commit(prefix []byte) error {
 	if d.done {
 		return errors.New("queue: draft already finished")
 	}
-	err := d.finish(prefix)
-	if err != nil {
-		d.Abort()
-		return err
-	}
-	d.release()
 	q := d.q
+	// The committer puts it in the index before it answers, so a segment
+	// retired or a Close right after never misses it (settle in journal.go).
+	it := &item{id: d.id, idx: -1, fresh: true, noState: true}
 	q.mu.Lock()
-	it := &item{id: d.id, next: now().UnixNano(), idx: -1, fresh: true, noState: true, data: d.data}
 	if q.freshRecs < maxFreshRecords {
 		it.rec = committedRecord(d.n, prefix, d.env)
 		q.freshRecs++
 	}
-	q.items[d.id] = it
-	q.schedule(it)
 	q.mu.Unlock()
+	if err := d.finish(prefix, it); err != nil {
+		q.mu.Lock()
+		if it.rec != nil {
+			it.rec = nil
+			q.freshRecs--
+		}
+		q.mu.Unlock()
+		d.Abort()
+		return err
+	}
+	d.release()
 	q.Kick()
 	q.log.Info("queued", "queue_id", d.id, "from", d.env.From, "rcpts", len(d.env.To),
 		"size", d.n+int64(len(prefix)), "user", d.env.User, "client", d.env.Client)
@@ -153,7 +157,7 @@ func (d *Draft) Commit(prefix []byte) error {
 // finish makes the draft durable: memory-only through the journal, or as
 // a file renamed into msg/ (through the journal up to journalMaxMessage,
 // fsynced with its folder above).
-func (d *Draft) finish(prefix []byte) error {
+func (d *Draft) finish(prefix []byte, it *item) error {
 	if d.err != nil {
 		return d.err
 	}
@@ -165,12 +169,13 @@ func (d *Draft) finish(prefix []byte) error {
 	if d.mem != nil {
 		data := make([]byte, 0, size)
 		data = append(append(data, *d.mem...), trailer...)
-		if d.q.reserveMem(len(data)) {
-			if err := d.q.commit(&commitReq{dst: d.id, data: data, memOnly: true}); err != nil {
+		if size <= journalMaxMessage && d.q.reserveMem(len(data)) {
+			it.data = data
+			if err := d.q.commit(&commitReq{dst: d.id, data: data, memOnly: true, item: it}); err != nil {
+				it.data = nil
 				d.q.releaseMem(len(data))
 				return fmt.Errorf("queue: commit: %w", err)
 			}
-			d.data = data
 			return nil
 		}
 		if err := d.spill(); err != nil {
@@ -193,7 +198,7 @@ func (d *Draft) finish(prefix []byte) error {
 		if err := d.f.Close(); err != nil {
 			return fmt.Errorf("queue: close draft: %w", err)
 		}
-		if err := d.q.commit(&commitReq{src: d.tmp, dst: d.id, data: data}); err != nil {
+		if err := d.q.commit(&commitReq{src: d.tmp, dst: d.id, data: data, item: it}); err != nil {
 			return fmt.Errorf("queue: commit: %w", err)
 		}
 		return nil
@@ -204,7 +209,7 @@ func (d *Draft) finish(prefix []byte) error {
 	if err := d.f.Close(); err != nil {
 		return fmt.Errorf("queue: close draft: %w", err)
 	}
-	if err := d.q.commitRename(d.tmp, d.id); err != nil {
+	if err := d.q.commit(&commitReq{src: d.tmp, dst: d.id, item: it}); err != nil {
 		return fmt.Errorf("queue: commit: %w", err)
 	}
 	return nil
@@ -316,6 +321,7 @@ type commitReq struct {
 	src, dst string
 	data     []byte // the file's content when the journal makes it durable
 	memOnly  bool   // no file: nothing to rename
+	item     *item  // a message's index entry, put in q.items once durable
 	done     chan error
 }
 
@@ -423,6 +429,15 @@ func (q *Queue) commitBatch(batch []*commitReq) {
 			}
 		}
 	}
+	q.mu.Lock()
+	for i, req := range batch {
+		if errs[i] == nil && req.item != nil {
+			req.item.next = now().UnixNano()
+			q.items[req.dst] = req.item
+			q.schedule(req.item)
+		}
+	}
+	q.mu.Unlock()
 	for i, req := range batch {
 		req.done <- errs[i]
 	}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,9 +26,10 @@ import (
 // everything else inkan does for a message but the RSA signature). A small
 // message's whole file is appended to the current segment, journal/jSEQ,
 // and the segment is fdatasynced; only then is the file (written, not
-// fsynced) renamed into msg/ and the client answered 250. Most messages are
-// delivered and removed within milliseconds, so their files are never
-// written to disk at all.
+// fsynced) renamed into msg/ and the client answered 250. A message small
+// enough to stay in memory gets no file at all (memory-only, see Draft):
+// delivered within milliseconds, it never touches msg/; one still queued
+// after its first attempt, or whose segment is retired, gets its file then.
 //
 // A message that leaves (delivered, bounced, deleted) gets a "done" record
 // before its file is unlinked. Open reads the segments: a message record
@@ -71,6 +73,13 @@ type journal struct {
 	buf     []byte               // the committer's record buffer
 	sync    func(*os.File) error // fdatasync; tests replace it
 	segMax  int64                // journalSegmentMax; tests lower it
+	// lastRetire is closed when the latest retirement ends (committer
+	// only): segments are retired one after the other, in order.
+	lastRetire chan struct{}
+	// kept: a retirement failed and its segment stays for the next Open.
+	// The later segments hold done records for its messages, so from then
+	// on none is removed either (recovery reads them all, in order).
+	kept atomic.Bool
 }
 
 func fdatasync(f *os.File) error {
@@ -98,7 +107,9 @@ func appendRecord(b []byte, kind byte, id string, data []byte) []byte {
 }
 
 // readRecords calls fn for each whole record of a segment and returns how
-// many bytes they took.
+// many bytes they took. It stops at the first record that is not whole or
+// not of a known kind: nothing after it was acknowledged (journalAppend
+// starts a new segment after any failed write).
 func readRecords(seg []byte, fn func(kind byte, id string, data []byte)) int {
 	off := 0
 	for len(seg)-off >= journalHeaderLen {
@@ -140,29 +151,34 @@ func segmentSeq(name string) (uint64, bool) {
 // power cut. Committer only.
 func (q *Queue) journalAppend(batch []*commitReq) error {
 	j := q.journal
-	j.mu.Lock()
-	rotate := j.f == nil || j.broken || j.size >= j.segMax
-	j.mu.Unlock()
-	if rotate {
-		if err := q.rotateJournal(); err != nil {
-			return err
-		}
-	}
 	j.buf = j.buf[:0]
 	for _, req := range batch {
 		if req.data != nil {
 			j.buf = appendRecord(j.buf, recMessage, req.dst, req.data)
 		}
 	}
-	j.mu.Lock()
-	f := j.f
-	_, err := f.Write(j.buf)
-	if err == nil {
-		j.size += int64(len(j.buf))
-	} else {
-		j.broken = true
+	var f *os.File
+	var err error
+	for f == nil {
+		j.mu.Lock()
+		// Checked under the lock that the write holds: a done record cut
+		// short since (journalDone) must not stand before these records,
+		// or recovery would stop there and never read them.
+		if j.f == nil || j.broken || j.size >= j.segMax {
+			j.mu.Unlock()
+			if err := q.rotateJournal(); err != nil {
+				return err
+			}
+			continue
+		}
+		f = j.f
+		if _, err = f.Write(j.buf); err == nil {
+			j.size += int64(len(j.buf))
+		} else {
+			j.broken = true
+		}
+		j.mu.Unlock()
 	}
-	j.mu.Unlock()
 	if len(j.buf) > 1<<20 {
 		j.buf = nil // do not keep a burst's buffer
 	}
@@ -214,6 +230,9 @@ func (q *Queue) journalFlush() {
 	j.mu.Unlock()
 	if dirty {
 		if err := j.sync(f); err != nil {
+			j.mu.Lock()
+			j.broken = true
+			j.mu.Unlock()
 			q.log.Warn("cannot sync the journal", "err", err)
 		}
 	}
@@ -245,25 +264,40 @@ func (q *Queue) rotateJournal() error {
 	j.f, j.name, j.size, j.broken, j.dirty, j.ids = f, name, 0, false, false, nil
 	j.mu.Unlock()
 	if old != nil {
+		prev, done := j.lastRetire, make(chan struct{})
+		j.lastRetire = done
 		q.retiring.Add(1)
-		go q.retire(old, oldName, oldIDs)
+		go q.retire(old, oldName, oldIDs, prev, done)
 	}
 	return nil
 }
 
 // retire makes the messages of an old segment durable in msg/ and removes
-// the segment. On error the segment stays for the next Open.
-func (q *Queue) retire(f *os.File, name string, ids []string) {
+// the segment, after the retirement of the segment before it (prev) ended.
+// On error the segment stays for the next Open, and so do all later ones.
+func (q *Queue) retire(f *os.File, name string, ids []string, prev, done chan struct{}) {
 	defer q.retiring.Done()
-	q.retireMu.Lock()
-	defer q.retireMu.Unlock()
+	defer close(done)
+	if prev != nil {
+		<-prev
+	}
+	j := q.journal
 	f.Close()
-	if err := q.settle(ids); err != nil {
-		q.log.Warn("journal segment kept for the next start", "segment", name, "err", err)
+	if j.kept.Load() {
 		return
 	}
-	if err := q.journal.dir.Remove(name); err != nil {
-		q.log.Warn("cannot remove journal segment", "segment", name, "err", err)
+	err := q.settle(ids)
+	if err == nil {
+		err = j.dir.Remove(name)
+	}
+	if err == nil {
+		// Removed for good before a later segment can be: a removal lost to
+		// a power cut would bring back a segment whose done records are gone.
+		err = j.dirFile.Sync()
+	}
+	if err != nil {
+		j.kept.Store(true)
+		q.log.Warn("journal segment kept for the next start (and the later ones)", "segment", name, "err", err)
 	}
 }
 
@@ -311,7 +345,7 @@ func (q *Queue) closeJournal() {
 		return
 	}
 	q.retiring.Add(1)
-	q.retire(f, name, ids)
+	q.retire(f, name, ids, j.lastRetire, make(chan struct{}))
 }
 
 // recoverJournal runs at Open, before the spool is scanned: it puts back
@@ -341,7 +375,7 @@ func (q *Queue) recoverJournal() error {
 	slices.SortFunc(segs, func(a, b seg) int { return cmp.Compare(a.seq, b.seq) })
 	live := map[string][]byte{}
 	for _, s := range segs {
-		b, err := j.dir.ReadFile(s.name)
+		b, err := q.readSegment(s.name)
 		if err != nil {
 			return fmt.Errorf("queue: read journal: %w", err)
 		}
@@ -385,6 +419,30 @@ func (q *Queue) recoverJournal() error {
 	}
 	q.log.Info("journal recovered", "segments", len(segs), "messages", len(live), "restored", restored)
 	return nil
+}
+
+// readSegment reads a journal segment: a regular file of the spool's
+// owner, not reached through a symbolic link (like openMsg), and never a
+// FIFO that would block Open.
+func (q *Queue) readSegment(name string) ([]byte, error) {
+	f, err := safefile.OpenIn(q.journal.dirFile, name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", name)
+	}
+	if q.owner != nil {
+		if o, ok := safefile.OwnerOf(fi); ok && o.UID != q.owner.UID {
+			return nil, fmt.Errorf("%s belongs to uid %d, not to the spool owner", name, o.UID)
+		}
+	}
+	return io.ReadAll(f)
 }
 
 // fileMatches reports whether msg/id holds exactly data, fsyncing it if so.

@@ -61,7 +61,6 @@ type Queue struct {
 	syncDir                func() error    // fsyncs msgDir; tests replace it
 	journal                *journal        // see journal.go
 	retiring               sync.WaitGroup  // journal segments being retired
-	retireMu               sync.Mutex      // one retirement at a time
 	commitc                chan *commitReq
 	quit, committerDone    chan struct{}
 	kick                   chan struct{}
