@@ -370,6 +370,9 @@ func (q *Queue) committer() {
 		case <-idle.C:
 			q.journalFlush()
 			continue
+		case <-q.journal.rotateKick:
+			q.journalFlush() // replaces the broken segment
+			continue
 		case <-q.quit:
 			return
 		}

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -73,13 +72,15 @@ type journal struct {
 	buf     []byte               // the committer's record buffer
 	sync    func(*os.File) error // fdatasync; tests replace it
 	segMax  int64                // journalSegmentMax; tests lower it
+	// pendingDone: done records a broken segment could not take; the next
+	// segment starts with them (j.mu). rotateKick asks the committer for it.
+	pendingDone []string
+	rotateKick  chan struct{}
 	// lastRetire is closed when the latest retirement ends (committer
 	// only): segments are retired one after the other, in order.
 	lastRetire chan struct{}
-	// kept: a retirement failed and its segment stays for the next Open.
-	// The later segments hold done records for its messages, so from then
-	// on none is removed either (recovery reads them all, in order).
-	kept atomic.Bool
+	retireMu   sync.Mutex // guards toRetire
+	toRetire   []segJob   // oldest first
 }
 
 func fdatasync(f *os.File) error {
@@ -202,44 +203,69 @@ func (q *Queue) journalAppend(batch []*commitReq) error {
 // journalDone records that message id left the queue. It is written (not
 // synced) before the file is unlinked, so a restart after a crash of the
 // process never brings back a message that was delivered; after a power
-// cut, at most the last second's are (a duplicate, never a loss).
+// cut, at most the last second's are (a duplicate, never a loss). While
+// the segment is broken the record waits in memory for the next segment,
+// which the committer starts at once (rotateKick): only a crash in that
+// moment can repeat a delivery.
 func (q *Queue) journalDone(id string) {
 	j := q.journal
 	var rec [journalHeaderLen + 32]byte
 	b := appendRecord(rec[:0], recDone, id, nil)
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil || j.broken {
+	if j.f == nil && j.seq == 0 {
 		return // no segment since Open: nothing to cancel
 	}
-	if _, err := j.f.Write(b); err != nil {
+	if j.f != nil && !j.broken {
+		if _, err := j.f.Write(b); err == nil {
+			j.size += int64(len(b))
+			j.dirty = true
+			return
+		}
 		j.broken = true
-		return
 	}
-	j.size += int64(len(b))
-	j.dirty = true
+	j.pendingDone = append(j.pendingDone, id)
+	select {
+	case j.rotateKick <- struct{}{}:
+	default:
+	}
 }
 
 // journalFlush syncs done records left unsynced (the committer calls it
-// when idle), so a power cut does not bring back what was delivered.
+// when idle), so a power cut does not bring back what was delivered, and
+// replaces a broken segment.
 func (q *Queue) journalFlush() {
 	j := q.journal
 	j.mu.Lock()
-	f, dirty := j.f, j.dirty && !j.broken
+	f, dirty, broken := j.f, j.dirty && !j.broken, j.broken
 	j.dirty = false
 	j.mu.Unlock()
 	if dirty {
 		if err := j.sync(f); err != nil {
+			broken = true
 			j.mu.Lock()
 			j.broken = true
 			j.mu.Unlock()
 			q.log.Warn("cannot sync the journal", "err", err)
 		}
 	}
+	if broken {
+		if err := q.rotateJournal(); err != nil {
+			q.log.Warn("cannot start a journal segment", "err", err)
+		}
+	}
 }
 
-// rotateJournal starts a new segment and retires the current one in the
-// background. Committer only.
+// segJob is a segment waiting to be retired.
+type segJob struct {
+	f    *os.File
+	name string
+	ids  []string
+}
+
+// rotateJournal starts a new segment, first writing into it the done
+// records a broken segment could not take, and retires the current one in
+// the background. Committer only.
 func (q *Queue) rotateJournal() error {
 	j := q.journal
 	seq := j.seq + 1
@@ -260,45 +286,86 @@ func (q *Queue) rotateJournal() error {
 	}
 	j.seq = seq
 	j.mu.Lock()
+	var size int64
+	if len(j.pendingDone) > 0 {
+		var b []byte
+		for _, id := range j.pendingDone {
+			b = appendRecord(b, recDone, id, nil)
+		}
+		if _, err := f.Write(b); err != nil {
+			j.mu.Unlock()
+			f.Close()
+			j.dir.Remove(name)
+			return fmt.Errorf("new journal segment: %w", err)
+		}
+		j.pendingDone, size = nil, int64(len(b))
+	}
 	old, oldName, oldIDs := j.f, j.name, j.ids
-	j.f, j.name, j.size, j.broken, j.dirty, j.ids = f, name, 0, false, false, nil
+	j.f, j.name, j.size, j.broken, j.dirty, j.ids = f, name, size, false, size > 0, nil
 	j.mu.Unlock()
 	if old != nil {
+		q.queueRetire(segJob{old, oldName, oldIDs})
 		prev, done := j.lastRetire, make(chan struct{})
 		j.lastRetire = done
 		q.retiring.Add(1)
-		go q.retire(old, oldName, oldIDs, prev, done)
+		go q.retire(prev, done)
 	}
 	return nil
 }
 
-// retire makes the messages of an old segment durable in msg/ and removes
-// the segment, after the retirement of the segment before it (prev) ended.
-// On error the segment stays for the next Open, and so do all later ones.
-func (q *Queue) retire(f *os.File, name string, ids []string, prev, done chan struct{}) {
+func (q *Queue) queueRetire(s segJob) {
+	j := q.journal
+	j.retireMu.Lock()
+	j.toRetire = append(j.toRetire, s)
+	j.retireMu.Unlock()
+}
+
+// retire retires the waiting segments in order, oldest first, after the
+// retirement before it (prev) ended. A segment that fails stays first in
+// line, and so do the later ones (they hold done records for its
+// messages): the next rotation tries again, and Open replays what is left.
+func (q *Queue) retire(prev, done chan struct{}) {
 	defer q.retiring.Done()
 	defer close(done)
 	if prev != nil {
 		<-prev
 	}
 	j := q.journal
-	f.Close()
-	if j.kept.Load() {
-		return
+	for {
+		j.retireMu.Lock()
+		if len(j.toRetire) == 0 {
+			j.retireMu.Unlock()
+			return
+		}
+		s := j.toRetire[0]
+		j.retireMu.Unlock()
+		if err := q.retireOne(s); err != nil {
+			q.log.Warn("journal segment kept; retried at the next rotation, else replayed at the next start", "segment", s.name, "err", err)
+			return
+		}
+		s.f.Close()
+		j.retireMu.Lock()
+		j.toRetire = j.toRetire[1:]
+		j.retireMu.Unlock()
 	}
-	err := q.settle(ids)
-	if err == nil {
-		err = j.dir.Remove(name)
+}
+
+// retireOne makes a segment's messages durable in msg/ and removes it.
+func (q *Queue) retireOne(s segJob) error {
+	j := q.journal
+	// Its done records too: should the removal fail, Open reads them.
+	if err := j.sync(s.f); err != nil {
+		return err
 	}
-	if err == nil {
-		// Removed for good before a later segment can be: a removal lost to
-		// a power cut would bring back a segment whose done records are gone.
-		err = j.dirFile.Sync()
+	if err := q.settle(s.ids); err != nil {
+		return err
 	}
-	if err != nil {
-		j.kept.Store(true)
-		q.log.Warn("journal segment kept for the next start (and the later ones)", "segment", name, "err", err)
+	if err := j.dir.Remove(s.name); err != nil {
+		return err
 	}
+	// Removed for good before a later segment can be: a removal lost to a
+	// power cut would bring back a segment whose done records are gone.
+	return j.dirFile.Sync()
 }
 
 // settle fsyncs msg/ID for every id still queued, then msg/.
@@ -333,7 +400,8 @@ func (q *Queue) settle(ids []string) error {
 
 // closeJournal ends the current segment at Close: its messages still
 // queued are fsynced and the segment removed, so a clean stop leaves no
-// journal. Runs after the committer stopped.
+// journal (unless a retirement fails: then Open replays what is left).
+// Runs after the committer stopped.
 func (q *Queue) closeJournal() {
 	j := q.journal
 	q.retiring.Wait()
@@ -341,11 +409,15 @@ func (q *Queue) closeJournal() {
 	f, name, ids := j.f, j.name, j.ids
 	j.f = nil
 	j.mu.Unlock()
-	if f == nil {
-		return
+	if f != nil {
+		q.queueRetire(segJob{f, name, ids})
 	}
 	q.retiring.Add(1)
-	q.retire(f, name, ids, j.lastRetire, make(chan struct{}))
+	q.retire(nil, make(chan struct{}))
+	for _, s := range j.toRetire {
+		s.f.Close()
+	}
+	j.toRetire = nil
 }
 
 // recoverJournal runs at Open, before the spool is scanned: it puts back
@@ -409,13 +481,13 @@ func (q *Queue) recoverJournal() error {
 	if err := q.syncDir(); err != nil {
 		return fmt.Errorf("queue: recover from the journal: %w", err)
 	}
-	for _, s := range segs {
+	for _, s := range segs { // oldest first, each for good (see retireOne)
 		if err := j.dir.Remove(s.name); err != nil {
 			return fmt.Errorf("queue: remove journal segment: %w", err)
 		}
-	}
-	if err := j.dirFile.Sync(); err != nil {
-		return fmt.Errorf("queue: sync journal folder: %w", err)
+		if err := j.dirFile.Sync(); err != nil {
+			return fmt.Errorf("queue: sync journal folder: %w", err)
+		}
 	}
 	q.log.Info("journal recovered", "segments", len(segs), "messages", len(live), "restored", restored)
 	return nil

@@ -11,7 +11,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // crash stops q as a power cut or SIGKILL would: no retirement, no
@@ -604,5 +606,136 @@ func TestJournalCloseAfterCommit(t *testing.T) {
 	}
 	if lost > 0 {
 		t.Errorf("control lost %d", lost)
+	}
+}
+
+func deliverNow(t *testing.T, q *Queue, id string) {
+	t.Helper()
+	q.mu.Lock()
+	it := q.items[id]
+	q.mu.Unlock()
+	it.mu.Lock()
+	if err := q.removeMessage(id); err != nil {
+		t.Fatal(err)
+	}
+	q.mu.Lock()
+	q.forget(it)
+	q.mu.Unlock()
+	it.mu.Unlock()
+}
+
+// One failed idle fdatasync marks the segment broken: the done records that
+// follow must still reach the journal (the next segment), or a process
+// crash brings back a delivered message.
+func TestJournalBrokenSegmentKeepsDoneRecords(t *testing.T) {
+	dir := t.TempDir()
+	opts, logs := testOptions(t, dir, nil)
+	q, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fail atomic.Bool
+	q.journal.sync = func(f *os.File) error {
+		if fail.Load() {
+			return errors.New("injected fdatasync EIO")
+		}
+		return fdatasync(f)
+	}
+	a := commit(t, q, "a@example.com", "b@example.org")
+	b := commit(t, q, "a@example.com", "b@example.org")
+	deliverNow(t, q, b) // done record, unsynced
+	fail.Store(true)
+	waitFor(t, "idle flush failure", func() bool { return strings.Contains(logs.String(), "cannot sync the journal") })
+	fail.Store(false)
+	deliverNow(t, q, a) // delivered; its done record is skipped (broken)
+	time.Sleep(1200 * time.Millisecond)
+	crash(t, q) // SIGKILL-like, disk intact
+	q2 := openQueue(t, opts)
+	t.Logf("a came back: %v, b came back: %v", inQueue(q2, a), inQueue(q2, b))
+	if inQueue(q2, a) {
+		t.Errorf("delivered %s came back after a process crash", a)
+	}
+}
+
+// The same after a clean Close once a retirement failed (kept).
+func TestJournalBrokenSegmentThenKeptRetireThenClose(t *testing.T) {
+	dir := t.TempDir()
+	opts, logs := testOptions(t, dir, nil)
+	q, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fail atomic.Bool
+	q.journal.sync = func(f *os.File) error {
+		if fail.Load() {
+			return errors.New("injected fdatasync EIO")
+		}
+		return fdatasync(f)
+	}
+	a := commit(t, q, "a@example.com", "b@example.org")
+	b := commit(t, q, "a@example.com", "b@example.org")
+	deliverNow(t, q, b)
+	fail.Store(true)
+	waitFor(t, "idle flush failure", func() bool { return strings.Contains(logs.String(), "cannot sync the journal") })
+	fail.Store(false)
+	deliverNow(t, q, a)
+	var mu sync.Mutex
+	failDir := true
+	q.syncDir = func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failDir {
+			failDir = false
+			return errors.New("injected fsync error")
+		}
+		return q.msgDirFile.Sync()
+	}
+	c := commit(t, q, "a@example.com", "b@example.org") // rotates; retire of seg 1 fails: kept
+	q.retiring.Wait()
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("segments after clean Close: %v", segments(t, dir))
+	q2 := openQueue(t, opts)
+	if inQueue(q2, a) {
+		t.Errorf("delivered %s came back after a clean Close", a)
+	}
+	if !inQueue(q2, c) {
+		t.Errorf("%s lost", c)
+	}
+}
+
+// One failed retirement is retried at the next rotation: the journal does
+// not grow until the next start.
+func TestJournalKeptSegmentRetriedLater(t *testing.T) {
+	dir := t.TempDir()
+	opts, _ := testOptions(t, dir, nil)
+	q, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.journal.segMax = 1
+	commit(t, q, "a@example.com", "b@example.org")
+	var mu sync.Mutex
+	failDir := true
+	q.syncDir = func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failDir {
+			failDir = false
+			return errors.New("injected transient fsync error")
+		}
+		return q.msgDirFile.Sync()
+	}
+	for range 50 {
+		id := commit(t, q, "a@example.com", "b@example.org")
+		deliverNow(t, q, id) // delivered at once
+	}
+	q.retiring.Wait()
+	t.Logf("segments while running, fault long gone, all but one message delivered: %d", len(segments(t, dir)))
+	q.Close()
+	t.Logf("segments after clean Close: %d", len(segments(t, dir)))
+	if n := len(segments(t, dir)); n > 1 {
+		t.Errorf("%d segments never retired after one transient error", n)
 	}
 }

@@ -129,7 +129,7 @@ func Open(opts Options) (*Queue, error) {
 		items:         make(map[string]*item),
 		domains:       make(map[string]int),
 		waiters:       make(map[string][]string),
-		journal:       &journal{sync: fdatasync, segMax: journalSegmentMax},
+		journal:       &journal{sync: fdatasync, segMax: journalSegmentMax, rotateKick: make(chan struct{}, 1)},
 	}
 	if err := q.openDirs(); err != nil {
 		return nil, err
