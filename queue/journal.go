@@ -465,7 +465,7 @@ func (q *Queue) recoverJournal() error {
 	}
 	restored := 0
 	for id, data := range live {
-		ok, err := q.fileMatches(id, data)
+		ok, exists, err := q.fileMatches(id, data)
 		if err != nil {
 			return fmt.Errorf("queue: recover %s from the journal: %w", id, err)
 		}
@@ -476,7 +476,13 @@ func (q *Queue) recoverJournal() error {
 			return fmt.Errorf("queue: recover %s from the journal: %w", id, err)
 		}
 		restored++
-		q.log.Warn("message restored from the journal (its file was lost or incomplete)", "queue_id", id)
+		if exists {
+			q.log.Warn("message restored from the journal (its file was cut short)", "queue_id", id)
+		} else {
+			// The usual case after a stop without Close: the message was
+			// held in memory (memory-only), or a power cut lost its file.
+			q.log.Info("message restored from the journal (it had no file)", "queue_id", id)
+		}
 	}
 	if err := q.syncDir(); err != nil {
 		return fmt.Errorf("queue: recover from the journal: %w", err)
@@ -517,21 +523,22 @@ func (q *Queue) readSegment(name string) ([]byte, error) {
 	return io.ReadAll(f)
 }
 
-// fileMatches reports whether msg/id holds exactly data, fsyncing it if so.
-func (q *Queue) fileMatches(id string, data []byte) (bool, error) {
+// fileMatches reports whether msg/id exists and holds exactly data,
+// fsyncing it if so.
+func (q *Queue) fileMatches(id string, data []byte) (ok, exists bool, err error) {
 	f, err := q.openMsg(id)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+		return false, false, nil
 	}
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer f.Close()
 	cur, err := io.ReadAll(io.LimitReader(f, journalMaxMessage+1))
 	if err != nil || !bytes.Equal(cur, data) {
-		return false, err
+		return false, true, err
 	}
-	return true, f.Sync()
+	return true, true, f.Sync()
 }
 
 // restore writes data as msg/id: tmp/, fsync, rename (msg/ is synced by
