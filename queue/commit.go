@@ -274,19 +274,7 @@ func (q *Queue) materialize(it *item) error {
 	if data == nil {
 		return nil
 	}
-	f, tmp, err := q.createTemp(it.id)
-	if err != nil {
-		return fmt.Errorf("write message file: %w", err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = safefile.RenameIn(q.tmpDirFile, tmp, q.msgDirFile, it.id)
-	}
-	if err != nil {
-		q.tmp.Remove(tmp)
+	if err := q.installTemp(it.id, data, false); err != nil {
 		return fmt.Errorf("write message file: %w", err)
 	}
 	q.mu.Lock()

@@ -472,7 +472,7 @@ func (q *Queue) recoverJournal() error {
 		if ok {
 			continue
 		}
-		if err := q.restore(id, data); err != nil {
+		if err := q.installTemp(id, data, true); err != nil { // msg/ synced below
 			return fmt.Errorf("queue: recover %s from the journal: %w", id, err)
 		}
 		restored++
@@ -539,29 +539,6 @@ func (q *Queue) fileMatches(id string, data []byte) (ok, exists bool, err error)
 		return false, true, err
 	}
 	return true, true, f.Sync()
-}
-
-// restore writes data as msg/id: tmp/, fsync, rename (msg/ is synced by
-// the caller).
-func (q *Queue) restore(id string, data []byte) error {
-	f, tmp, err := q.createTemp(id)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = safefile.RenameIn(q.tmpDirFile, tmp, q.msgDirFile, id)
-	}
-	if err != nil {
-		q.tmp.Remove(tmp)
-	}
-	return err
 }
 
 // journalIdle is how long the committer waits with done records unsynced.

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // crash stops q as a power cut or SIGKILL would: no retirement, no
@@ -35,15 +34,7 @@ func crash(t *testing.T, q *Queue) {
 
 func segments(t *testing.T, dir string) []string {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(dir, "journal"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
+	return listDir(t, filepath.Join(dir, "journal"))
 }
 
 // toFile gives a memory-only message its file in msg/, as its first
@@ -139,12 +130,7 @@ func TestJournalRestoresWhatAPowerCutLost(t *testing.T) {
 // A record cut short by the power cut was never acknowledged: it is
 // ignored, and so is everything after it; the records before it count.
 func TestJournalTornTail(t *testing.T) {
-	dir := t.TempDir()
-	opts, _ := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, opts, dir := openUnclosed(t)
 	a, b := commit(t, q, "a@example.com", "b@example.org"), commit(t, q, "a@example.com", "b@example.org")
 	wantA := readMsg(t, q, a)
 	crash(t, q)
@@ -180,12 +166,7 @@ func TestJournalTornTail(t *testing.T) {
 // still queued are fsynced and the segment removed. A clean Close leaves no
 // journal at all.
 func TestJournalRetiresSegments(t *testing.T) {
-	dir := t.TempDir()
-	opts, _ := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, opts, dir := openUnclosed(t)
 	q.journal.segMax = 1 // every commit starts a segment
 	var ids []string
 	for range 6 {
@@ -210,12 +191,7 @@ func TestJournalRetiresSegments(t *testing.T) {
 // A message too large for the journal is fsynced in its own file, as
 // before the journal; a crash then restores nothing and loses nothing.
 func TestJournalLargeMessageOwnFsync(t *testing.T) {
-	dir := t.TempDir()
-	opts, _ := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, opts, _ := openUnclosed(t)
 	syncs := 0
 	q.syncDir = func() error { syncs++; return q.msgDirFile.Sync() }
 	d, err := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}})
@@ -290,15 +266,7 @@ func FuzzJournalRecords(f *testing.F) {
 
 func msgFiles(t *testing.T, q *Queue) []string {
 	t.Helper()
-	ents, err := os.ReadDir(q.msgDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	return names
+	return listDir(t, q.msgDir)
 }
 
 // A small message lives in memory and in the journal only: it is listed,
@@ -358,12 +326,7 @@ func TestMemoryBudget(t *testing.T) {
 // Retiring a segment gives its memory-only messages their files (fsynced);
 // so does Close.
 func TestRetireWritesMemoryOnlyMessages(t *testing.T) {
-	dir := t.TempDir()
-	opts, _ := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, opts, _ := openUnclosed(t)
 	q.journal.segMax = 1
 	a := commit(t, q, "a@example.com", "b@example.org")
 	b := commit(t, q, "a@example.com", "b@example.org") // retires a's segment
@@ -386,25 +349,10 @@ func TestRetireWritesMemoryOnlyMessages(t *testing.T) {
 // holds its messages' done records: after a clean Close, a delivered
 // message comes back at Open.
 func TestJournalKeptSegmentKeepsLaterOnes(t *testing.T) {
-	dir := t.TempDir()
-	opts, _ := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, opts, dir := openUnclosed(t)
 	q.journal.segMax = 1
 	a := commit(t, q, "a@example.com", "b@example.org") // segment 1
-	var mu sync.Mutex
-	fail := true
-	q.syncDir = func() error { // one EIO/ENOSPC-like failure during retire
-		mu.Lock()
-		defer mu.Unlock()
-		if fail {
-			fail = false
-			return errors.New("injected fsync error")
-		}
-		return q.msgDirFile.Sync()
-	}
+	failDirSyncOnce(q)
 	commit(t, q, "a@example.com", "b@example.org") // retire(segment 1) fails: kept
 	q.retiring.Wait()
 	// a is delivered: its done record goes to segment 2.
@@ -435,12 +383,7 @@ func TestJournalKeptSegmentKeepsLaterOnes(t *testing.T) {
 // a huge envelope) is not memory-only: readRecords would refuse its record
 // and every record after it.
 func TestJournalMemoryOnlyWithinRecordLimit(t *testing.T) {
-	dir := t.TempDir()
-	opts, _ := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, opts, _ := openUnclosed(t)
 	var to []string
 	for i := range 1600 {
 		to = append(to, fmt.Sprintf("%s%04d@example.org", strings.Repeat("r", 150), i))
@@ -468,12 +411,7 @@ func TestJournalMemoryOnlyWithinRecordLimit(t *testing.T) {
 // Close between the committer's answer and Commit's insertion into
 // q.items (the exact interleaving, replayed step by step).
 func TestJournalCloseBetweenSyncAndAnswer(t *testing.T) {
-	dir := t.TempDir()
-	opts, _ := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, opts, dir := openUnclosed(t)
 	d, _ := q.NewDraft(&Envelope{From: "a@example.com", To: []string{"b@example.org"}, Received: now()})
 	io.WriteString(d, testBody)
 	if err := d.finish(nil, &item{id: d.id, idx: -1}); err != nil { // the committer answered nil
@@ -628,68 +566,25 @@ func deliverNow(t *testing.T, q *Queue, id string) {
 // follow must still reach the journal (the next segment), or a process
 // crash brings back a delivered message.
 func TestJournalBrokenSegmentKeepsDoneRecords(t *testing.T) {
-	dir := t.TempDir()
-	opts, logs := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fail atomic.Bool
-	q.journal.sync = func(f *os.File) error {
-		if fail.Load() {
-			return errors.New("injected fdatasync EIO")
-		}
-		return fdatasync(f)
-	}
-	a := commit(t, q, "a@example.com", "b@example.org")
-	b := commit(t, q, "a@example.com", "b@example.org")
-	deliverNow(t, q, b) // done record, unsynced
-	fail.Store(true)
-	waitFor(t, "idle flush failure", func() bool { return strings.Contains(logs.String(), "cannot sync the journal") })
-	fail.Store(false)
-	deliverNow(t, q, a) // delivered; its done record is skipped (broken)
-	time.Sleep(1200 * time.Millisecond)
+	q, opts, _, a, b := deliveredAroundBrokenSegment(t)
+	waitFor(t, "the next segment", func() bool {
+		q.journal.mu.Lock()
+		defer q.journal.mu.Unlock()
+		return !q.journal.broken && len(q.journal.pendingDone) == 0
+	})
 	crash(t, q) // SIGKILL-like, disk intact
 	q2 := openQueue(t, opts)
-	t.Logf("a came back: %v, b came back: %v", inQueue(q2, a), inQueue(q2, b))
-	if inQueue(q2, a) {
-		t.Errorf("delivered %s came back after a process crash", a)
+	for _, id := range []string{a, b} {
+		if inQueue(q2, id) {
+			t.Errorf("delivered %s came back after a process crash", id)
+		}
 	}
 }
 
 // The same after a clean Close once a retirement failed (kept).
 func TestJournalBrokenSegmentThenKeptRetireThenClose(t *testing.T) {
-	dir := t.TempDir()
-	opts, logs := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fail atomic.Bool
-	q.journal.sync = func(f *os.File) error {
-		if fail.Load() {
-			return errors.New("injected fdatasync EIO")
-		}
-		return fdatasync(f)
-	}
-	a := commit(t, q, "a@example.com", "b@example.org")
-	b := commit(t, q, "a@example.com", "b@example.org")
-	deliverNow(t, q, b)
-	fail.Store(true)
-	waitFor(t, "idle flush failure", func() bool { return strings.Contains(logs.String(), "cannot sync the journal") })
-	fail.Store(false)
-	deliverNow(t, q, a)
-	var mu sync.Mutex
-	failDir := true
-	q.syncDir = func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if failDir {
-			failDir = false
-			return errors.New("injected fsync error")
-		}
-		return q.msgDirFile.Sync()
-	}
+	q, opts, dir, a, _ := deliveredAroundBrokenSegment(t)
+	failDirSyncOnce(q)
 	c := commit(t, q, "a@example.com", "b@example.org") // rotates; retire of seg 1 fails: kept
 	q.retiring.Wait()
 	if err := q.Close(); err != nil {
@@ -708,25 +603,10 @@ func TestJournalBrokenSegmentThenKeptRetireThenClose(t *testing.T) {
 // One failed retirement is retried at the next rotation: the journal does
 // not grow until the next start.
 func TestJournalKeptSegmentRetriedLater(t *testing.T) {
-	dir := t.TempDir()
-	opts, _ := testOptions(t, dir, nil)
-	q, err := Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q, _, dir := openUnclosed(t)
 	q.journal.segMax = 1
 	commit(t, q, "a@example.com", "b@example.org")
-	var mu sync.Mutex
-	failDir := true
-	q.syncDir = func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if failDir {
-			failDir = false
-			return errors.New("injected transient fsync error")
-		}
-		return q.msgDirFile.Sync()
-	}
+	failDirSyncOnce(q)
 	for range 50 {
 		id := commit(t, q, "a@example.com", "b@example.org")
 		deliverNow(t, q, id) // delivered at once
@@ -738,4 +618,58 @@ func TestJournalKeptSegmentRetriedLater(t *testing.T) {
 	if n := len(segments(t, dir)); n > 1 {
 		t.Errorf("%d segments never retired after one transient error", n)
 	}
+}
+
+// failDirSyncOnce makes the next fsync of msg/ fail, once.
+func failDirSyncOnce(q *Queue) {
+	var mu sync.Mutex
+	failed := false
+	q.syncDir = func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !failed {
+			failed = true
+			return errors.New("injected fsync error")
+		}
+		return q.msgDirFile.Sync()
+	}
+}
+
+// deliveredAroundBrokenSegment commits a and b, delivers b, makes one idle
+// fdatasync of the journal fail (the segment is broken), then delivers a.
+func deliveredAroundBrokenSegment(t *testing.T) (q *Queue, opts Options, dir string, a, b string) {
+	t.Helper()
+	dir = t.TempDir()
+	opts, logs := testOptions(t, dir, nil)
+	q, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fail atomic.Bool
+	q.journal.sync = func(f *os.File) error {
+		if fail.Load() {
+			return errors.New("injected fdatasync EIO")
+		}
+		return fdatasync(f)
+	}
+	a = commit(t, q, "a@example.com", "b@example.org")
+	b = commit(t, q, "a@example.com", "b@example.org")
+	deliverNow(t, q, b) // its done record goes to the segment, unsynced
+	fail.Store(true)
+	waitFor(t, "idle flush failure", func() bool { return strings.Contains(logs.String(), "cannot sync the journal") })
+	fail.Store(false)
+	deliverNow(t, q, a) // the segment is broken: its done record must still count
+	return q, opts, dir, a, b
+}
+
+// openUnclosed opens a fresh spool that the test itself closes or crashes.
+func openUnclosed(t *testing.T) (*Queue, Options, string) {
+	t.Helper()
+	dir := t.TempDir()
+	opts, _ := testOptions(t, dir, nil)
+	q, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q, opts, dir
 }

@@ -430,23 +430,50 @@ func (q *Queue) writeState(id string, st *state) error {
 	if err != nil {
 		return err
 	}
-	f, tmp, err := q.createTemp(id + ".state")
+	tmp, err := q.writeTemp(id+".state", b, true)
+	if err == nil {
+		err = q.commitRename(tmp, id+".state")
+		if err != nil {
+			q.tmp.Remove(tmp)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	_, err = f.Write(b)
-	if err == nil {
+	return nil
+}
+
+// writeTemp writes data to a new file in tmp/ (fsynced if sync) and
+// returns its name there; on error nothing is left.
+func (q *Queue) writeTemp(prefix string, data []byte, sync bool) (string, error) {
+	f, tmp, err := q.createTemp(prefix)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(data)
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = q.commitRename(tmp, id+".state")
-	}
 	if err != nil {
 		q.tmp.Remove(tmp)
-		return fmt.Errorf("write state: %w", err)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// installTemp writes data as msg/name through tmp/ (see writeTemp); the
+// caller fsyncs msg/ when it must.
+func (q *Queue) installTemp(name string, data []byte, sync bool) error {
+	tmp, err := q.writeTemp(name, data, sync)
+	if err != nil {
+		return err
+	}
+	if err := safefile.RenameIn(q.tmpDirFile, tmp, q.msgDirFile, name); err != nil {
+		q.tmp.Remove(tmp)
+		return err
 	}
 	return nil
 }
