@@ -166,18 +166,28 @@ func (d *Draft) finish(prefix []byte, it *item) error {
 		return fmt.Errorf("queue: %w", err)
 	}
 	size := d.n + int64(len(trailer))
-	if d.mem != nil {
+	if d.mem != nil && size <= journalMaxMessage {
 		data := make([]byte, 0, size)
 		data = append(append(data, *d.mem...), trailer...)
-		if size <= journalMaxMessage && d.q.reserveMem(len(data)) {
+		req := &commitReq{dst: d.id, data: data, item: it}
+		if d.q.reserveMem(len(data)) {
 			it.data = data
-			if err := d.q.commit(&commitReq{dst: d.id, data: data, memOnly: true, item: it}); err != nil {
+		} else if req.src, err = d.q.writeTemp(d.id, data, false); err != nil {
+			// Over the memory budget: a file, journaled like a spilled draft.
+			return fmt.Errorf("queue: write draft: %w", err)
+		}
+		if err := d.q.commit(req); err != nil {
+			if it.data != nil {
 				it.data = nil
 				d.q.releaseMem(len(data))
-				return fmt.Errorf("queue: commit: %w", err)
+			} else {
+				d.q.tmp.Remove(req.src)
 			}
-			return nil
+			return fmt.Errorf("queue: commit: %w", err)
 		}
+		return nil
+	}
+	if d.mem != nil {
 		if err := d.spill(); err != nil {
 			return err
 		}
@@ -304,11 +314,11 @@ func committedRecord(bodyLen int64, prefix []byte, env *Envelope) *record {
 	return rec
 }
 
-// commitReq asks the committer to rename tmp/src to msg/dst durably.
+// commitReq asks the committer to make msg/dst durable: tmp/src renamed
+// there, or, with no src, a memory-only message (data) in the journal.
 type commitReq struct {
 	src, dst string
 	data     []byte // the file's content when the journal makes it durable
-	memOnly  bool   // no file: nothing to rename
 	item     *item  // a message's index entry, put in q.items once durable
 	done     chan error
 }
@@ -389,7 +399,7 @@ func (q *Queue) commitBatch(batch []*commitReq) {
 	}
 	renamed := false
 	for i, req := range batch {
-		if req.memOnly {
+		if req.src == "" { // memory-only: nothing to rename
 			errs[i] = jerr
 			continue
 		}
