@@ -2,8 +2,10 @@ package queue
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"sync"
@@ -31,6 +33,9 @@ type Draft struct {
 	n    int64 // body bytes written
 	err  error // first write error; sticky
 	done bool
+	// quiet: the submitter logs the accepted message (with its queue ID)
+	// itself, so Commit's own line is debug, not a second info line.
+	quiet bool
 }
 
 // memMessageMax is the largest draft held in memory (the size of the file
@@ -62,6 +67,10 @@ func (q *Queue) NewDraft(env *Envelope) (*Draft, error) {
 	*mem = (*mem)[:0]
 	return &Draft{q: q, id: newID(), env: env, mem: mem}, nil
 }
+
+// Quiet tells Commit that the caller logs the accepted message itself, with
+// its queue ID and more than the queue knows (the SMTP server does).
+func (d *Draft) Quiet() { d.quiet = true }
 
 // ID is the queue ID the message will have: short, unique, sorted by time.
 func (d *Draft) ID() string { return d.id }
@@ -149,7 +158,11 @@ func (d *Draft) Commit(prefix []byte) error {
 	}
 	d.release()
 	q.Kick()
-	q.log.Info("queued", "queue_id", d.id, "from", d.env.From, "rcpts", len(d.env.To),
+	level := slog.LevelInfo
+	if d.quiet {
+		level = slog.LevelDebug
+	}
+	q.log.Log(context.Background(), level, "queued", "queue_id", d.id, "from", d.env.From, "rcpts", len(d.env.To),
 		"size", d.n+int64(len(prefix)), "user", d.env.User, "client", d.env.Client)
 	return nil
 }

@@ -437,7 +437,47 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if strings.EqualFold(c.Format, "json") {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(&lateAttrs{h: slog.NewJSONHandler(w, opts)})
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(&lateAttrs{h: slog.NewTextHandler(w, opts)})
+}
+
+// lateAttrs keeps a logger's With attributes and formats them with each
+// line. slog's handlers format them in With, copying the handler: a cost
+// paid per connection and per delivery, most of which log once or twice,
+// or never.
+type lateAttrs struct {
+	h     slog.Handler
+	attrs []slog.Attr
+}
+
+func (l *lateAttrs) Enabled(ctx context.Context, level slog.Level) bool {
+	return l.h.Enabled(ctx, level)
+}
+
+func (l *lateAttrs) WithAttrs(as []slog.Attr) slog.Handler {
+	if len(as) == 0 {
+		return l
+	}
+	return &lateAttrs{h: l.h, attrs: append(slices.Clip(l.attrs), as...)}
+}
+
+func (l *lateAttrs) WithGroup(name string) slog.Handler {
+	if name == "" {
+		return l
+	}
+	return &lateAttrs{h: l.h.WithAttrs(l.attrs).WithGroup(name)}
+}
+
+func (l *lateAttrs) Handle(ctx context.Context, r slog.Record) error {
+	if len(l.attrs) == 0 {
+		return l.h.Handle(ctx, r)
+	}
+	nr := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	nr.AddAttrs(l.attrs...)
+	r.Attrs(func(a slog.Attr) bool {
+		nr.AddAttrs(a)
+		return true
+	})
+	return l.h.Handle(ctx, nr)
 }

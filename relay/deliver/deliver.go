@@ -379,7 +379,9 @@ func (t *Transport) logAttempt(d *queue.Delivery, route Route, remote, tlsDesc s
 	if v != nil {
 		result, reply = "error", v.String()
 	}
-	level := slog.LevelInfo
+	// A successful attempt is debug: the queue logs each recipient's
+	// outcome with the relay, TLS and reply already.
+	level := slog.LevelDebug
 	if result != "sent" {
 		level = slog.LevelWarn
 	}

@@ -24,11 +24,13 @@ import (
 type barePathConn struct {
 	net.Conn
 	line   []byte // a command line not yet complete
-	out    []byte // examined bytes for go-smtp
-	inData bool   // between DATA and the end-of-data line
-	ds     int    // in data: the state of dataLen
-	opaque bool   // after BDAT or STARTTLS: pass everything
-	marked bool   // a path was given bareMark: replies may quote it
+	out    []byte // examined bytes for go-smtp, from off on
+	off    int
+	err    error // the read error to return once out is drained
+	inData bool  // between DATA and the end-of-data line
+	ds     int   // in data: the state of dataLen
+	opaque bool  // after BDAT or STARTTLS: pass everything
+	marked bool  // a path was given bareMark: replies may quote it
 }
 
 // maxBareLine is the longest command line examined; longer lines pass.
@@ -64,24 +66,43 @@ func (l barePathListener) Accept() (net.Conn, error) {
 func (b *barePathConn) NetConn() net.Conn { return b.Conn }
 
 func (b *barePathConn) Read(p []byte) (int, error) {
-	for len(b.out) == 0 {
+	if b.off == len(b.out) && b.err == nil && len(b.line) == 0 && (b.opaque || b.inData) {
+		// Nothing pending, and the bytes pass unchanged: read them in
+		// place (most of a message), feeding only what follows its end.
+		b.out, b.off = b.out[:0], 0
+		n, err := b.Conn.Read(p)
+		if b.opaque {
+			return n, err
+		}
+		k := b.dataLen(p[:n])
+		if k < n {
+			b.feed(p[k:n])
+			b.err = err // returned once the bytes fed are read
+			err = nil
+		}
+		return k, err
+	}
+	for b.off == len(b.out) {
+		b.out, b.off = b.out[:0], 0
+		if b.err != nil {
+			err := b.err
+			b.err = nil
+			if len(b.line) > 0 {
+				b.out, b.line = b.line, nil // an unfinished last line
+				b.err = err
+				break
+			}
+			return 0, err
+		}
 		if b.opaque && len(b.line) == 0 {
 			return b.Conn.Read(p)
 		}
 		n, err := b.Conn.Read(p)
 		b.feed(p[:n])
-		if err != nil {
-			if len(b.out) == 0 && len(b.line) > 0 {
-				b.out, b.line = b.line, nil // an unfinished last line
-			}
-			if len(b.out) == 0 {
-				return 0, err
-			}
-			break
-		}
+		b.err = err
 	}
-	n := copy(p, b.out)
-	b.out = b.out[n:]
+	n := copy(p, b.out[b.off:])
+	b.off += n
 	return n, nil
 }
 

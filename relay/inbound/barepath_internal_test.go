@@ -73,3 +73,53 @@ func (c *chunks) Read(p []byte) (int, error) {
 	c.s = c.s[n:]
 	return n, nil
 }
+
+// eofChunks is chunks whose last Read returns the final bytes with io.EOF,
+// as a connection closed right after its last write may.
+type eofChunks struct{ chunks }
+
+func (c *eofChunks) Read(p []byte) (int, error) {
+	n, err := c.chunks.Read(p)
+	if err == nil && c.s == "" {
+		err = io.EOF
+	}
+	return n, err
+}
+
+// FuzzBarePathConnStream: the stream go-smtp reads does not depend on how
+// the client's bytes are cut, nor on how large go-smtp's reads are, nor on
+// whether the last bytes come with the end of the stream; it is what one
+// pass over the whole input gives.
+func FuzzBarePathConnStream(f *testing.F) {
+	f.Add("EHLO x\r\nMAIL FROM:<root>\r\nDATA\r\nMAIL FROM:<root>\r\n.\r\nMAIL FROM:<root>\r\nQUIT", uint8(3), uint8(5), false)
+	f.Add("DATA\r\nx\r\n..\r\n.\r\nBDAT 3\r\nabc", uint8(1), uint8(1), true)
+	f.Fuzz(func(t *testing.T, in string, chunk, readSize uint8, eof bool) {
+		ref := &barePathConn{}
+		ref.feed([]byte(in))
+		want := string(ref.out) + string(ref.line)
+
+		var src io.Reader = &chunks{s: in, n: int(chunk%64) + 1}
+		if eof {
+			src = &eofChunks{chunks{s: in, n: int(chunk%64) + 1}}
+		}
+		b := &barePathConn{Conn: pipeConn{r: src}}
+		var got []byte
+		buf := make([]byte, int(readSize%32)+1)
+		for {
+			n, err := b.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 && len(got) > 4*len(in)+16 {
+				t.Fatal("no progress")
+			}
+		}
+		if string(got) != want {
+			t.Fatalf("got %q\nwant %q", got, want)
+		}
+	})
+}

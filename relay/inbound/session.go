@@ -255,8 +255,8 @@ func (s *session) Data(r io.Reader) error {
 			draft.Abort()
 		}
 	}()
+	draft.Quiet() // the "accepted" line below says it all
 	id := draft.ID()
-	log := s.log.With("queue_id", id)
 
 	added := s.fixups(h, id, addFrom)
 	var sink io.Writer = spoolWriter{draft}
@@ -276,7 +276,7 @@ func (s *session) Data(r io.Reader) error {
 		m := signing.Message{Header: append(mailsyntax.ParseHeader(added), h...), Author: author}
 		var err error
 		if stream, decision, err = s.st.beginSign(m); err != nil {
-			log.Error("dkim signing failed", "err", err)
+			s.log.Error("dkim signing failed", "queue_id", id, "err", err)
 			return ErrSignFailed
 		}
 		if stream != nil {
@@ -343,7 +343,7 @@ func (s *session) Data(r io.Reader) error {
 	if stream != nil {
 		sigs, err := stream.Finish()
 		if err != nil {
-			log.Error("dkim signing failed", "err", err)
+			s.log.Error("dkim signing failed", "queue_id", id, "err", err)
 			return ErrSignFailed
 		}
 		prefix.Write(sigs)
@@ -360,7 +360,7 @@ func (s *session) Data(r io.Reader) error {
 	accepted.Inc()
 	s.countQuota()
 	submitSeconds.Observe(time.Since(start).Seconds())
-	log.Info("accepted", "from", s.from, "rcpts", len(s.rcpts), "to", strings.Join(s.rcpts, ","),
+	s.log.Info("accepted", "queue_id", id, "from", s.from, "rcpts", len(s.rcpts), "to", strings.Join(s.rcpts, ","),
 		"size", lr.read, "dkim", decision)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "Ok: queued as " + id}
 }

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -42,9 +43,21 @@ type bodyHasher struct {
 	out     []byte
 }
 
+// hashers holds body hashers a finished stream gave back: one per message
+// otherwise, with its 4 KB buffer.
+var hashers sync.Pool
+
 func newBodyHasher(relaxed bool) *bodyHasher {
+	if b, ok := hashers.Get().(*bodyHasher); ok {
+		b.h.Reset()
+		*b = bodyHasher{h: b.h, relaxed: relaxed, out: b.out[:0]}
+		return b
+	}
 	return &bodyHasher{h: sha256.New(), relaxed: relaxed, out: make([]byte, 0, 4096+128)}
 }
+
+// release gives b back for another message; b must not be used after.
+func (b *bodyHasher) release() { hashers.Put(b) }
 
 var crlfs = []byte("\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\n")
 
@@ -235,6 +248,7 @@ func (p *sigParams) head() string {
 // columns, and the final CRLF.
 func sealed(head, b string) string {
 	var sb strings.Builder
+	sb.Grow(len(head) + len(b) + 3*(len(b)/75+1) + 2)
 	sb.WriteString(head)
 	for rest, width := b, 72; rest != ""; width = 75 {
 		n := min(width, len(rest))

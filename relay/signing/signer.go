@@ -357,6 +357,8 @@ func (st *Stream) Finish() ([]byte, error) {
 		return nil, fmt.Errorf("dkim sign: %w", err)
 	}
 	bh := base64.StdEncoding.EncodeToString(st.body.Sum())
+	st.body.release()
+	st.body = nil // Write after Finish returns before it
 	signed := canonHeaders(string(st.head), fields, st.headerCan == dkim.CanonicalizationRelaxed, st.headers)
 	var out []byte
 	for i, c := range st.use {
