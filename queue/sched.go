@@ -25,6 +25,43 @@ type runState struct {
 	sem      chan struct{} // MaxConcurrent delivery slots
 	wg       sync.WaitGroup
 	inflight int // messages owned by workers; q.mu
+
+	work    chan func()   // to an idle worker (spawn)
+	quit    chan struct{} // closed when Run ends: idle workers leave
+	workers sync.WaitGroup
+}
+
+// workerIdle is how long a worker waits for another message.
+const workerIdle = 5 * time.Second
+
+// spawn runs f on an idle worker, or on a new one. Workers wait a while
+// for more: a delivery grows its goroutine's stack to the depth of an SMTP
+// transaction, which a new goroutine per message would copy again each time.
+func (rs *runState) spawn(f func()) {
+	select {
+	case rs.work <- f:
+		return
+	default:
+	}
+	rs.workers.Add(1)
+	go rs.worker(f)
+}
+
+func (rs *runState) worker(f func()) {
+	defer rs.workers.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		f()
+		idle.Reset(workerIdle)
+		select {
+		case f = <-rs.work:
+		case <-idle.C:
+			return
+		case <-rs.quit:
+			return
+		}
+	}
 }
 
 // Run delivers queued messages until ctx is done or Shutdown is called; it
@@ -41,6 +78,8 @@ func (q *Queue) Run(ctx context.Context) error {
 		done:   make(chan struct{}),
 		cancel: cancel,
 		sem:    make(chan struct{}, q.opts.MaxConcurrent),
+		work:   make(chan func()),
+		quit:   make(chan struct{}),
 	}
 	q.mu.Lock()
 	switch {
@@ -57,6 +96,8 @@ func (q *Queue) Run(ctx context.Context) error {
 	q.mu.Unlock()
 	defer func() {
 		rs.wg.Wait()
+		close(rs.quit)
+		rs.workers.Wait()
 		cancel()
 		q.mu.Lock()
 		q.run = nil
@@ -111,10 +152,10 @@ func (q *Queue) dispatch(ctx context.Context, rs *runState) time.Duration {
 		it.busy = true
 		rs.inflight++
 		rs.wg.Add(1)
-		go func() {
+		rs.spawn(func() {
 			defer rs.wg.Done()
 			q.process(ctx, rs, it)
-		}()
+		})
 	}
 	wait := time.Minute // also bounds the effect of wall-clock jumps
 	if rs.inflight < q.opts.MaxConcurrent && q.due.Len() > 0 {
@@ -447,33 +488,40 @@ func (q *Queue) nextRetry(t, arrival time.Time, n int) time.Time {
 // MaxConcurrent limit, and releases the domain slots.
 func (q *Queue) deliverGroups(ctx context.Context, rs *runState, r *round, run []*group) [][]Result {
 	results := make([][]Result, len(run))
+	deliver := func(i int, g *group) {
+		defer q.releaseDomain(g.domain)
+		select {
+		case rs.sem <- struct{}{}:
+		case <-ctx.Done():
+			return // no results: the recipients stay pending
+		}
+		defer func() { <-rs.sem }()
+		start := time.Now()
+		results[i] = q.opts.Transport.Deliver(ctx, &Delivery{
+			ID:       r.id,
+			From:     r.rec.Env.From,
+			Rcpts:    g.rcpts,
+			Domain:   g.domain,
+			Size:     r.rec.Size(),
+			Open:     q.opener(r.id, r.rec),
+			SMTPUTF8: r.rec.Env.SMTPUTF8,
+			Ret:      r.rec.Env.Ret,
+			EnvID:    r.rec.Env.EnvID,
+			DSN:      g.dsn(&r.rec.Env),
+			Body8Bit: r.rec.Env.Body8Bit, Header8Bit: r.rec.Env.Header8Bit,
+		})
+		deliveryDuration.Observe(time.Since(start).Seconds())
+	}
+	if len(run) == 1 { // the usual case: on this goroutine
+		deliver(0, run[0])
+		return results
+	}
 	var wg sync.WaitGroup
 	for i, g := range run {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer q.releaseDomain(g.domain)
-			select {
-			case rs.sem <- struct{}{}:
-			case <-ctx.Done():
-				return // no results: the recipients stay pending
-			}
-			defer func() { <-rs.sem }()
-			start := time.Now()
-			results[i] = q.opts.Transport.Deliver(ctx, &Delivery{
-				ID:       r.id,
-				From:     r.rec.Env.From,
-				Rcpts:    g.rcpts,
-				Domain:   g.domain,
-				Size:     r.rec.Size(),
-				Open:     q.opener(r.id, r.rec),
-				SMTPUTF8: r.rec.Env.SMTPUTF8,
-				Ret:      r.rec.Env.Ret,
-				EnvID:    r.rec.Env.EnvID,
-				DSN:      g.dsn(&r.rec.Env),
-				Body8Bit: r.rec.Env.Body8Bit, Header8Bit: r.rec.Env.Header8Bit,
-			})
-			deliveryDuration.Observe(time.Since(start).Seconds())
+			deliver(i, g)
 		}()
 	}
 	wg.Wait()
