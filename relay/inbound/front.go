@@ -122,6 +122,12 @@ func (f *front) admit(c net.Conn) {
 	if tc == nil {
 		return
 	}
+	if f.kind != KindSMTPS {
+		// No handshake to wait for: prepared here, without a goroutine
+		// more per connection (go-smtp starts the session's own).
+		f.prepare(tc)
+		return
+	}
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
