@@ -9,6 +9,10 @@ import (
 	"github.com/inkan-relay/inkan/config"
 )
 
+type counting struct{ n int }
+
+func (c *counting) LogValue() slog.Value { c.n++; return slog.IntValue(c.n) }
+
 // lateAttrs must write what slog's own handlers write for the same calls:
 // it only moves the formatting of With attributes to each line.
 func TestLateAttrsWritesWhatSlogWrites(t *testing.T) {
@@ -31,6 +35,13 @@ func TestLateAttrsWritesWhatSlogWrites(t *testing.T) {
 			g := s2.WithGroup("tls").With("version", "1.3")
 			g.Info("handshake", "cipher", "x")
 			s.Info("again", "n", 12, "e", "")
+			// Values that can change after With are taken when With is
+			// called, as slog does.
+			list, c := []string{"a"}, &counting{}
+			w := l.With("c", c, "list", list)
+			list[0] = "changed"
+			w.Info("one")
+			w.Info("two")
 		}
 		g, w := stamp.ReplaceAllString(got.String(), "$1T"), stamp.ReplaceAllString(want.String(), "$1T")
 		if g != w {

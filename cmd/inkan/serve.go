@@ -442,8 +442,8 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	return slog.New(&lateAttrs{h: slog.NewTextHandler(w, opts)})
 }
 
-// lateAttrs keeps a logger's With attributes and formats them with each
-// line. slog's handlers format them in With, copying the handler: a cost
+// lateAttrs keeps a logger's With attributes of plain values (strings,
+// numbers...) and formats them with each line. slog's handlers format them in With, copying the handler: a cost
 // paid per connection and per delivery, most of which log once or twice,
 // or never.
 type lateAttrs struct {
@@ -459,7 +459,17 @@ func (l *lateAttrs) WithAttrs(as []slog.Attr) slog.Handler {
 	if len(as) == 0 {
 		return l
 	}
-	return &lateAttrs{h: l.h, attrs: append(slices.Clip(l.attrs), as...)}
+	all := append(slices.Clip(l.attrs), as...)
+	for _, a := range as {
+		switch a.Value.Kind() {
+		case slog.KindString, slog.KindInt64, slog.KindUint64, slog.KindFloat64, slog.KindBool, slog.KindDuration, slog.KindTime:
+		default:
+			// A LogValuer, a group, a slice...: it could change or be
+			// costly, so it is formatted now, as slog's handlers do.
+			return &lateAttrs{h: l.h.WithAttrs(all)}
+		}
+	}
+	return &lateAttrs{h: l.h, attrs: all}
 }
 
 func (l *lateAttrs) WithGroup(name string) slog.Handler {
