@@ -29,6 +29,11 @@ type Config struct {
 	Log      Log      `yaml:"log"`
 	HTTP     HTTP     `yaml:"http"`
 
+	// CPUScheduling is the Linux scheduling policy inkan serve gives its
+	// threads: "batch" (SCHED_BATCH, the default) or "normal" (left as
+	// started). See cmd/inkan/sched_linux.go.
+	CPUScheduling string `yaml:"cpu_scheduling"`
+
 	// Listeners holds what each SMTP listener offers: TLS profile,
 	// STARTTLS, PROXY protocol (see clients.go).
 	Listeners Listeners `yaml:"listeners"`

@@ -80,6 +80,8 @@ func defaults(euid int, hostname func() (string, error), env func(string) (strin
 		Headers: Headers{AddMessageID: yes(), AddDate: yes(), ReceivedPrivacy: PrivacyNone},
 		Log:     Log{Format: "text", Level: "info"},
 
+		CPUScheduling: "batch",
+
 		Listeners: Listeners{
 			SMTPS:      ListenerOptions{TLSProfile: TLSModern},
 			Submission: ListenerOptions{TLSProfile: TLSModern, StartTLS: yes()},

@@ -228,6 +228,7 @@ func (k *checker) misc() {
 	c := k.c
 	k.enum("log.format", c.Log.Format, "text", "json")
 	k.enum("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	k.enum("cpu_scheduling", c.CPUScheduling, "batch", "normal")
 	if c.Listen.HTTP == "" && (c.HTTP.Metrics || c.HTTP.Autoconfig) {
 		k.warn("listen.http", "is empty, so http.metrics and http.autoconfig are not served", "set listen.http, e.g. 127.0.0.1:8025")
 	}

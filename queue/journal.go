@@ -83,18 +83,6 @@ type journal struct {
 	toRetire   []segJob   // oldest first
 }
 
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			if err != nil {
-				return &os.PathError{Op: "fdatasync", Path: f.Name(), Err: err}
-			}
-			return nil
-		}
-	}
-}
-
 func appendRecord(b []byte, kind byte, id string, data []byte) []byte {
 	var h [journalHeaderLen]byte
 	copy(h[:4], journalMagic[:])

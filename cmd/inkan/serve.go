@@ -76,6 +76,11 @@ func runServe(args []string) int {
 		// memory and saves several percent of CPU per message.
 		debug.SetGCPercent(400)
 	}
+	if cfg.CPUScheduling == "batch" {
+		if n := setBatchScheduling(logger); n > 0 {
+			logger.Debug("threads scheduled as SCHED_BATCH (cpu_scheduling)", "threads", n)
+		}
+	}
 
 	d, err := startDaemon(cfg, cfg.Source, logger)
 	if err != nil {

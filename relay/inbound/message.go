@@ -21,6 +21,14 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 	out := c.buf[:0]
 	start := 0
 	for i := 0; i < len(p); i++ {
+		if !c.lastCR {
+			// Most bytes are neither CR nor LF: skip to the next one.
+			j := indexCRorLF(p[i:])
+			if j < 0 {
+				break
+			}
+			i += j
+		}
 		switch p[i] {
 		case '\n':
 			if !c.lastCR {
@@ -58,6 +66,19 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// indexCRorLF is the index of the first CR or LF in p, or -1.
+func indexCRorLF(p []byte) int {
+	cr := bytes.IndexByte(p, '\r')
+	before := p
+	if cr >= 0 {
+		before = p[:cr]
+	}
+	if lf := bytes.IndexByte(before, '\n'); lf >= 0 {
+		return lf
+	}
+	return cr
 }
 
 // Close ends a trailing bare CR and makes sure the message ends with CRLF.

@@ -116,3 +116,40 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+// crlfReference is the rule crlfWriter implements, one byte at a time: a
+// lone CR or LF becomes CRLF.
+func crlfReference(in string) string {
+	var b strings.Builder
+	for i := 0; i < len(in); i++ {
+		switch c := in[i]; {
+		case c == '\r' && i+1 < len(in) && in[i+1] == '\n':
+			b.WriteString("\r\n")
+			i++
+		case c == '\r' || c == '\n':
+			b.WriteString("\r\n")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// FuzzCRLFWriter: however the message is cut into writes, crlfWriter gives
+// what the byte-at-a-time rule gives.
+func FuzzCRLFWriter(f *testing.F) {
+	f.Add("a\r\nb\nc\rd\r\r\n\n", uint8(3))
+	f.Add(strings.Repeat("x", 300)+"\r", uint8(7))
+	f.Fuzz(func(t *testing.T, in string, cut uint8) {
+		var out bytes.Buffer
+		w := &crlfWriter{w: &out}
+		step := int(cut%16) + 1
+		for i := 0; i < len(in); i += step {
+			w.Write([]byte(in[i:min(i+step, len(in))]))
+		}
+		w.finish(true)
+		if want := crlfReference(in); out.String() != want {
+			t.Fatalf("crlf(%q) = %q, want %q", in, out.String(), want)
+		}
+	})
+}
