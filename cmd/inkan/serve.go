@@ -340,7 +340,9 @@ func (d *daemon) reload() {
 	d.tlsSetup = setup
 	oldKeys := d.srv.Current().Signer.Domains()
 	d.srv.Swap(st)
-	d.cfg.Store(cfg)
+	if prev := d.cfg.Swap(cfg); prev != nil && prev.CPUScheduling != cfg.CPUScheduling {
+		d.log.Warn("cpu_scheduling changed; restart inkan to apply it")
+	}
 	d.announceKeys(oldKeys, cfg, st.Signer)
 	if cfg.Listen != d.srv.ListenConfig() {
 		d.log.Warn("listener addresses changed; restart inkan to apply them")
