@@ -420,6 +420,9 @@ func TestSystemdUnit(t *testing.T) {
 		"Service.ProtectSystem":           "strict",
 		"Service.NoNewPrivileges":         "yes",
 		"Service.Restart":                 "on-failure",
+		// The syscall filter forbids sched_setattr (@resources): the unit
+		// gives cpu_scheduling's default itself.
+		"Service.CPUSchedulingPolicy": "batch",
 	}
 	for k, v := range want {
 		if got := u[k]; len(got) != 1 || got[0] != v {
