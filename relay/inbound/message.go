@@ -20,14 +20,21 @@ type crlfWriter struct {
 func (c *crlfWriter) Write(p []byte) (int, error) {
 	out := c.buf[:0]
 	start := 0
+	// Most bytes are neither CR nor LF: skip to the next one. The next CR
+	// and the next LF are each searched for again only once passed, so a
+	// body of bare LFs (or of CRs) costs linear time.
+	nextCR, nextLF := -1, -1
 	for i := 0; i < len(p); i++ {
 		if !c.lastCR {
-			// Most bytes are neither CR nor LF: skip to the next one.
-			j := indexCRorLF(p[i:])
-			if j < 0 {
+			if nextCR < i {
+				nextCR = indexFrom(p, i, '\r')
+			}
+			if nextLF < i {
+				nextLF = indexFrom(p, i, '\n')
+			}
+			if i = min(nextCR, nextLF); i == len(p) {
 				break
 			}
-			i += j
 		}
 		switch p[i] {
 		case '\n':
@@ -68,17 +75,12 @@ func (c *crlfWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// indexCRorLF is the index of the first CR or LF in p, or -1.
-func indexCRorLF(p []byte) int {
-	cr := bytes.IndexByte(p, '\r')
-	before := p
-	if cr >= 0 {
-		before = p[:cr]
+// indexFrom is the index of the first b in p at or after i, or len(p).
+func indexFrom(p []byte, i int, b byte) int {
+	if j := bytes.IndexByte(p[i:], b); j >= 0 {
+		return i + j
 	}
-	if lf := bytes.IndexByte(before, '\n'); lf >= 0 {
-		return lf
-	}
-	return cr
+	return len(p)
 }
 
 // Close ends a trailing bare CR and makes sure the message ends with CRLF.

@@ -3,6 +3,7 @@ package inbound
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 
@@ -135,21 +136,76 @@ func crlfReference(in string) string {
 	return b.String()
 }
 
-// FuzzCRLFWriter: however the message is cut into writes, crlfWriter gives
-// what the byte-at-a-time rule gives.
+// crlfByteLoop is crlfWriter's rule one byte at a time, with its state
+// carried between writes: the reference the fast path must match.
+type crlfByteLoop struct{ lastCR bool }
+
+func (c *crlfByteLoop) write(p []byte) []byte {
+	var out []byte
+	for _, b := range p {
+		switch {
+		case b == '\n' && !c.lastCR:
+			out = append(out, '\r', '\n')
+		case b != '\n' && c.lastCR:
+			out = append(out, '\n', b)
+		default:
+			out = append(out, b)
+		}
+		c.lastCR = b == '\r'
+	}
+	return out
+}
+
+// FuzzCRLFWriter: cut into writes wherever the input says, every write of
+// crlfWriter gives what the byte-at-a-time rule gives for it, and the whole
+// what crlfReference gives.
 func FuzzCRLFWriter(f *testing.F) {
-	f.Add("a\r\nb\nc\rd\r\r\n\n", uint8(3))
-	f.Add(strings.Repeat("x", 300)+"\r", uint8(7))
-	f.Fuzz(func(t *testing.T, in string, cut uint8) {
+	f.Add("a\r\nb\nc\rd\r\r\n\n", []byte{3, 0, 5})
+	f.Add(strings.Repeat("x", 300)+"\r", []byte{7})
+	f.Add(strings.Repeat("\n", 70000), []byte{255, 1, 0})
+	f.Fuzz(func(t *testing.T, in string, cuts []byte) {
 		var out bytes.Buffer
 		w := &crlfWriter{w: &out}
-		step := int(cut%16) + 1
-		for i := 0; i < len(in); i += step {
-			w.Write([]byte(in[i:min(i+step, len(in))]))
+		ref := &crlfByteLoop{}
+		for i, k := 0, 0; i < len(in); k++ {
+			n := len(in) - i
+			if len(cuts) > 0 {
+				n = min(n, int(cuts[k%len(cuts)])*37%4099) // 0: an empty write
+			}
+			if k > 4*len(in)+8 {
+				n = len(in) - i
+			}
+			before := out.Len()
+			w.Write([]byte(in[i : i+n]))
+			want := ref.write([]byte(in[i : i+n]))
+			if got := out.Bytes()[before:]; !bytes.Equal(got, want) || w.lastCR != ref.lastCR {
+				t.Fatalf("write %q: got %q (lastCR %v), want %q (%v)", in[i:i+n], got, w.lastCR, want, ref.lastCR)
+			}
+			i += n
 		}
 		w.finish(true)
 		if want := crlfReference(in); out.String() != want {
 			t.Fatalf("crlf(%q) = %q, want %q", in, out.String(), want)
 		}
 	})
+}
+
+// BenchmarkCRLFWriter: CRLF text, bare-LF text and a block of bare LFs, in
+// 32 KiB writes (what the session's copy hands it); each must stay linear.
+func BenchmarkCRLFWriter(b *testing.B) {
+	line := strings.Repeat("x", 72)
+	for name, chunk := range map[string]string{
+		"crlf":    strings.Repeat(line+"\r\n", 32<<10/74),
+		"bare-lf": strings.Repeat(line+"\n", 32<<10/73),
+		"only-lf": strings.Repeat("\n", 32<<10),
+	} {
+		b.Run(name, func(b *testing.B) {
+			w := &crlfWriter{w: io.Discard}
+			p := []byte(chunk)
+			b.SetBytes(int64(len(p)))
+			for b.Loop() {
+				w.Write(p)
+			}
+		})
+	}
 }
