@@ -2,7 +2,9 @@
 
 package main
 
-import "log/slog"
+import "errors"
 
 // setBatchScheduling is Linux only (sched_linux.go).
-func setBatchScheduling(*slog.Logger) int { return 0 }
+func setBatchScheduling() (int, error) {
+	return 0, errors.New("SCHED_BATCH is a Linux scheduling policy")
+}

@@ -77,7 +77,10 @@ func runServe(args []string) int {
 		debug.SetGCPercent(400)
 	}
 	if cfg.CPUScheduling == "batch" {
-		if n := setBatchScheduling(logger); n > 0 {
+		if n, err := setBatchScheduling(); err != nil {
+			logger.Info("cpu_scheduling: batch not applied; running with the policy inkan was started with", "err", err,
+				"fix", "allow sched_setattr (a systemd unit: CPUSchedulingPolicy=batch does it for inkan), or set cpu_scheduling: normal")
+		} else {
 			logger.Debug("threads scheduled as SCHED_BATCH (cpu_scheduling)", "threads", n)
 		}
 	}
@@ -104,8 +107,10 @@ type daemon struct {
 	cfgPath string
 	source  string // how cfgPath was found (config.Discover)
 	quiet   bool   // no banner, nor the DKIM records on reload
-	log     *slog.Logger
-	cfg     atomic.Pointer[config.Config]
+	// cpuScheduling is cpu_scheduling as applied at start.
+	cpuScheduling string
+	log           *slog.Logger
+	cfg           atomic.Pointer[config.Config]
 
 	srv       *inbound.Server
 	q         *queue.Queue
@@ -124,7 +129,7 @@ func startDaemon(cfg *config.Config, cfgPath string, logger *slog.Logger) (*daem
 	if err := safefile.MakeDir("data directory", cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("%w (or set data_dir or INKAN_DATA_DIR to a directory of inkan's own)", err)
 	}
-	d := &daemon{cfgPath: cfgPath, log: logger}
+	d := &daemon{cfgPath: cfgPath, log: logger, cpuScheduling: cfg.CPUScheduling}
 	d.cfg.Store(cfg)
 	st, tlsSetup, err := buildState(cfg, logger, nil)
 	if err != nil {
@@ -340,8 +345,9 @@ func (d *daemon) reload() {
 	d.tlsSetup = setup
 	oldKeys := d.srv.Current().Signer.Domains()
 	d.srv.Swap(st)
-	if prev := d.cfg.Swap(cfg); prev != nil && prev.CPUScheduling != cfg.CPUScheduling {
-		d.log.Warn("cpu_scheduling changed; restart inkan to apply it")
+	d.cfg.Store(cfg)
+	if cfg.CPUScheduling != d.cpuScheduling {
+		d.log.Warn("cpu_scheduling differs from the one applied at start; restart inkan to apply it", "applied", d.cpuScheduling)
 	}
 	d.announceKeys(oldKeys, cfg, st.Signer)
 	if cfg.Listen != d.srv.ListenConfig() {

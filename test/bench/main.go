@@ -47,6 +47,7 @@ type options struct {
 	profileSecs                     time.Duration
 	install                         bool
 	logLevel                        string
+	peersBatch                      bool
 	timeout                         time.Duration
 	sinkPort, postfixPort           int
 	milterPort, relayPort           int
@@ -80,6 +81,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.profileSecs, "profile-max", 60*time.Second, "longest perf recording")
 	fs.BoolVar(&o.install, "install", true, "apt-get install postfix/opendkim/python3-dkim (and rspamd for postfix-rspamd) when missing")
 	fs.StringVar(&o.logLevel, "inkan-log-level", "", "set inkan's log.level (default: not set, i.e. inkan's default, info); a value is an override the report lists")
+	fs.BoolVar(&o.peersBatch, "peers-batch", false, "run Postfix, OpenDKIM and rspamd under SCHED_BATCH too (chrt -b 0), the policy inkan takes by default: shows how much of a ratio is the policy")
 	fs.DurationVar(&o.timeout, "timeout", 60*time.Minute, "hard limit for the whole benchmark")
 	fs.IntVar(&o.sinkPort, "sink-port", 2526, "smtp-sink port")
 	fs.IntVar(&o.postfixPort, "postfix-port", 10587, "Postfix smtpd port")
@@ -144,6 +146,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "inkan-bench: run as root (it runs a private Postfix instance, OpenDKIM and rspamd, like shared/bench/anchor-postfix.sh and peers.sh)")
 		return 2
 	}
+	peersBatch = opt.peersBatch
 	ctx, cancel := context.WithTimeout(context.Background(), opt.timeout)
 	defer cancel()
 	reg := &registry{}

@@ -50,3 +50,16 @@ func privateResolv(work string) string {
 	}
 	return f
 }
+
+// peersBatch: the peers run under SCHED_BATCH (-peers-batch).
+var peersBatch bool
+
+// peerCmd is name args... for a peer's process, under `chrt -b 0` when
+// peersBatch is set (chrt execs, so the PID stays the server's).
+func peerCmd(name string, args ...string) (string, []string) {
+	if !peersBatch {
+		return name, args
+	}
+	return "chrt", append([]string{"-b", "0", name}, args...)
+}
+

@@ -306,11 +306,13 @@ func (s *postfixServer) startMilter(ctx context.Context) ([]string, error) {
 		return []string{"smtpd_milters=", "non_smtpd_milters="}, nil
 	case milterOpenDKIM:
 		port, out, wait = s.env.milter, filepath.Join(s.env.dir, "opendkim.out"), 10*time.Second
-		cmd = nsCommand(s.env.resolv, "opendkim", "-f", "-x", filepath.Join(s.env.dir, "opendkim.conf"))
+		n, a := peerCmd("opendkim", "-f", "-x", filepath.Join(s.env.dir, "opendkim.conf"))
+		cmd = nsCommand(s.env.resolv, n, a...)
 		main = []string{"smtpd_milters=inet:127.0.0.1:" + strconv.Itoa(port), "non_smtpd_milters=inet:127.0.0.1:" + strconv.Itoa(port)}
 	case milterRspamd:
 		port, out, wait = s.env.rspamdPort, filepath.Join(s.env.rspamdDir(), "rspamd.out"), 3*time.Minute
-		cmd = nsCommand(s.env.resolv, rspamdBin, "-f", "-u", rspamdUser, "-g", rspamdUser, "-c", s.env.rspamdConf())
+		n, a := peerCmd(rspamdBin, "-f", "-u", rspamdUser, "-g", rspamdUser, "-c", s.env.rspamdConf())
+		cmd = nsCommand(s.env.resolv, n, a...)
 		// As rspamd's documentation (and shared/bench/peers.sh) sets them.
 		main = []string{"smtpd_milters=inet:127.0.0.1:" + strconv.Itoa(port), "non_smtpd_milters=inet:127.0.0.1:" + strconv.Itoa(port),
 			"milter_protocol=6", "milter_mail_macros=i {mail_addr} {client_addr} {client_name} {auth_authen}"}
@@ -356,7 +358,8 @@ func (s *postfixServer) start(ctx context.Context) error {
 	if fi, err := os.Stat(s.env.maillog()); err == nil {
 		s.logOff = fi.Size()
 	}
-	name, args := nsArgs(s.env.resolv, "postfix", "-c", s.env.etc(), "start")
+	pn, pa := peerCmd("postfix", "-c", s.env.etc(), "start") // the master and its children inherit it
+	name, args := nsArgs(s.env.resolv, pn, pa...)
 	if _, err := runCmd(2*time.Minute, "", name, args...); err != nil {
 		s.stop()
 		return err

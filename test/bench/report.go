@@ -120,6 +120,9 @@ func (b *bench) report(stdout io.Writer) {
 	fmt.Fprintf(&w, "load average at the end: %s\n", loadAvg())
 	if b.resolv != "" {
 		fmt.Fprintf(&w, "every system ran in a private mount namespace with a loopback-only resolv.conf (%s)\n", b.resolv)
+		if peersBatch {
+			fmt.Fprintf(&w, "-peers-batch: Postfix, OpenDKIM and rspamd ran under SCHED_BATCH (chrt -b 0), like inkan's default cpu_scheduling\n")
+		}
 	} else {
 		fmt.Fprintf(&w, "WARNING: no private mount namespace could be made: the systems used the machine's resolv.conf\n")
 	}
