@@ -188,7 +188,6 @@ var notOverridden = []string{
 	"dkim.canonicalization: default relaxed/relaxed, what OpenDKIM and rspamd are configured with",
 	"limits: default max_connections 500, max_connections_per_trusted_ip 200 (20 sessions fit)",
 	"log.level: default info (Postfix logs every message too)",
-	"cpu_scheduling: default batch (inkan's threads take SCHED_BATCH; Postfix, OpenDKIM and rspamd run with the normal policy, as they ship)",
 	"queue.retry_*, http.pprof: defaults (no retries happen in a good run; pprof only in the profile run)",
 }
 

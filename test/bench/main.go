@@ -19,7 +19,7 @@
 //
 //	go run ./test/bench [-n 3000] [-sessions 20] [-size 4096] [-runs 1]
 //	    [-systems inkan-rsa,inkan-dual,postfix-opendkim,postfix-rspamd] [-quick]
-//	    [-bin PREBUILT-INKAN]
+//	    [-bin PREBUILT-INKAN] [-peers-batch]
 package main
 
 import (

@@ -62,4 +62,3 @@ func peerCmd(name string, args ...string) (string, []string) {
 	}
 	return "chrt", append([]string{"-b", "0", name}, args...)
 }
-

@@ -132,6 +132,11 @@ func (b *bench) report(stdout io.Writer) {
 			fmt.Fprintf(&w, "  - %s\n", s)
 		}
 		fmt.Fprintf(&w, "  left at the defaults: %s\n", strings.Join(notOverridden, "; "))
+		if peersBatch {
+			fmt.Fprintf(&w, "  cpu_scheduling: default batch (SCHED_BATCH); the peers too in this run (-peers-batch)\n")
+		} else {
+			fmt.Fprintf(&w, "  cpu_scheduling: default batch (SCHED_BATCH), a default the peers do not share: they run with the harness's policy (normal); -peers-batch runs them under SCHED_BATCH too\n")
+		}
 		if b.idle != nil {
 			fmt.Fprintf(&w, "  - "+idleOverride+"\n", b.idleLimit(), o.idleConns)
 		}
