@@ -456,9 +456,9 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 }
 
 // lateAttrs keeps a logger's With attributes of plain values (strings,
-// numbers...) and formats them with each line. slog's handlers format them in With, copying the handler: a cost
-// paid per connection and per delivery, most of which log once or twice,
-// or never.
+// numbers...) and formats them with each line. slog's handlers format them
+// in With, copying the handler: a cost paid per connection and per
+// delivery, most of which log once or twice, or never.
 type lateAttrs struct {
 	h     slog.Handler
 	attrs []slog.Attr
