@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/inkan-relay/inkan/queue/safefile"
@@ -487,27 +486,14 @@ func (q *Queue) recoverJournal() error {
 	return nil
 }
 
-// readSegment reads a journal segment: a regular file of the spool's
-// owner, not reached through a symbolic link (like openMsg), and never a
-// FIFO that would block Open.
+// readSegment reads a journal segment (a file of the spool's owner, as
+// openOwned checks).
 func (q *Queue) readSegment(name string) ([]byte, error) {
-	f, err := safefile.OpenIn(q.journal.dirFile, name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := q.openOwned(q.journal.dirFile, name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s is not a regular file", name)
-	}
-	if q.owner != nil {
-		if o, ok := safefile.OwnerOf(fi); ok && o.UID != q.owner.UID {
-			return nil, fmt.Errorf("%s belongs to uid %d, not to the spool owner", name, o.UID)
-		}
-	}
 	return io.ReadAll(f)
 }
 

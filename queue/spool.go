@@ -381,16 +381,26 @@ func (q *Queue) moveCorrupt(name, id string, why error) {
 	log.Error("moved corrupt file aside", "to", filepath.Join(q.badDir, dst), "reason", why)
 }
 
-// openMsg opens msg/name for reading. When root works in another user's
-// spool, a file that is not that user's (a hard link to someone else's
-// file, planted by the owner) is refused.
+// openMsg opens msg/name for reading (see openOwned).
 func (q *Queue) openMsg(name string) (*os.File, error) {
-	f, err := safefile.OpenIn(q.msgDirFile, name, os.O_RDONLY, 0)
-	if err != nil || q.owner == nil {
-		return f, err
+	return q.openOwned(q.msgDirFile, name)
+}
+
+// openOwned opens dir/name for reading: a regular file, not reached
+// through a symbolic link, never a FIFO that would block the open. When
+// root works in another user's spool, a file that is not that user's (a
+// hard link to someone else's file, planted by the owner) is refused.
+func (q *Queue) openOwned(dir *os.File, name string) (*os.File, error) {
+	f, err := safefile.OpenIn(dir, name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
 	}
 	fi, err := f.Stat()
-	if err == nil {
+	switch {
+	case err != nil:
+	case !fi.Mode().IsRegular():
+		err = fmt.Errorf("%s is not a regular file", name)
+	case q.owner != nil:
 		if o, ok := safefile.OwnerOf(fi); ok && o.UID != q.owner.UID {
 			err = fmt.Errorf("%s belongs to uid %d, not to the spool owner", name, o.UID)
 		}
